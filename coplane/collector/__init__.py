@@ -1,0 +1,1 @@
+"""HTTP ingest: native events, OpenLineage, cron pings."""

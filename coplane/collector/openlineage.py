@@ -1,0 +1,461 @@
+"""Translate OpenLineage RunEvents, DatasetEvents and JobEvents into coplane events."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Final, Literal, TypeVar
+
+import msgspec
+
+from coplane.events.model import Event, EventDecodeError, RelatedResource, Resource, _parse_path
+from coplane.events.names import (
+    ASSET_DECLARED,
+    ASSET_UPDATED,
+    CHECK_FAILED,
+    CHECK_PASSED,
+    JOB_DECLARED,
+    KIND_ASSET,
+    KIND_PIPELINE,
+    KIND_TASK,
+    ROLE_INPUT,
+    ROLE_OUTPUT,
+    ROLE_PARENT,
+    ROLE_PARENT_RUN,
+    ROLE_PRODUCER,
+    ROLE_RUN,
+    ROLE_SOURCE,
+    RUN_CANCELLED,
+    RUN_COMPLETED,
+    RUN_FAILED,
+    RUN_RUNNING,
+    RUN_STARTED,
+    RUN_UPDATED,
+)
+
+# Fixed forever: changing it would give every already-stored OpenLineage event a new id, and
+# a producer's retry of an old event would then be stored twice.
+NAMESPACE: Final = uuid.UUID("5b0d6c1e-8f3a-5e4b-9c2d-6a7f1e0b3c48")
+
+# Mirrors the limits of coplane.events.model: structs built in code are not validated by
+# msgspec, so the translator has to enforce them itself.
+_MAX_ID = 1000
+_MAX_LABEL = 1000
+
+EventType = Literal["START", "RUNNING", "COMPLETE", "ABORT", "FAIL", "OTHER"]
+AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
+NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
+
+_T = TypeVar("_T")
+
+_EVENT_NAMES: Final[dict[str, str]] = {
+    "START": RUN_STARTED,
+    "RUNNING": RUN_RUNNING,
+    "COMPLETE": RUN_COMPLETED,
+    "FAIL": RUN_FAILED,
+    "ABORT": RUN_CANCELLED,
+    "OTHER": RUN_UPDATED,
+}
+
+# First match wins; matched against the producer URL, which names the integration.
+_SOURCES: Final = ("airflow", "dbt", "spark", "dagster")
+
+
+# Facet containers are typed `object`, not dicts: producers put anything there, a malformed
+# facet must never reject an event, and `object` makes mypy insist every read is checked.
+class _Dataset(msgspec.Struct):
+    namespace: NonEmpty
+    name: NonEmpty
+    facets: object = None
+    inputFacets: object = None
+    outputFacets: object = None
+
+
+class _Job(msgspec.Struct):
+    namespace: NonEmpty
+    name: NonEmpty
+    facets: object = None
+
+
+class _Run(msgspec.Struct):
+    runId: uuid.UUID
+    facets: object = None
+
+
+class _RunEvent(msgspec.Struct):
+    eventTime: AwareDatetime
+    run: _Run
+    job: _Job
+    producer: str
+    eventType: EventType | None = None
+    # Lenient on null: some clients serialise an empty list as null.
+    inputs: list[_Dataset] | None = None
+    outputs: list[_Dataset] | None = None
+
+
+class _DatasetEvent(msgspec.Struct):
+    eventTime: AwareDatetime
+    dataset: _Dataset
+    producer: str
+
+
+class _JobEvent(msgspec.Struct):
+    eventTime: AwareDatetime
+    job: _Job
+    producer: str
+    inputs: list[_Dataset] | None = None
+    outputs: list[_Dataset] | None = None
+
+
+def translate_openlineage(obj: object) -> list[Event]:
+    """Turn one JSON-decoded OpenLineage event into coplane events; raise EventDecodeError."""
+    if not isinstance(obj, dict):
+        raise EventDecodeError(
+            f"an OpenLineage event must be a JSON object, got {type(obj).__name__}",
+            [],
+            unreadable=False,
+        )
+    if "run" in obj:
+        return _translate_run(_convert(obj, _RunEvent))
+    if "dataset" in obj:
+        return [_translate_dataset_event(_convert(obj, _DatasetEvent))]
+    if "job" in obj:
+        return [_translate_job_event(_convert(obj, _JobEvent))]
+    raise EventDecodeError(
+        "not an OpenLineage event: a RunEvent needs `run` and `job`, a DatasetEvent `dataset`,"
+        " a JobEvent `job`",
+        [],
+        unreadable=False,
+    )
+
+
+def _convert(obj: dict[object, object], kind: type[_T]) -> _T:
+    """Validate `obj` as `kind`, turning msgspec's error into one that names the field."""
+    try:
+        return msgspec.convert(obj, kind)
+    except msgspec.ValidationError as exc:
+        text = str(exc)
+        message, sep, path = text.rpartition(" - at `")
+        if not sep:
+            message, path = text, "$"
+        # Drop model.py's leading "body": the caller knows where this event sits in a request.
+        loc = _parse_path(path.rstrip("`"))[1:]
+        missing = message.removeprefix("Object missing required field `")
+        if missing != message:
+            # Point at the missing field itself, not at the object that lacks it.
+            loc.append(missing.rstrip("`"))
+        raise EventDecodeError(message, loc, unreadable=False) from None
+
+
+def _translate_run(ev: _RunEvent) -> list[Event]:
+    """The run event, plus asset.updated for a COMPLETE's outputs and one event per check."""
+    event_type = ev.eventType or "OTHER"
+    job_id = _resource_id(ev.job.namespace, ev.job.name, ["job"])
+    run_id = str(ev.run.runId)
+    run_facets = ev.run.facets
+    source = _source(ev.producer)
+    inputs = ev.inputs or []
+    outputs = ev.outputs or []
+    key_base: list[str] = [
+        "run",
+        run_id,
+        event_type,
+        _iso_utc(ev.eventTime),
+        ev.job.namespace,
+        ev.job.name,
+    ]
+
+    parent = _parent(run_facets, ev.job)
+    kind = KIND_TASK if parent is not None else KIND_PIPELINE
+    related = [RelatedResource(role=ROLE_RUN, id=run_id)]
+    if parent is not None:
+        related.extend(parent)
+    related.extend(_dataset_related(inputs, "inputs", ROLE_INPUT))
+    related.extend(_dataset_related(outputs, "outputs", ROLE_OUTPUT))
+    related.append(RelatedResource(role=ROLE_SOURCE, id=source))
+
+    payload: dict[str, object] = {"producer": ev.producer}
+    if ev.eventType is not None:
+        payload["openlineage_event_type"] = ev.eventType
+    error = _error(run_facets)
+    if error:
+        payload["error"] = error
+    for field, out in (("nominalStartTime", "nominal_start"), ("nominalEndTime", "nominal_end")):
+        value = _str(_dig(run_facets, "nominalTime", field))
+        if value is not None:
+            payload[out] = value
+    airflow = _airflow(run_facets)
+    if airflow:
+        payload["airflow"] = airflow
+
+    events = [
+        Event(
+            id=_event_id(key_base),
+            occurred=ev.eventTime,
+            event=_EVENT_NAMES[event_type],
+            resource=Resource(id=job_id, name=ev.job.name, kind=kind, labels=_job_labels(ev.job)),
+            related=related,
+            payload=payload,
+        )
+    ]
+
+    # Links from a derived event back to the run and the job that produced it.
+    derived_related = [
+        RelatedResource(role=ROLE_RUN, id=run_id),
+        RelatedResource(role=ROLE_PRODUCER, id=job_id, kind=kind, name=ev.job.name),
+        RelatedResource(role=ROLE_SOURCE, id=source),
+    ]
+    if event_type == "COMPLETE":
+        seen: set[str] = set()
+        for index, ds in enumerate(outputs):
+            ds_id = _resource_id(ds.namespace, ds.name, ["outputs", index])
+            # The same dataset listed twice was still updated once.
+            if ds_id in seen:
+                continue
+            seen.add(ds_id)
+            events.append(
+                Event(
+                    id=_event_id([*key_base, ASSET_UPDATED, ds_id]),
+                    occurred=ev.eventTime,
+                    event=ASSET_UPDATED,
+                    resource=_dataset_resource(ds, ds_id),
+                    related=list(derived_related),
+                    payload=_output_stats(ds, ev.producer),
+                )
+            )
+
+    for side, datasets in (("inputs", inputs), ("outputs", outputs)):
+        for index, ds in enumerate(datasets):
+            events.extend(_check_events(ev, ds, side, index, key_base, derived_related))
+    return events
+
+
+def _check_events(
+    ev: _RunEvent,
+    ds: _Dataset,
+    side: str,
+    index: int,
+    key_base: list[str],
+    derived_related: list[RelatedResource],
+) -> list[Event]:
+    """One check.passed / check.failed per well-formed `dataQualityAssertions` assertion."""
+    # The spec puts this facet under inputFacets, but producers also send it elsewhere; only
+    # the first container that has it is read, so one assertion never becomes two events.
+    containers = (
+        (ds.inputFacets, ds.facets, ds.outputFacets)
+        if side == "inputs"
+        else (ds.outputFacets, ds.facets, ds.inputFacets)
+    )
+    assertions: object = None
+    for container in containers:
+        assertions = _dig(container, "dataQualityAssertions", "assertions")
+        if assertions is not None:
+            break
+    if not isinstance(assertions, list):
+        return []
+
+    ds_id = _resource_id(ds.namespace, ds.name, [side, index])
+    events: list[Event] = []
+    for number, item in enumerate(assertions):
+        name = _str(_dig(item, "assertion"))
+        success = _dig(item, "success")
+        if name is None or not isinstance(success, bool):
+            continue
+        payload: dict[str, object] = {"check": name}
+        column = _str(_dig(item, "column"))
+        if column is not None:
+            payload["column"] = column
+        payload["success"] = success
+        events.append(
+            Event(
+                # The side is in the key because one dataset can be both input and output.
+                id=_event_id([*key_base, "check", side, ds_id, str(number)]),
+                occurred=ev.eventTime,
+                event=CHECK_PASSED if success else CHECK_FAILED,
+                resource=_dataset_resource(ds, ds_id),
+                related=list(derived_related),
+                payload=payload,
+            )
+        )
+    return events
+
+
+def _translate_dataset_event(ev: _DatasetEvent) -> Event:
+    """A DatasetEvent declares a dataset outside any run."""
+    ds_id = _resource_id(ev.dataset.namespace, ev.dataset.name, ["dataset"])
+    return Event(
+        id=_event_id(["dataset", _iso_utc(ev.eventTime), ev.dataset.namespace, ev.dataset.name]),
+        occurred=ev.eventTime,
+        event=ASSET_DECLARED,
+        resource=_dataset_resource(ev.dataset, ds_id),
+        related=[RelatedResource(role=ROLE_SOURCE, id=_source(ev.producer))],
+        payload={"producer": ev.producer},
+    )
+
+
+def _translate_job_event(ev: _JobEvent) -> Event:
+    """A JobEvent declares a job and its static lineage outside any run."""
+    job_id = _resource_id(ev.job.namespace, ev.job.name, ["job"])
+    related = [
+        *_dataset_related(ev.inputs or [], "inputs", ROLE_INPUT),
+        *_dataset_related(ev.outputs or [], "outputs", ROLE_OUTPUT),
+        RelatedResource(role=ROLE_SOURCE, id=_source(ev.producer)),
+    ]
+    return Event(
+        id=_event_id(["job", _iso_utc(ev.eventTime), ev.job.namespace, ev.job.name]),
+        occurred=ev.eventTime,
+        event=JOB_DECLARED,
+        resource=Resource(
+            id=job_id, name=ev.job.name, kind=KIND_PIPELINE, labels=_job_labels(ev.job)
+        ),
+        related=related,
+        payload={"producer": ev.producer},
+    )
+
+
+def _event_id(key: list[str]) -> uuid.UUID:
+    """A deterministic id, so a producer's retry of the same event is stored once."""
+    # JSON keeps the key unambiguous whatever characters the names contain.
+    return uuid.uuid5(NAMESPACE, msgspec.json.encode(key).decode())
+
+
+def _iso_utc(moment: datetime) -> str:
+    """The instant in UTC, so one instant written with two offsets gives one id."""
+    return moment.astimezone(UTC).isoformat()
+
+
+def _resource_id(namespace: str, name: str, loc: list[str | int]) -> str:
+    """`<namespace>/<name>`, refused when longer than a resource id may be."""
+    resource_id = f"{namespace}/{name}"
+    if len(resource_id) > _MAX_ID:
+        raise EventDecodeError(
+            f"`namespace/name` is {len(resource_id)} characters, more than {_MAX_ID}",
+            [*loc, "name"],
+            unreadable=False,
+        )
+    return resource_id
+
+
+def _source(producer: str) -> str:
+    """The integration that sent the event, guessed from its producer URL."""
+    lowered = producer.lower()
+    for source in _SOURCES:
+        if source in lowered:
+            return source
+    return "openlineage"
+
+
+def _dataset_resource(ds: _Dataset, ds_id: str) -> Resource:
+    """The dataset as a coplane asset."""
+    return Resource(id=ds_id, name=ds.name, kind=KIND_ASSET, labels={"namespace": ds.namespace})
+
+
+def _dataset_related(datasets: list[_Dataset], side: str, role: str) -> list[RelatedResource]:
+    """Datasets as related assets, each once."""
+    related: list[RelatedResource] = []
+    seen: set[str] = set()
+    for index, ds in enumerate(datasets):
+        ds_id = _resource_id(ds.namespace, ds.name, [side, index])
+        if ds_id not in seen:
+            seen.add(ds_id)
+            related.append(RelatedResource(role=role, id=ds_id, name=ds.name, kind=KIND_ASSET))
+    return related
+
+
+def _job_labels(job: _Job) -> dict[str, str]:
+    """namespace, plus owners, job_type and integration when the job facets give them."""
+    labels = {"namespace": job.namespace}
+    owners = _dig(job.facets, "ownership", "owners")
+    if isinstance(owners, list):
+        names = [n for n in (_str(_dig(owner, "name")) for owner in owners) if n is not None]
+        if names:
+            labels["owners"] = ",".join(names)
+    for field, label in (("jobType", "job_type"), ("integration", "integration")):
+        value = _str(_dig(job.facets, "jobType", field))
+        if value is not None:
+            labels[label] = value
+    # Labels are capped in the event model; a cut label beats a refused event.
+    return {k: v[:_MAX_LABEL] for k, v in labels.items()}
+
+
+def _parent(run_facets: object, job: _Job) -> list[RelatedResource] | None:
+    """Parent and parent_run when the `parent` facet names another job, else None."""
+    namespace = _str(_dig(run_facets, "parent", "job", "namespace"))
+    name = _str(_dig(run_facets, "parent", "job", "name"))
+    if namespace is None or name is None or (namespace, name) == (job.namespace, job.name):
+        return None
+    parent_id = f"{namespace}/{name}"
+    if len(parent_id) > _MAX_ID:
+        return None
+    related = [RelatedResource(role=ROLE_PARENT, id=parent_id, kind=KIND_PIPELINE, name=name)]
+    parent_run = _str(_dig(run_facets, "parent", "run", "runId"))
+    if parent_run is not None and len(parent_run) <= _MAX_ID:
+        # Normalised like our own runId, so a task's parent_run matches its DAG run's run id.
+        with contextlib.suppress(ValueError):
+            parent_run = str(uuid.UUID(parent_run))
+        related.append(RelatedResource(role=ROLE_PARENT_RUN, id=parent_run))
+    return related
+
+
+def _error(run_facets: object) -> dict[str, str]:
+    """message, programming_language and stack_trace from the `errorMessage` facet."""
+    error: dict[str, str] = {}
+    for field, key in (
+        ("message", "message"),
+        ("programmingLanguage", "programming_language"),
+        ("stackTrace", "stack_trace"),
+    ):
+        value = _str(_dig(run_facets, "errorMessage", field))
+        if value is not None:
+            error[key] = value
+    return error
+
+
+def _airflow(run_facets: object) -> dict[str, object]:
+    """dag_id, run_id, task_id and try_number from Airflow's task or DAG-run facet."""
+    found: dict[str, object] = {}
+    # A task event carries `airflow`; a DAG-run event carries `airflowDagRun`.
+    for facet in ("airflow", "airflowDagRun"):
+        candidates: dict[str, object] = {
+            "dag_id": _str(_dig(run_facets, facet, "dag", "dag_id"))
+            or _str(_dig(run_facets, facet, "dagRun", "dag_id")),
+            "run_id": _str(_dig(run_facets, facet, "dagRun", "run_id")),
+        }
+        if facet == "airflow":
+            candidates["task_id"] = _str(_dig(run_facets, facet, "task", "task_id"))
+            try_number = _dig(run_facets, facet, "taskInstance", "try_number")
+            if isinstance(try_number, int) and not isinstance(try_number, bool):
+                candidates["try_number"] = try_number
+        for key, value in candidates.items():
+            if value is not None and key not in found:
+                found[key] = value
+    return found
+
+
+def _output_stats(ds: _Dataset, producer: str) -> dict[str, object]:
+    """producer, plus row_count and bytes from the `outputStatistics` facet."""
+    payload: dict[str, object] = {"producer": producer}
+    for container in (ds.outputFacets, ds.facets):
+        stats = _dig(container, "outputStatistics")
+        if isinstance(stats, dict):
+            for field, key in (("rowCount", "row_count"), ("size", "bytes")):
+                value = stats.get(field)
+                if isinstance(value, int) and not isinstance(value, bool):
+                    payload[key] = value
+            break
+    return payload
+
+
+def _dig(value: object, *keys: str) -> object:
+    """value[k1][k2]..., or None as soon as a level is not a dict or lacks the key."""
+    for key in keys:
+        if not isinstance(value, dict):
+            return None
+        value = value.get(key)
+    return value
+
+
+def _str(value: object) -> str | None:
+    """The value if it is a non-empty string."""
+    return value if isinstance(value, str) and value else None

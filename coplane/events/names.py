@@ -1,0 +1,52 @@
+"""Event names, resource roles and kinds, and event-name matching with a trailing `*`."""
+
+from __future__ import annotations
+
+from typing import Final
+
+RUN_SCHEDULED: Final = "run.scheduled"
+RUN_STARTED: Final = "run.started"
+RUN_RUNNING: Final = "run.running"
+RUN_HEARTBEAT: Final = "run.heartbeat"
+RUN_UPDATED: Final = "run.updated"
+RUN_COMPLETED: Final = "run.completed"
+RUN_FAILED: Final = "run.failed"
+RUN_CANCELLED: Final = "run.cancelled"
+ASSET_UPDATED: Final = "asset.updated"
+ASSET_DECLARED: Final = "asset.declared"
+JOB_DECLARED: Final = "job.declared"
+CHECK_PASSED: Final = "check.passed"
+CHECK_FAILED: Final = "check.failed"
+
+# A run's state is the one whose (rank, time) is highest among its events, so the
+# order in which events arrive never matters: terminal beats running beats scheduled.
+RUN_STATES: Final[dict[str, tuple[str, int]]] = {
+    RUN_SCHEDULED: ("scheduled", 0),
+    RUN_STARTED: ("running", 1),
+    RUN_RUNNING: ("running", 1),
+    RUN_HEARTBEAT: ("running", 1),
+    RUN_COMPLETED: ("completed", 2),
+    RUN_FAILED: ("failed", 2),
+    RUN_CANCELLED: ("cancelled", 2),
+}
+TERMINAL_RANK: Final = 2
+
+# Roles of related resources that coplane interprets; any other role is kept as sent.
+ROLE_RUN: Final = "run"  # id: the producer's run key (Airflow run_id, OpenLineage runId, ...)
+ROLE_PARENT: Final = "parent"  # the pipeline a task belongs to
+ROLE_PARENT_RUN: Final = "parent_run"  # the parent pipeline's run key
+ROLE_INPUT: Final = "input"
+ROLE_OUTPUT: Final = "output"
+ROLE_PRODUCER: Final = "producer"  # the pipeline or task that updated an asset
+ROLE_SOURCE: Final = "source"  # the system that reported the event (airflow, dbt, cron, ...)
+
+KIND_PIPELINE: Final = "pipeline"
+KIND_TASK: Final = "task"
+KIND_ASSET: Final = "asset"
+
+
+def event_name_matches(pattern: str, name: str) -> bool:
+    """True when `name` matches `pattern`, which may end in `*` to match any suffix."""
+    if pattern.endswith("*"):
+        return name.startswith(pattern[:-1])
+    return name == pattern

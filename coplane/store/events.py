@@ -1,0 +1,231 @@
+"""Writing events (batched, idempotent, derived tables in the same transaction) and reading them."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from coplane.events.derive import derive, run_id_of
+from coplane.events.model import Event, encode_json
+from coplane.store.derived import write_derived
+from coplane.store.dialects import Conn, PgConn, Row
+from coplane.store.partitions import PartitionManager
+
+EVENT_COLUMNS = (
+    "id", "occurred", "received", "event", "resource_id", "resource", "related", "payload",
+    "run_id",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class InsertResult:
+    """How many events of a batch were stored now, and how many were already there."""
+
+    accepted: int
+    duplicates: int
+
+
+def insert_events(
+    conn: Conn,
+    events: list[Event],
+    received: datetime,
+    partitions: PartitionManager | None = None,
+) -> InsertResult:
+    """Store one batch of events and fold it into the derived tables, atomically."""
+    return insert_event_batches(conn, [events], received, partitions)[0]
+
+
+def insert_event_batches(
+    conn: Conn,
+    batches: Sequence[list[Event]],
+    received: datetime,
+    partitions: PartitionManager | None = None,
+) -> list[InsertResult]:
+    """Store several batches in one transaction (group commit); one result per batch.
+
+    An event whose id is already stored is skipped and counted as a duplicate; derived
+    tables are folded from the newly stored events only, so they always agree with them.
+    """
+    events = [e for batch in batches for e in batch]
+    for e in events:
+        if e.id is None:
+            e.id = uuid.uuid4()
+    if partitions is not None and events:
+        partitions.ensure(conn, {e.occurred for e in events})
+    with conn.transaction():
+        new = _insert_new_postgresql(conn, events, received) if isinstance(conn, PgConn) else (
+            _insert_new_sqlite(conn, events, received)
+        )
+        write_derived(conn, derive(new))
+    stored = {id(e) for e in new}
+    results = []
+    for batch in batches:
+        accepted = sum(1 for e in batch if id(e) in stored)
+        results.append(InsertResult(accepted, len(batch) - accepted))
+    return results
+
+
+def _event_row(conn: Conn, e: Event, received: datetime) -> list[Any]:
+    return [
+        conn.uid(e.id), conn.time(e.occurred), conn.time(received), e.event, e.resource.id,
+        encode_json(e.resource).decode(), encode_json(e.related).decode(),
+        encode_json(e.payload).decode(), conn.uid(run_id_of(e)),
+    ]
+
+
+def _first_of_each(events: list[Event], keys: set[Any], key: Any) -> list[Event]:
+    """The first event in `events` for each key in `keys`, in batch order."""
+    out = []
+    for e in events:
+        k = key(e)
+        if k in keys:
+            keys.discard(k)
+            out.append(e)
+    return out
+
+
+def _insert_new_postgresql(conn: PgConn, events: list[Event], received: datetime) -> list[Event]:
+    # COPY into a session-local staging table, then insert what is new in key order:
+    # COPY is the fastest path in, and ON CONFLICT makes retries and overlaps harmless.
+    conn.execute(
+        "CREATE TEMP TABLE IF NOT EXISTS events_staging "
+        "(LIKE events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+    )
+    conn.copy_rows(
+        "events_staging",
+        (*EVENT_COLUMNS, "related_ids"),
+        (
+            [*_event_row(conn, e, received), sorted({r.id for r in e.related})]
+            for e in events
+        ),
+    )
+    rows = conn.query(
+        "INSERT INTO events SELECT * FROM events_staging ORDER BY id, occurred "
+        "ON CONFLICT DO NOTHING RETURNING id, occurred"
+    )
+    inserted = {(r["id"], r["occurred"]) for r in rows}
+    return _first_of_each(events, inserted, lambda e: (e.id, e.occurred))
+
+
+def _insert_new_sqlite(conn: Conn, events: list[Event], received: datetime) -> list[Event]:
+    # One writer holds SQLite's lock for the transaction, so read-then-insert cannot race.
+    ids = [str(e.id) for e in events]
+    existing = {
+        r["id"]
+        for r in conn.query(
+            "SELECT id FROM events WHERE id IN (SELECT value FROM json_each(?))",
+            (json.dumps(ids),),
+        )
+    }
+    new = _first_of_each(events, {e.id for e in events} - existing, lambda e: e.id)
+    conn.executemany(
+        f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) VALUES ({', '.join('?' * 9)})",
+        [_event_row(conn, e, received) for e in new],
+    )
+    return new
+
+
+# --- Reading ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class EventFilter:
+    """What `GET /api/events` may filter on."""
+
+    event: str | None = None  # exact, or a prefix ending in `*`
+    resource: str | None = None
+    related: str | None = None
+    run_id: uuid.UUID | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+def encode_cursor(at: datetime, key: object) -> str:
+    """An opaque cursor for keyset pagination on (time, id)."""
+    raw = json.dumps([at.isoformat(), str(key)]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    """Undo `encode_cursor`; raise ValueError when the cursor was not made by us."""
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        at, key = json.loads(base64.urlsafe_b64decode(padded))
+        parsed = datetime.fromisoformat(at)
+    except (ValueError, TypeError) as exc:
+        raise ValueError("cursor is not one this server returned") from exc
+    if parsed.tzinfo is None or not isinstance(key, str):
+        raise ValueError("cursor is not one this server returned")
+    return parsed, key
+
+
+def like_pattern(pattern: str) -> str:
+    """A LIKE pattern for an event-name filter with an optional trailing `*`."""
+    escaped = pattern.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped[:-1] + "%" if escaped.endswith("*") else escaped
+
+
+def list_events(
+    conn: Conn, f: EventFilter, limit: int, cursor: str | None = None
+) -> tuple[list[Row], str | None]:
+    """Events matching `f`, newest first, and the cursor of the next page (None at the end)."""
+    where, params = [], []
+    if f.event is not None:
+        if f.event.endswith("*"):
+            where.append("event LIKE ? ESCAPE '\\'")
+            params.append(like_pattern(f.event))
+        else:
+            where.append("event = ?")
+            params.append(f.event)
+    if f.resource is not None:
+        where.append("resource_id = ?")
+        params.append(f.resource)
+    if f.related is not None:
+        if conn.dialect == "postgresql":
+            where.append("related_ids @> ARRAY[?]::text[]")
+        else:
+            where.append("EXISTS (SELECT 1 FROM json_each(related) WHERE value ->> 'id' = ?)")
+        params.append(f.related)
+    if f.run_id is not None:
+        where.append("run_id = ?")
+        params.append(conn.uid(f.run_id))
+    if f.since is not None:
+        where.append("occurred >= ?")
+        params.append(conn.time(f.since))
+    if f.until is not None:
+        where.append("occurred < ?")
+        params.append(conn.time(f.until))
+    if cursor is not None:
+        at, key = decode_cursor(cursor)
+        where.append("(occurred, id) < (?, ?)")
+        params += [conn.time(at), conn.uid(uuid.UUID(key))]
+    sql = (
+        f"SELECT {', '.join(EVENT_COLUMNS)} FROM events"
+        + (f" WHERE {' AND '.join(where)}" if where else "")
+        + " ORDER BY occurred DESC, id DESC LIMIT ?"
+    )
+    rows = conn.query(sql, (*params, limit + 1))
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        next_cursor = encode_cursor(rows[-1]["occurred"], rows[-1]["id"])
+    return rows, next_cursor
+
+
+def event_json(row: Row) -> dict[str, Any]:
+    """A stored event as the API shows it."""
+    out: dict[str, Any] = {
+        "id": str(row["id"]),
+        "occurred": row["occurred"].isoformat(),
+        "received": row["received"].isoformat(),
+        "event": row["event"],
+        "resource": row["resource"],
+        "related": row["related"],
+        "payload": row["payload"],
+    }
+    return out

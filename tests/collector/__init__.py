@@ -1,0 +1,1 @@
+"""Tests for the collector: native events, OpenLineage, cron pings."""
