@@ -41,6 +41,7 @@ class RunRow:
     pipeline: str
     run_key: str
     source: str
+    first_seen: datetime
     state: str | None = None
     state_rank: int = -1
     state_at: datetime | None = None
@@ -235,7 +236,8 @@ def _add_run(d: Derived, event: Event, source: str, parent_rel: RelatedResource 
     rid = run_uuid(pipeline, run_rel.id)
     run = d.runs.get(rid)
     if run is None:
-        run = d.runs[rid] = RunRow(rid, pipeline, run_rel.id, source)
+        run = d.runs[rid] = RunRow(rid, pipeline, run_rel.id, source, event.occurred)
+    run.first_seen = min(run.first_seen, event.occurred)
     state = n.RUN_STATES.get(event.event)
     if state is not None:
         run.merge_state(state[0], state[1], event.occurred, _error_text(event.payload))
@@ -263,7 +265,8 @@ def _imply_parent_running(
     """
     parent = d.runs.get(parent_id)
     if parent is None:
-        parent = d.runs[parent_id] = RunRow(parent_id, pipeline, run_key, source)
+        parent = d.runs[parent_id] = RunRow(parent_id, pipeline, run_key, source, event.occurred)
+    parent.first_seen = min(parent.first_seen, event.occurred)
     state = n.RUN_STATES.get(event.event)
     if state is None or state[1] < 1:
         return

@@ -37,11 +37,12 @@ def _runs_sql(conn: Conn) -> str:
     )
     return (
         "INSERT INTO runs (id, pipeline, run_key, source, state, state_rank, state_at, error, "
-        "scheduled, started, ended, parent_run, nominal_start) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        "scheduled, started, ended, parent_run, nominal_start, first_seen) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
         f"ON CONFLICT (id) DO UPDATE SET {on_newer}, "
         f"scheduled = {least('runs.scheduled', 'excluded.scheduled', conn.dialect)}, "
         f"started = {least('runs.started', 'excluded.started', conn.dialect)}, "
+        f"first_seen = {least('runs.first_seen', 'excluded.first_seen', conn.dialect)}, "
         "parent_run = COALESCE(runs.parent_run, excluded.parent_run), "
         "nominal_start = COALESCE(runs.nominal_start, excluded.nominal_start), "
         "source = CASE WHEN runs.source = 'unknown' THEN excluded.source ELSE runs.source END"
@@ -56,7 +57,7 @@ def upsert_runs(conn: Conn, d: Derived) -> None:
         [
             (u(r.id), r.pipeline, r.run_key, r.source, r.state, r.state_rank, t(r.state_at),
              r.error, t(r.scheduled), t(r.started), t(r.ended), u(r.parent_run),
-             t(r.nominal_start))
+             t(r.nominal_start), t(r.first_seen))
             for _, r in sorted(d.runs.items())
         ],
     )

@@ -61,7 +61,8 @@ CREATE TABLE runs (
     ended         timestamptz,
     parent_run    uuid,
     nominal_start timestamptz,
-    sort_at       timestamptz GENERATED ALWAYS AS (COALESCE(started, scheduled, state_at)) STORED
+    first_seen    timestamptz NOT NULL,
+    sort_at       timestamptz GENERATED ALWAYS AS (COALESCE(started, scheduled, first_seen)) STORED
 );
 CREATE INDEX runs_pipeline ON runs (pipeline, sort_at DESC, id DESC);
 CREATE INDEX runs_sort ON runs (sort_at DESC, id DESC);

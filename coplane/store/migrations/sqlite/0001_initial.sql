@@ -30,7 +30,8 @@ CREATE TABLE runs (
     ended         UTCTIME,
     parent_run    UUID,
     nominal_start UTCTIME,
-    sort_at       UTCTIME GENERATED ALWAYS AS (COALESCE(started, scheduled, state_at)) STORED
+    first_seen    UTCTIME NOT NULL,
+    sort_at       UTCTIME GENERATED ALWAYS AS (COALESCE(started, scheduled, first_seen)) STORED
 );
 CREATE INDEX runs_pipeline ON runs (pipeline, sort_at DESC, id DESC);
 CREATE INDEX runs_sort ON runs (sort_at DESC, id DESC);

@@ -1,0 +1,5 @@
+"""`python -m coplane` runs the CLI."""
+
+from coplane.cli import main
+
+main()

@@ -1,0 +1,176 @@
+"""The `coplane` command: server, db upgrade, emit, jobs run."""
+
+from __future__ import annotations
+
+import json
+import sys
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+
+from coplane.events.model import EventDecodeError, decode_events, encode_json
+from coplane.settings import Settings
+
+app = typer.Typer(help="coplane: observability and SLAs for pipelines.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+jobs_app = typer.Typer(help="Periodic jobs, run once.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(jobs_app, name="jobs")
+err = Console(stderr=True)
+out = Console()
+
+
+def _settings(**overrides: Any) -> Settings:
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        for e in exc.errors():
+            name = "COPLANE_" + "_".join(str(p) for p in e["loc"]).upper()
+            err.print(f"[red]error:[/red] {name}: {e['msg']}")
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def server(
+    host: Annotated[str | None, typer.Option(help="address to listen on [default: 127.0.0.1]")] = None,
+    port: Annotated[int | None, typer.Option(help="port to listen on [default: 4200]")] = None,
+) -> None:
+    """Run the collector, API and periodic jobs in one process."""
+    import uvicorn
+
+    from coplane.server import create_app
+
+    settings = _settings(host=host, port=port)
+    app_ = create_app(settings)
+    where = settings.database_url
+    out.print(f"coplane {_version()} database: {where.split('@')[-1] if '@' in where else where}")
+    out.print(f"coplane listening on [bold]http://{settings.host}:{settings.port}[/bold]")
+    uvicorn.run(
+        app_,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        access_log=settings.log_level == "debug",
+    )
+
+
+def _version() -> str:
+    from coplane import __version__
+
+    return __version__
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply pending migrations to the database COPLANE_DATABASE_URL names."""
+    from coplane.server import ensure_sqlite_folder
+    from coplane.store.dialects import Database
+    from coplane.store.migrate import upgrade_schema
+
+    settings = _settings()
+    ensure_sqlite_folder(settings.database_url)
+    db = Database(settings.database_url, pool_size=1)
+    try:
+        with db.connect() as conn:
+            applied = upgrade_schema(conn)
+    finally:
+        db.close()
+    if applied:
+        for m in applied:
+            out.print(f"applied {m.version:04d}_{m.name}")
+    else:
+        out.print("database is up to date")
+
+
+@jobs_app.command("run")
+def jobs_run(name: Annotated[str, typer.Argument(help="job name, e.g. maintain-events")]) -> None:
+    """Run one periodic job now, against the configured database."""
+    from coplane.jobs.scheduler import JOBS, run_job
+    from coplane.server import open_configured_store
+
+    if name not in JOBS:
+        err.print(f"[red]error:[/red] no job named {name!r}; jobs: {', '.join(sorted(JOBS))}")
+        raise typer.Exit(2)
+    store = open_configured_store(_settings())
+    try:
+        result = run_job(name, store, _settings())
+    finally:
+        store.close()
+    out.print(result)
+
+
+def _parse_related(values: list[str]) -> list[dict[str, str]]:
+    related = []
+    for value in values:
+        role, sep, rid = value.partition("=")
+        if not sep or not role or not rid:
+            err.print(f"[red]error:[/red] --related {value!r}: expected ROLE=ID, e.g. run=2026-11-24")
+            raise typer.Exit(2)
+        related.append({"role": role, "id": rid})
+    return related
+
+
+@app.command()
+def emit(
+    event: Annotated[str, typer.Argument(help="event name, e.g. run.completed")],
+    resource: Annotated[str, typer.Argument(help="resource id, e.g. cron.nightly_export")],
+    related: Annotated[
+        list[str] | None, typer.Option("--related", "-r", help="ROLE=ID, repeatable")
+    ] = None,
+    payload: Annotated[str | None, typer.Option(help="JSON object")] = None,
+    kind: Annotated[str | None, typer.Option(help="resource kind: pipeline, task, asset")] = None,
+    occurred: Annotated[str | None, typer.Option(help="RFC 3339 time with offset [now]")] = None,
+    server_url: Annotated[
+        str, typer.Option("--server", envvar="COPLANE_URL", help="coplane server URL")
+    ] = "http://127.0.0.1:4200",
+) -> None:
+    """Send one event to a coplane server."""
+    body: dict[str, Any] = {
+        "id": str(uuid.uuid4()),
+        "occurred": occurred or datetime.now(UTC).isoformat(),
+        "event": event,
+        "resource": {"id": resource, **({"kind": kind} if kind else {})},
+        "related": _parse_related(related or []),
+    }
+    if payload is not None:
+        try:
+            body["payload"] = json.loads(payload)
+        except json.JSONDecodeError as exc:
+            err.print(f"[red]error:[/red] --payload is not JSON: {exc}")
+            raise typer.Exit(2) from None
+    raw = json.dumps(body).encode()
+    try:  # validate locally first: the same rules as the server, with a clearer message
+        decode_events(raw)
+    except EventDecodeError as exc:
+        where = ".".join(str(p) for p in exc.loc[1:])
+        err.print(f"[red]error:[/red] {where}: {exc.message}")
+        raise typer.Exit(2) from None
+    try:
+        response = httpx.post(
+            f"{server_url.rstrip('/')}/api/events",
+            content=raw,
+            headers={"Content-Type": "application/json"},
+            timeout=10.0,
+        )
+    except httpx.HTTPError as exc:
+        err.print(f"[red]error:[/red] cannot reach {server_url}: {exc}")
+        raise typer.Exit(1) from None
+    if response.status_code >= 400:
+        err.print(f"[red]error:[/red] {response.status_code} {response.text}")
+        raise typer.Exit(1)
+    out.print(encode_json(response.json()).decode())
+
+
+def main() -> None:
+    """Entry point for `python -m coplane`."""
+    app(prog_name="coplane")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

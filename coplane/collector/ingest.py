@@ -1,0 +1,116 @@
+"""HTTP ingest: native events (`/api/events`) and OpenLineage (`/api/v1/lineage`, `/batch`)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import msgspec
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from coplane.collector.body import MAX_EVENTS, read_body
+from coplane.collector.errors import ApiError
+from coplane.collector.openlineage import translate_openlineage
+from coplane.events.model import Event, EventDecodeError, decode_events
+from coplane.store import Store
+from coplane.store.events import InsertResult
+
+router = APIRouter()
+
+_EVENT_SCHEMA = msgspec.json.schema(Event | list[Event])
+
+
+def store_of(request: Request) -> Store:
+    """The store the app was started with."""
+    store: Store = request.app.state.store
+    return store
+
+
+async def write(store: Store, events: list[Event]) -> InsertResult:
+    """Hand a batch to the writer threads and wait until it is committed."""
+    return await asyncio.wrap_future(store.writer.submit(events))
+
+
+@router.post(
+    "/api/events",
+    status_code=202,
+    summary="Send one event or an array of events",
+    openapi_extra={
+        "requestBody": {"required": True, "content": {"application/json": {"schema": _EVENT_SCHEMA}}}
+    },
+)
+async def post_events(request: Request) -> dict[str, int]:
+    """Validate the whole batch, store it atomically, and count what was new."""
+    body = await read_body(request)
+    try:
+        events = decode_events(body)
+    except EventDecodeError as exc:
+        raise decode_error(exc) from None
+    if len(events) > MAX_EVENTS:
+        raise ApiError(
+            413, f"{len(events)} events in one request; the limit is {MAX_EVENTS}", ["body"]
+        )
+    if not events:
+        return {"accepted": 0, "duplicates": 0}
+    result = await write(store_of(request), events)
+    return {"accepted": result.accepted, "duplicates": result.duplicates}
+
+
+def decode_error(exc: EventDecodeError) -> ApiError:
+    """400 for a body that is not JSON, 422 naming the field for one that is not valid events."""
+    where = ".".join(str(p) for p in exc.loc[1:])
+    detail = f"{where}: {exc.message}" if where else exc.message
+    return ApiError(400 if exc.unreadable else 422, detail, exc.loc, msg=exc.message)
+
+
+@router.post("/api/v1/lineage", status_code=201, summary="Send one OpenLineage event")
+async def post_openlineage(request: Request) -> dict[str, int]:
+    """Translate one OpenLineage RunEvent, DatasetEvent or JobEvent and store the result."""
+    body = await read_body(request)
+    try:
+        obj = msgspec.json.decode(body)
+    except msgspec.DecodeError as exc:
+        raise ApiError(400, f"body is not valid JSON: {exc}", ["body"]) from None
+    try:
+        events = translate_openlineage(obj)
+    except EventDecodeError as exc:
+        raise decode_error(EventDecodeError(exc.message, ["body", *exc.loc], unreadable=False)) from None
+    result = await write(store_of(request), events)
+    return {"accepted": result.accepted, "duplicates": result.duplicates}
+
+
+@router.post("/api/v1/lineage/batch", summary="Send an array of OpenLineage events")
+async def post_openlineage_batch(request: Request) -> JSONResponse:
+    """Store every valid event of the array; report the invalid ones by index."""
+    body = await read_body(request)
+    try:
+        items = msgspec.json.decode(body)
+    except msgspec.DecodeError as exc:
+        raise ApiError(400, f"body is not valid JSON: {exc}", ["body"]) from None
+    if not isinstance(items, list):
+        raise ApiError(422, "the batch body must be a JSON array of OpenLineage events", ["body"])
+    if len(items) > MAX_EVENTS:
+        raise ApiError(
+            413, f"{len(items)} events in one request; the limit is {MAX_EVENTS}", ["body"]
+        )
+    events: list[Event] = []
+    failed: list[dict[str, Any]] = []
+    for index, item in enumerate(items):
+        try:
+            events.extend(translate_openlineage(item))
+        except EventDecodeError as exc:
+            where = ".".join(str(p) for p in exc.loc)
+            reason = f"{where}: {exc.message}" if where else exc.message
+            failed.append({"index": index, "reason": reason, "retriable": False})
+    if events:
+        await write(store_of(request), events)
+    successful = len(items) - len(failed)
+    status = "success" if not failed else ("partial_success" if successful else "failure")
+    return JSONResponse(
+        {
+            "status": status,
+            "summary": {"received": len(items), "successful": successful, "failed": len(failed)},
+            "failed_events": failed,
+        }
+    )

@@ -1,0 +1,1 @@
+"""Periodic work (event maintenance now; SLA deadlines and polling later) behind one scheduler."""

@@ -1,0 +1,108 @@
+"""The one module that imports APScheduler: jobs register with `@job` and run on an interval.
+
+Every job is a plain function of (store, settings), so `coplane jobs run NAME` can run it once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from coplane.settings import Settings
+from coplane.store import Store
+from coplane.store.retention import maintain_events
+
+log = logging.getLogger(__name__)
+
+JobFunc = Callable[[Store, Settings], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """A periodic job: its name, what it runs, and how often."""
+
+    name: str
+    func: JobFunc
+    every_s: int
+    run_at_start: bool
+
+
+JOBS: dict[str, Job] = {}
+
+
+def job(name: str, *, every_s: int, run_at_start: bool = True) -> Callable[[JobFunc], JobFunc]:
+    """Register a periodic job."""
+
+    def register(func: JobFunc) -> JobFunc:
+        JOBS[name] = Job(name, func, every_s, run_at_start)
+        return func
+
+    return register
+
+
+@job("maintain-events", every_s=3600)
+def maintain_events_job(store: Store, settings: Settings) -> Any:
+    """Create upcoming partitions and apply the raw-event retention."""
+    with store.connect() as conn:
+        report = maintain_events(
+            conn, store.layout, datetime.now(UTC), settings.events_retention_days
+        )
+    if store.partitions is not None and report.partitions_dropped:
+        store.partitions.forget(
+            datetime.strptime(name.removeprefix("events_p"), "%Y%m%d").replace(tzinfo=UTC)
+            for name in report.partitions_dropped
+        )
+    if report.partitions_dropped or report.events_deleted:
+        log.info("retention dropped %s, deleted %d events", report.partitions_dropped,
+                 report.events_deleted)
+    return report
+
+
+def run_job(name: str, store: Store, settings: Settings) -> Any:
+    """Run one registered job now."""
+    if name not in JOBS:
+        raise KeyError(f"no job named {name!r}; jobs: {', '.join(sorted(JOBS))}")
+    return JOBS[name].func(store, settings)
+
+
+class Scheduler:
+    """Runs the registered jobs in background threads while the server runs."""
+
+    def __init__(self, store: Store, settings: Settings) -> None:
+        self._store = store
+        self._settings = settings
+        self._scheduler = BackgroundScheduler(timezone=UTC)
+
+    def _run(self, name: str) -> None:
+        try:
+            run_job(name, self._store, self._settings)
+        except Exception:  # a failing job is logged and retried at its next run
+            log.exception("job %s failed", name)
+
+    def start(self) -> None:
+        """Schedule every job; jobs marked run_at_start also run right away."""
+        now = datetime.now(UTC)
+        for j in JOBS.values():
+            # without next_run_time the first run is one interval from now
+            first: dict[str, Any] = {"next_run_time": now} if j.run_at_start else {}
+            self._scheduler.add_job(
+                self._run,
+                "interval",
+                args=[j.name],
+                seconds=j.every_s,
+                id=j.name,
+                coalesce=True,
+                max_instances=1,
+                **first,
+            )
+        self._scheduler.start()
+
+    def shutdown(self) -> None:
+        """Stop scheduling and wait for running jobs."""
+        if self._scheduler.running:
+            self._scheduler.shutdown(wait=True)

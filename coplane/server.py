@@ -1,0 +1,61 @@
+"""The coplane server: the FastAPI app (collector and API) and the periodic jobs, in one process."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from coplane import __version__
+from coplane.collector import ingest, reads
+from coplane.collector.errors import install_error_handlers
+from coplane.jobs.scheduler import Scheduler
+from coplane.settings import Settings
+from coplane.store import Store, open_store
+
+log = logging.getLogger(__name__)
+
+
+def ensure_sqlite_folder(url: str) -> None:
+    """Create the folder of a SQLite database file, so that the default works on first start."""
+    if url.startswith("sqlite:///"):
+        from pathlib import Path
+
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+
+
+def open_configured_store(settings: Settings) -> Store:
+    """Open the database the settings name, creating the SQLite folder when needed."""
+    ensure_sqlite_folder(settings.database_url)
+    return open_store(
+        settings.database_url,
+        pool_size=settings.database_pool_size,
+        writers=settings.database_writers,
+    )
+
+
+def create_app(settings: Settings | None = None, *, store: Store | None = None) -> FastAPI:
+    """The app; it opens (and at shutdown closes) its own store unless one is passed in."""
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        own = store is None
+        app.state.store = store if store is not None else open_configured_store(settings)
+        scheduler = Scheduler(app.state.store, settings)
+        scheduler.start()
+        try:
+            yield
+        finally:
+            scheduler.shutdown()
+            if own:
+                app.state.store.close()
+
+    app = FastAPI(title="coplane", version=__version__, lifespan=lifespan)
+    app.state.settings = settings
+    install_error_handlers(app)
+    app.include_router(ingest.router, tags=["ingest"])
+    app.include_router(reads.router, tags=["read"])
+    return app

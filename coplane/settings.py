@@ -1,0 +1,64 @@
+"""Configuration: one Settings object from COPLANE_* environment variables (and *_FILE files)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import platformdirs
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Settings that may hold secrets can be given as COPLANE_<NAME>_FILE: the file's content.
+SECRET_SETTINGS = ("database_url",)
+
+
+def default_database_url() -> str:
+    """SQLite in the user's data directory: what `coplane server` uses with no settings."""
+    folder = Path(platformdirs.user_data_dir("coplane", appauthor=False))
+    return f"sqlite:///{folder / 'coplane.sqlite'}"
+
+
+class Settings(BaseSettings):
+    """Every setting of coplane; the README lists them all (a test checks)."""
+
+    model_config = SettingsConfigDict(env_prefix="COPLANE_", extra="ignore", strict=False)
+
+    database_url: str = Field(
+        default_factory=default_database_url,
+        description="postgresql://... or sqlite:///path; SQLite in the user data dir by default",
+    )
+    database_pool_size: int = Field(10, ge=1, le=200, description="PostgreSQL connections")
+    database_writers: int | None = Field(
+        None, ge=1, le=64, description="event writer threads on PostgreSQL (default: pool/2, max 4)"
+    )
+    host: str = Field("127.0.0.1", description="address `coplane server` listens on")
+    port: int = Field(4200, ge=1, le=65535, description="port `coplane server` listens on")
+    events_retention_days: int = Field(
+        90, ge=0, description="raw events older than this are dropped; 0 keeps them forever"
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="log level of the server"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_secret_files(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        for name in SECRET_SETTINGS:
+            path = os.environ.get(f"COPLANE_{name.upper()}_FILE")
+            if path and name not in data and f"COPLANE_{name.upper()}" not in os.environ:
+                try:
+                    data[name] = Path(path).read_text().strip()
+                except OSError as exc:
+                    raise ValueError(f"COPLANE_{name.upper()}_FILE: cannot read {path}: {exc}") from exc
+        return data
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        if not value.startswith(("postgresql://", "postgres://", "sqlite:///")):
+            raise ValueError("must start with postgresql://, postgres:// or sqlite:///")
+        return value

@@ -1,0 +1,47 @@
+"""Keeping the events table bounded: partitions ahead of time, and dropping what is past retention."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from coplane.store.dialects import Conn
+from coplane.store.partitions import create_partitions_ahead, drop_partitions_before
+
+
+@dataclass(frozen=True, slots=True)
+class MaintenanceReport:
+    """What one maintenance pass did."""
+
+    partitions_created: list[str]
+    partitions_dropped: list[str]
+    events_deleted: int
+
+
+def maintain_events(
+    conn: Conn, layout: str, now: datetime, retention_days: int
+) -> MaintenanceReport:
+    """Create the coming weeks' partitions and drop raw events older than `retention_days`.
+
+    Derived tables (runs, assets, lineage) are kept: retention bounds the raw event log only.
+    On PostgreSQL whole weekly partitions are dropped, so an event is kept up to a week longer
+    than the retention; on SQLite rows are deleted exactly.
+    """
+    created: list[str] = []
+    dropped: list[str] = []
+    deleted = 0
+    if layout == "partitioned":
+        created = create_partitions_ahead(conn, now)
+    cutoff = now - timedelta(days=retention_days) if retention_days > 0 else None
+    if cutoff is not None:
+        if layout == "partitioned":
+            dropped = [p.name for p in drop_partitions_before(conn, cutoff)]
+        elif layout == "hypertable":
+            rows = conn.query("SELECT drop_chunks('events', older_than => ?) AS chunk", (cutoff,))
+            dropped = [str(r["chunk"]) for r in rows]
+        else:
+            with conn.transaction():
+                deleted = conn.execute(
+                    "DELETE FROM events WHERE occurred < ?", (conn.time(cutoff),)
+                )
+    return MaintenanceReport(created, dropped, deleted)
