@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from coplane.collector.body import MAX_EVENTS, read_body
 from coplane.collector.errors import ApiError
 from coplane.collector.openlineage import translate_openlineage
-from coplane.events.model import Event, EventDecodeError, decode_events
+from coplane.events.model import Event, EventDecodeError, check_no_nul, decode_events
 from coplane.store import Store
 from coplane.store.events import InsertResult
 
@@ -73,6 +73,8 @@ async def post_openlineage(request: Request) -> dict[str, int]:
     except msgspec.DecodeError as exc:
         raise ApiError(400, f"body is not valid JSON: {exc}", ["body"]) from None
     try:
+        if b"\\u0000" in body:
+            check_no_nul(obj, [])
         events = translate_openlineage(obj)
     except EventDecodeError as exc:
         raise decode_error(EventDecodeError(exc.message, ["body", *exc.loc], unreadable=False)) from None
@@ -96,8 +98,11 @@ async def post_openlineage_batch(request: Request) -> JSONResponse:
         )
     events: list[Event] = []
     failed: list[dict[str, Any]] = []
+    has_nul = b"\\u0000" in body
     for index, item in enumerate(items):
         try:
+            if has_nul:
+                check_no_nul(item, [])
             events.extend(translate_openlineage(item))
         except EventDecodeError as exc:
             where = ".".join(str(p) for p in exc.loc)

@@ -9,7 +9,13 @@ from typing import Annotated, Final, Literal, TypeVar
 
 import msgspec
 
-from coplane.events.model import Event, EventDecodeError, RelatedResource, Resource, _parse_path
+from coplane.events.model import (
+    Event,
+    EventDecodeError,
+    RelatedResource,
+    Resource,
+    validation_error,
+)
 from coplane.events.names import (
     ASSET_DECLARED,
     ASSET_UPDATED,
@@ -135,17 +141,9 @@ def _convert(obj: dict[object, object], kind: type[_T]) -> _T:
     try:
         return msgspec.convert(obj, kind)
     except msgspec.ValidationError as exc:
-        text = str(exc)
-        message, sep, path = text.rpartition(" - at `")
-        if not sep:
-            message, path = text, "$"
-        # Drop model.py's leading "body": the caller knows where this event sits in a request.
-        loc = _parse_path(path.rstrip("`"))[1:]
-        missing = message.removeprefix("Object missing required field `")
-        if missing != message:
-            # Point at the missing field itself, not at the object that lacks it.
-            loc.append(missing.rstrip("`"))
-        raise EventDecodeError(message, loc, unreadable=False) from None
+        err = validation_error(exc)
+        # Drop the leading "body": the caller knows where this event sits in a request.
+        raise EventDecodeError(err.message, err.loc[1:], unreadable=False) from None
 
 
 def _translate_run(ev: _RunEvent) -> list[Event]:

@@ -86,23 +86,46 @@ def _parse_path(path: str) -> list[str | int]:
     return loc
 
 
+def validation_error(exc: msgspec.ValidationError) -> EventDecodeError:
+    """msgspec's error as an EventDecodeError whose loc starts at "body"."""
+    text = str(exc)
+    message, sep, path = text.rpartition(" - at `")
+    if not sep:  # at the top level msgspec names no path
+        message, path = text, "$"
+    loc = _parse_path(path.rstrip("`"))
+    missing = message.removeprefix("Object missing required field `")
+    if missing != message:  # point at the missing field itself
+        loc.append(missing.rstrip("`"))
+    return EventDecodeError(message, loc, unreadable=False)
+
+
 def decode_events(body: bytes) -> list[Event]:
     """Decode one event or an array of events; raise EventDecodeError naming the bad field."""
     try:
         decoded = _decoder.decode(body)
     except msgspec.ValidationError as exc:
-        text = str(exc)
-        message, sep, path = text.rpartition(" - at `")
-        if not sep:
-            return _raise(text, ["body"], unreadable=False)
-        return _raise(message, _parse_path(path.rstrip("`")), unreadable=False)
+        raise validation_error(exc) from None
     except msgspec.DecodeError as exc:
-        return _raise(f"body is not valid JSON: {exc}", ["body"], unreadable=True)
-    return decoded if isinstance(decoded, list) else [decoded]
+        raise EventDecodeError(f"body is not valid JSON: {exc}", ["body"], unreadable=True) from None
+    events = decoded if isinstance(decoded, list) else [decoded]
+    if b"\\u0000" in body:  # rare: only then walk the events to name the field
+        for index, event in enumerate(events):
+            check_no_nul(msgspec.to_builtins(event), ["body", index])
+    return events
 
 
-def _raise(message: str, loc: list[str | int], *, unreadable: bool) -> list[Event]:
-    raise EventDecodeError(message, loc, unreadable=unreadable)
+def check_no_nul(value: Any, loc: list[str | int]) -> None:
+    """Refuse U+0000 anywhere: PostgreSQL cannot store it in text or jsonb."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise EventDecodeError("the character U+0000 is not allowed", loc, unreadable=False)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            check_no_nul(key, loc)
+            check_no_nul(item, [*loc, key])
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            check_no_nul(item, [*loc, i])
 
 
 _encoder = msgspec.json.Encoder()

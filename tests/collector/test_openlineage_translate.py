@@ -20,12 +20,8 @@ from coplane.events.names import (
     ROLE_SOURCE,
 )
 
-SAMPLES = (
-    Path(__file__).resolve().parents[3]
-    / "shared"
-    / "samples"
-    / "airflow-3.3-openlineage-events.jsonl"
-)
+# What Airflow 3.3.2 with the OpenLineage provider 2.20.3 really sent for one `dags test`.
+SAMPLES = Path(__file__).resolve().parents[1] / "fixtures" / "airflow-3.3-openlineage-events.jsonl"
 RUN_ID = "3f1b6c2a-9d4e-4f8a-b1c7-5e2d8a9f0b13"
 PRODUCER = "https://github.com/OpenLineage/OpenLineage/tree/1.20.0/client/python"
 DAG_RUN_ID = "01a209e1-abfd-71b2-ad6f-056e55404340"

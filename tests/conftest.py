@@ -1,0 +1,168 @@
+"""Fixtures: every store test runs on SQLite and on a real PostgreSQL; live servers on loopback."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+
+from coplane.server import create_app
+from coplane.settings import Settings
+from coplane.store import Conn, Store, open_store
+
+# The server holding throwaway test databases when COPLANE_TEST_DATABASE_URL is not set.
+DEFAULT_PG_SERVER = "postgresql://127.0.0.1:5432/postgres"
+DERIVED_AND_EVENTS = "events, runs, resources, assets, checks, lineage_edges"
+
+
+def _reachable(url: str) -> str | None:
+    try:
+        psycopg.connect(url, connect_timeout=5).close()
+    except psycopg.Error as exc:
+        return str(exc).strip()
+    return None
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A PostgreSQL database of our own for this test session.
+
+    COPLANE_TEST_DATABASE_URL names a disposable database (CI creates a fresh one per run);
+    without it, a fresh database is created on the local server and dropped afterwards.
+    Unreachable PostgreSQL fails the tests that need it: it is never skipped.
+    """
+    given = os.environ.get("COPLANE_TEST_DATABASE_URL")
+    if given:
+        problem = _reachable(given)
+        if problem:
+            pytest.fail(f"COPLANE_TEST_DATABASE_URL is set but unreachable: {problem}")
+        yield given
+        return
+    problem = _reachable(DEFAULT_PG_SERVER)
+    if problem:
+        pytest.fail(
+            f"PostgreSQL is needed at {DEFAULT_PG_SERVER} (or set COPLANE_TEST_DATABASE_URL): "
+            f"{problem}. To run only the SQLite half: pytest -m 'not postgresql'"
+        )
+    name = f"coplane_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(DEFAULT_PG_SERVER, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+    try:
+        yield DEFAULT_PG_SERVER.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with psycopg.connect(DEFAULT_PG_SERVER, autocommit=True) as admin:
+            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def _clean_postgresql(url: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        exists = conn.execute("SELECT to_regclass('events') IS NOT NULL").fetchone()
+        if exists and exists[0]:
+            conn.execute(f"TRUNCATE {DERIVED_AND_EVENTS}")
+
+
+@pytest.fixture(
+    params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)],
+)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database: a new SQLite file, or the session's PostgreSQL database emptied."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'coplane.sqlite'}"
+    url: str = request.getfixturevalue("pg_url")
+    _clean_postgresql(url)
+    return url
+
+
+@pytest.fixture
+def store(db_url: str) -> Iterator[Store]:
+    """An open store on an empty database, with migrations applied."""
+    s = open_store(db_url, pool_size=4)
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+@pytest.fixture
+def conn(store: Store) -> Iterator[Conn]:
+    """A connection of the store."""
+    with store.connect() as c:
+        yield c
+
+
+@pytest.fixture
+def client(store: Store, db_url: str) -> Iterator[TestClient]:
+    """The app over `store`, through FastAPI's test client (lifespan included)."""
+    app = create_app(Settings(database_url=db_url, events_retention_days=0), store=store)
+    with TestClient(app) as c:
+        yield c
+
+
+def free_port() -> int:
+    """A free TCP port on loopback."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class LiveServer:
+    """A real `coplane server` process on loopback, restartable."""
+
+    def __init__(self, database_url: str, log_path: Path) -> None:
+        self.database_url = database_url
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        env = {**os.environ, "COPLANE_DATABASE_URL": self.database_url}
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "coplane", "server", "--port", str(self.port)],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited: {self.log_path.read_text()}")
+            try:
+                if httpx.get(f"{self.url}/api/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        raise RuntimeError(f"server did not become healthy: {self.log_path.read_text()}")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+
+@pytest.fixture
+def live_server(db_url: str, tmp_path: Path) -> Iterator[LiveServer]:
+    """A running `coplane server` over an empty database."""
+    server = LiveServer(db_url, tmp_path / "server.log")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

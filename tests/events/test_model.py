@@ -1,0 +1,79 @@
+"""The event model: decoding, validation errors that name the field, name matching."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from coplane.events import EventDecodeError, decode_events, event_name_matches
+from tests.factories import event_dict
+
+
+def test_one_event_or_an_array_decode_to_a_list() -> None:
+    one = event_dict("run.started", "airflow.prod.sales", run="r1")
+    assert len(decode_events(json.dumps(one).encode())) == 1
+    assert len(decode_events(json.dumps([one, one]).encode())) == 2
+
+
+def test_optional_fields_default() -> None:
+    [e] = decode_events(b'{"occurred": "2026-11-02T08:00:00+01:00", "event": "x.y", '
+                        b'"resource": {"id": "r"}}')
+    assert e.id is None and e.related == [] and e.payload == {}
+    assert e.occurred.utcoffset() is not None
+
+
+@pytest.mark.parametrize(
+    ("change", "loc", "message"),
+    [
+        ({"occurred": "2026-11-02T08:00:00"}, ["body", 0, "occurred"], "timezone"),
+        ({"occurred": "yesterday"}, ["body", 0, "occurred"], "datetime"),
+        ({"event": 5}, ["body", 0, "event"], "Expected `str`"),
+        ({"event": "has space"}, ["body", 0, "event"], "regex"),
+        ({"event": ""}, ["body", 0, "event"], ""),
+        ({"resource": {}}, ["body", 0, "resource", "id"], "`id`"),
+        ({"resource": "r"}, ["body", 0, "resource"], "object"),
+        ({"related": [{"id": "x"}]}, ["body", 0, "related", 0, "role"], "`role`"),
+        ({"payload": {"note": "a\u0000b"}}, ["body", 0, "payload", "note"], "U+0000"),
+        ({"payload": [1]}, ["body", 0, "payload"], "object"),
+        ({"id": "not-a-uuid"}, ["body", 0, "id"], "uuid"),
+    ],
+)
+def test_invalid_fields_are_named(change: dict[str, object], loc: list[object], message: str) -> None:
+    bad = {**event_dict("run.started", "p"), **change}
+    with pytest.raises(EventDecodeError) as info:
+        decode_events(json.dumps([bad]).encode())
+    assert info.value.loc == loc
+    assert message.lower() in info.value.message.lower()
+    assert not info.value.unreadable
+
+
+def test_missing_required_field_is_named() -> None:
+    bad = event_dict("run.started", "p")
+    del bad["occurred"]
+    with pytest.raises(EventDecodeError, match="occurred"):
+        decode_events(json.dumps(bad).encode())
+
+
+def test_malformed_json_is_unreadable() -> None:
+    with pytest.raises(EventDecodeError) as info:
+        decode_events(b'{"occurred": ')
+    assert info.value.unreadable
+    assert info.value.loc == ["body"]
+
+
+@pytest.mark.parametrize(
+    ("pattern", "name", "matches"),
+    [
+        ("run.*", "run.started", True),
+        ("run.*", "run.completed", True),
+        ("run.*", "asset.updated", False),
+        ("run.*", "run", False),
+        ("*", "anything.at.all", True),
+        ("run.started", "run.started", True),
+        ("run.started", "run.started.late", False),
+        ("run.start", "run.started", False),
+    ],
+)
+def test_event_name_matching(pattern: str, name: str, matches: bool) -> None:
+    assert event_name_matches(pattern, name) is matches
