@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import sys
 import uuid
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Annotated, Any
 
 import httpx
@@ -38,7 +36,9 @@ def _settings(**overrides: Any) -> Settings:
 
 @app.command()
 def server(
-    host: Annotated[str | None, typer.Option(help="address to listen on [default: 127.0.0.1]")] = None,
+    host: Annotated[
+        str | None, typer.Option(help="address to listen on [default: 127.0.0.1]")
+    ] = None,
     port: Annotated[int | None, typer.Option(help="port to listen on [default: 4200]")] = None,
 ) -> None:
     """Run the collector, API and periodic jobs in one process."""
@@ -110,7 +110,9 @@ def _parse_related(values: list[str]) -> list[dict[str, str]]:
     for value in values:
         role, sep, rid = value.partition("=")
         if not sep or not role or not rid:
-            err.print(f"[red]error:[/red] --related {value!r}: expected ROLE=ID, e.g. run=2026-11-24")
+            err.print(
+                f"[red]error:[/red] --related {value!r}: expected ROLE=ID, e.g. run=2026-11-24"
+            )
             raise typer.Exit(2)
         related.append({"role": role, "id": rid})
     return related
@@ -173,4 +175,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    main()

@@ -53,7 +53,9 @@ class Settings(BaseSettings):
                 try:
                     data[name] = Path(path).read_text().strip()
                 except OSError as exc:
-                    raise ValueError(f"COPLANE_{name.upper()}_FILE: cannot read {path}: {exc}") from exc
+                    raise ValueError(
+                        f"COPLANE_{name.upper()}_FILE: cannot read {path}: {exc}"
+                    ) from exc
         return data
 
     @field_validator("database_url")

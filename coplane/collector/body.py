@@ -13,12 +13,13 @@ MAX_EVENTS = 10_000  # API.md: at most 10,000 events per request
 
 
 def _too_large() -> ApiError:
-    return ApiError(413, f"request body is larger than the limit of {MAX_BODY_BYTES} bytes (16 MiB)",
-                    ["body"])
+    return ApiError(
+        413, f"request body is larger than the limit of {MAX_BODY_BYTES} bytes (16 MiB)", ["body"]
+    )
 
 
 async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
-    """The request body, decompressed; 413 past `limit`, 415 for an unknown encoding, 400 if corrupt."""
+    """The body, decompressed: 413 past `limit`, 415 for an unknown encoding, 400 if corrupt."""
     encoding = request.headers.get("content-encoding", "identity").strip().lower()
     if encoding not in ("identity", "", "gzip", "x-gzip"):
         raise ApiError(

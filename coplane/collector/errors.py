@@ -1,4 +1,4 @@
-"""The API's error body, `{"detail": ..., "errors": [{"loc": [...], "msg": ...}]}`, for every 4xx/5xx."""
+"""The error body `{"detail": ..., "errors": [{"loc": [...], "msg": ...}]}` for every error."""
 
 from __future__ import annotations
 

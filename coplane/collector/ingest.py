@@ -37,7 +37,10 @@ async def write(store: Store, events: list[Event]) -> InsertResult:
     status_code=202,
     summary="Send one event or an array of events",
     openapi_extra={
-        "requestBody": {"required": True, "content": {"application/json": {"schema": _EVENT_SCHEMA}}}
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": _EVENT_SCHEMA}},
+        }
     },
 )
 async def post_events(request: Request) -> dict[str, int]:
@@ -77,7 +80,9 @@ async def post_openlineage(request: Request) -> dict[str, int]:
             check_no_nul(obj, [])
         events = translate_openlineage(obj)
     except EventDecodeError as exc:
-        raise decode_error(EventDecodeError(exc.message, ["body", *exc.loc], unreadable=False)) from None
+        raise decode_error(
+            EventDecodeError(exc.message, ["body", *exc.loc], unreadable=False)
+        ) from None
     result = await write(store_of(request), events)
     return {"accepted": result.accepted, "duplicates": result.duplicates}
 

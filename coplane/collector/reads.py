@@ -143,7 +143,9 @@ def get_asset(request: Request, asset_id: str) -> dict[str, Any]:
 @router.get("/api/lineage", summary="The lineage graph around a node")
 def get_lineage(
     request: Request,
-    node: Annotated[str | None, Query(description="resource id; the whole graph when absent")] = None,
+    node: Annotated[
+        str | None, Query(description="resource id; the whole graph when absent")
+    ] = None,
     depth: Annotated[int, Query(ge=1, le=10)] = 3,
     direction: Literal["both", "upstream", "downstream"] = "both",
 ) -> dict[str, Any]:

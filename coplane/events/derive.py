@@ -160,8 +160,16 @@ def derive(events: list[Event]) -> Derived:
         source = source_of(event)
         kind = _resource_kind(event)
         parent_rel = event.first_related(n.ROLE_PARENT)
-        _add_resource(d, event.resource.id, kind, event.resource.name, event.resource.labels,
-                      source, parent_rel.id if parent_rel else None, event.occurred)
+        _add_resource(
+            d,
+            event.resource.id,
+            kind,
+            event.resource.name,
+            event.resource.labels,
+            source,
+            parent_rel.id if parent_rel else None,
+            event.occurred,
+        )
         for rel in event.related:
             _add_related_resource(d, rel, source, event.occurred)
         _add_run(d, event, source, parent_rel)
@@ -243,7 +251,9 @@ def _add_run(d: Derived, event: Event, source: str, parent_rel: RelatedResource 
         run.merge_state(state[0], state[1], event.occurred, _error_text(event.payload))
         if state[1] == 1:  # a terminal event says when a run ended, not when it began
             run.merge_started(event.occurred)
-        if event.event == n.RUN_SCHEDULED and (run.scheduled is None or event.occurred < run.scheduled):
+        if event.event == n.RUN_SCHEDULED and (
+            run.scheduled is None or event.occurred < run.scheduled
+        ):
             run.scheduled = event.occurred
     nominal = _parse_time(event.payload.get("nominal_start"))
     if nominal is not None and run.nominal_start is None:

@@ -106,7 +106,9 @@ def decode_events(body: bytes) -> list[Event]:
     except msgspec.ValidationError as exc:
         raise validation_error(exc) from None
     except msgspec.DecodeError as exc:
-        raise EventDecodeError(f"body is not valid JSON: {exc}", ["body"], unreadable=True) from None
+        raise EventDecodeError(
+            f"body is not valid JSON: {exc}", ["body"], unreadable=True
+        ) from None
     events = decoded if isinstance(decoded, list) else [decoded]
     if b"\\u0000" in body:  # rare: only then walk the events to name the field
         for index, event in enumerate(events):

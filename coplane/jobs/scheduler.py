@@ -58,8 +58,11 @@ def maintain_events_job(store: Store, settings: Settings) -> Any:
             for name in report.partitions_dropped
         )
     if report.partitions_dropped or report.events_deleted:
-        log.info("retention dropped %s, deleted %d events", report.partitions_dropped,
-                 report.events_deleted)
+        log.info(
+            "retention dropped %s, deleted %d events",
+            report.partitions_dropped,
+            report.events_deleted,
+        )
     return report
 
 

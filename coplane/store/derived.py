@@ -12,7 +12,7 @@ from coplane.store.dialects import Conn, greatest, least
 
 
 def write_derived(conn: Conn, d: Derived) -> None:
-    """Merge everything a batch implies into the derived tables (inside the caller's transaction)."""
+    """Merge what a batch implies into the derived tables, in the caller's transaction."""
     if d.resources:
         upsert_resources(conn, d)
     if d.runs:
@@ -55,9 +55,22 @@ def upsert_runs(conn: Conn, d: Derived) -> None:
     conn.executemany(
         _runs_sql(conn),
         [
-            (u(r.id), r.pipeline, r.run_key, r.source, r.state, r.state_rank, t(r.state_at),
-             r.error, t(r.scheduled), t(r.started), t(r.ended), u(r.parent_run),
-             t(r.nominal_start), t(r.first_seen))
+            (
+                u(r.id),
+                r.pipeline,
+                r.run_key,
+                r.source,
+                r.state,
+                r.state_rank,
+                t(r.state_at),
+                r.error,
+                t(r.scheduled),
+                t(r.started),
+                t(r.ended),
+                u(r.parent_run),
+                t(r.nominal_start),
+                t(r.first_seen),
+            )
             for _, r in sorted(d.runs.items())
         ],
     )
@@ -86,8 +99,17 @@ def upsert_resources(conn: Conn, d: Derived) -> None:
     conn.executemany(
         sql,
         [
-            (r.id, r.kind, r.name, conn.json(r.labels), r.source, r.parent, t(r.first_seen),
-             t(r.last_seen), bool(r.labels))
+            (
+                r.id,
+                r.kind,
+                r.name,
+                conn.json(r.labels),
+                r.source,
+                r.parent,
+                t(r.first_seen),
+                t(r.last_seen),
+                bool(r.labels),
+            )
             for _, r in sorted(d.resources.items())
         ],
     )

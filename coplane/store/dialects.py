@@ -1,4 +1,4 @@
-"""Everything that differs between SQLite and PostgreSQL: connections, placeholders, a few SQL forms.
+"""What differs between SQLite and PostgreSQL: connections, placeholders, a few SQL forms.
 
 Queries elsewhere in `store/` are written once with `?` placeholders; the PostgreSQL
 connection rewrites them to `%s`. Values cross the boundary as Python objects (datetime,
@@ -209,9 +209,10 @@ class PgConn:
 
     def copy_rows(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
         """Write rows with COPY, the fastest way into PostgreSQL."""
-        with self.raw.cursor() as cur, cur.copy(
-            f"COPY {table} ({', '.join(columns)}) FROM STDIN"
-        ) as copy:
+        with (
+            self.raw.cursor() as cur,
+            cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy,
+        ):
             for row in rows:
                 copy.write_row(row)
 
@@ -262,7 +263,7 @@ class Database:
 
     @contextmanager
     def connect(self) -> Iterator[Conn]:
-        """A connection for this thread; on PostgreSQL, borrowed from the pool until the block ends."""
+        """A connection for this thread; on PostgreSQL, borrowed from the pool for the block."""
         if self._pool is not None:
             try:
                 with self._pool.connection(timeout=10.0) as raw:

@@ -17,7 +17,14 @@ from coplane.store.dialects import Conn, PgConn, Row
 from coplane.store.partitions import PartitionManager
 
 EVENT_COLUMNS = (
-    "id", "occurred", "received", "event", "resource_id", "resource", "related", "payload",
+    "id",
+    "occurred",
+    "received",
+    "event",
+    "resource_id",
+    "resource",
+    "related",
+    "payload",
     "run_id",
 )
 
@@ -58,8 +65,10 @@ def insert_event_batches(
     if partitions is not None and events:
         partitions.ensure(conn, {e.occurred for e in events})
     with conn.transaction():
-        new = _insert_new_postgresql(conn, events, received) if isinstance(conn, PgConn) else (
-            _insert_new_sqlite(conn, events, received)
+        new = (
+            _insert_new_postgresql(conn, events, received)
+            if isinstance(conn, PgConn)
+            else (_insert_new_sqlite(conn, events, received))
         )
         write_derived(conn, derive(new))
     stored = {id(e) for e in new}
@@ -72,9 +81,15 @@ def insert_event_batches(
 
 def _event_row(conn: Conn, e: Event, received: datetime) -> list[Any]:
     return [
-        conn.uid(e.id), conn.time(e.occurred), conn.time(received), e.event, e.resource.id,
-        encode_json(e.resource).decode(), encode_json(e.related).decode(),
-        encode_json(e.payload).decode(), conn.uid(run_id_of(e)),
+        conn.uid(e.id),
+        conn.time(e.occurred),
+        conn.time(received),
+        e.event,
+        e.resource.id,
+        encode_json(e.resource).decode(),
+        encode_json(e.related).decode(),
+        encode_json(e.payload).decode(),
+        conn.uid(run_id_of(e)),
     ]
 
 
@@ -99,10 +114,7 @@ def _insert_new_postgresql(conn: PgConn, events: list[Event], received: datetime
     conn.copy_rows(
         "events_staging",
         (*EVENT_COLUMNS, "related_ids"),
-        (
-            [*_event_row(conn, e, received), sorted({r.id for r in e.related})]
-            for e in events
-        ),
+        ([*_event_row(conn, e, received), sorted({r.id for r in e.related})] for e in events),
     )
     rows = conn.query(
         "INSERT INTO events SELECT * FROM events_staging ORDER BY id, occurred "

@@ -24,9 +24,10 @@ def read_lineage(
 ) -> dict[str, list[dict[str, Any]]]:
     """Nodes and edges within `depth` hops of `node` (the whole graph when `node` is None)."""
     if node is None:
-        edges = {(r["source"], r["target"]) for r in conn.query(
-            "SELECT source, target FROM lineage_edges"
-        )}
+        edges = {
+            (r["source"], r["target"])
+            for r in conn.query("SELECT source, target FROM lineage_edges")
+        }
         ids = {s for s, _ in edges} | {t for _, t in edges}
         return _graph(conn, ids, edges)
     if conn.one("SELECT 1 AS x FROM resources WHERE id = ?", (node,)) is None:
@@ -79,13 +80,12 @@ def _graph(
         updated |= {
             r["id"] for r in conn.query(f"SELECT id FROM assets WHERE id IN ({marks})", chunk)
         }
-    runnable = [i for i in ordered if (resources.get(i) or {}).get("kind") in
-                (n.KIND_PIPELINE, n.KIND_TASK)]
+    runnable = [i for i, r in resources.items() if r["kind"] in (n.KIND_PIPELINE, n.KIND_TASK)]
     last_runs = recent_runs(conn, runnable, 1)
     nodes = []
     for i in ordered:
-        r = resources.get(i)
-        kind = r["kind"] if r else None
+        res = resources.get(i)
+        kind = res["kind"] if res else None
         if kind in (n.KIND_PIPELINE, n.KIND_TASK):
             runs = last_runs.get(i) or []
             status = _RUN_STATUS.get(runs[0]["state"], "unknown") if runs else "unknown"
@@ -97,8 +97,8 @@ def _graph(
             {
                 "id": i,
                 "kind": kind,
-                "name": (r["name"] if r else None) or i,
-                "parent": r["parent"] if r else None,
+                "name": (res["name"] if res else None) or i,
+                "parent": res["parent"] if res else None,
                 "status": status,
             }
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -97,10 +98,9 @@ def create_partition(conn: Conn, start: datetime) -> None:
         f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF events "
         f"FOR VALUES FROM ('{start.isoformat()}') TO ('{(start + WEEK).isoformat()}')"
     )
-    try:
+    # another writer or replica may have created it first
+    with contextlib.suppress(psycopg.errors.DuplicateTable, psycopg.errors.UniqueViolation):
         conn.execute(sql)
-    except (psycopg.errors.DuplicateTable, psycopg.errors.UniqueViolation):
-        pass  # another writer or replica created it first
 
 
 def create_partitions_ahead(conn: Conn, now: datetime, weeks: int = 4) -> list[str]:

@@ -90,8 +90,7 @@ def read_pipeline(conn: Conn, pid: str) -> dict[str, Any]:
     row = read_resource(conn, pid, (n.KIND_PIPELINE, n.KIND_TASK))
     out = pipelines_json(conn, [row])[0]
     out["tasks"] = [
-        r["id"]
-        for r in conn.query("SELECT id FROM resources WHERE parent = ? ORDER BY id", (pid,))
+        r["id"] for r in conn.query("SELECT id FROM resources WHERE parent = ? ORDER BY id", (pid,))
     ]
     out["inputs"] = [
         r["source"]

@@ -1,4 +1,4 @@
-"""Keeping the events table bounded: partitions ahead of time, and dropping what is past retention."""
+"""Keeping the events table bounded: partitions made ahead, events past retention dropped."""
 
 from __future__ import annotations
 

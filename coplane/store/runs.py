@@ -110,7 +110,8 @@ def duration_s(row: Row) -> float | None:
     started, ended = row["started"], row["ended"]
     if started is None or ended is None:
         return None
-    return round((ended - started).total_seconds(), 6)
+    seconds: float = (ended - started).total_seconds()
+    return round(seconds, 6)
 
 
 def _iso(value: datetime | None) -> str | None:

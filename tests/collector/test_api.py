@@ -79,14 +79,26 @@ def test_empty_array_accepts_nothing(client: TestClient) -> None:
         (b'{"occurred": ', 400, ["body"]),
         (b"", 400, ["body"]),
         (b"42", 422, ["body"]),
-        ([{"occurred": "2026-11-02T08:00:00", "event": "x", "resource": {"id": "r"}}], 422,
-         ["body", 0, "occurred"]),
-        ([{"occurred": "2026-11-02T08:00:00Z", "event": 3, "resource": {"id": "r"}}], 422,
-         ["body", 0, "event"]),
-        ([{"occurred": "2026-11-02T08:00:00Z", "resource": {"id": "r"}}], 422,
-         ["body", 0, "event"]),
-        ([{"occurred": "2026-11-02T08:00:00Z", "event": "x", "resource": {"id": ""}}], 422,
-         ["body", 0, "resource", "id"]),
+        (
+            [{"occurred": "2026-11-02T08:00:00", "event": "x", "resource": {"id": "r"}}],
+            422,
+            ["body", 0, "occurred"],
+        ),
+        (
+            [{"occurred": "2026-11-02T08:00:00Z", "event": 3, "resource": {"id": "r"}}],
+            422,
+            ["body", 0, "event"],
+        ),
+        (
+            [{"occurred": "2026-11-02T08:00:00Z", "resource": {"id": "r"}}],
+            422,
+            ["body", 0, "event"],
+        ),
+        (
+            [{"occurred": "2026-11-02T08:00:00Z", "event": "x", "resource": {"id": ""}}],
+            422,
+            ["body", 0, "resource", "id"],
+        ),
     ],
 )
 def test_bad_bodies_name_the_problem(
@@ -142,12 +154,20 @@ def test_corrupt_gzip_is_400(client: TestClient) -> None:
 
 
 def test_events_filters_and_cursor(client: TestClient) -> None:
-    post(client, [
-        event_dict("run.started", PIPE, minutes=1, run="r1"),
-        event_dict("run.completed", PIPE, minutes=2, run="r1"),
-        event_dict("asset.updated", "wh.sales", minutes=3, related=[{"role": "producer", "id": PIPE}]),
-    ])
-    names = lambda **q: [e["event"] for e in client.get("/api/events", params=q).json()["events"]]  # noqa: E731
+    post(
+        client,
+        [
+            event_dict("run.started", PIPE, minutes=1, run="r1"),
+            event_dict("run.completed", PIPE, minutes=2, run="r1"),
+            event_dict(
+                "asset.updated", "wh.sales", minutes=3, related=[{"role": "producer", "id": PIPE}]
+            ),
+        ],
+    )
+
+    def names(**q: str) -> list[str]:
+        return [e["event"] for e in client.get("/api/events", params=q).json()["events"]]
+
     assert names() == ["asset.updated", "run.completed", "run.started"]
     assert names(event="run.*") == ["run.completed", "run.started"]
     assert names(resource="wh.sales") == ["asset.updated"]
@@ -175,23 +195,52 @@ def test_events_query_errors(client: TestClient, params: dict[str, str], loc: li
 
 def _dag_run(client: TestClient) -> None:
     dag = [{"role": "parent", "id": PIPE}, {"role": "parent_run", "id": "r1"}]
-    post(client, [
-        event_dict("run.started", PIPE, minutes=0, run="r1",
-                   related=[{"role": "input", "id": "raw.orders"}]),
-        event_dict("run.started", f"{PIPE}.extract", minutes=1, run="t1", related=dag),
-        event_dict("run.completed", f"{PIPE}.extract", minutes=3, run="t1", related=dag),
-        event_dict("run.started", f"{PIPE}.load", minutes=3, run="t2", related=dag),
-        event_dict("run.failed", f"{PIPE}.load", minutes=4, run="t2", related=dag,
-                   payload={"error": {"message": "table locked"}}),
-        event_dict("run.failed", PIPE, minutes=5, run="r1",
-                   related=[{"role": "output", "id": "wh.sales"}]),
-        event_dict("run.started", PIPE, minutes=60, run="r2"),
-        event_dict("run.completed", PIPE, minutes=70, run="r2"),
-        event_dict("asset.updated", "wh.sales", minutes=70, run="r2",
-                   related=[{"role": "producer", "id": PIPE}], payload={"row_count": 10}),
-        event_dict("check.failed", "wh.sales", minutes=71,
-                   payload={"check": "not_null", "column": "id", "message": "3 nulls"}),
-    ])
+    post(
+        client,
+        [
+            event_dict(
+                "run.started",
+                PIPE,
+                minutes=0,
+                run="r1",
+                related=[{"role": "input", "id": "raw.orders"}],
+            ),
+            event_dict("run.started", f"{PIPE}.extract", minutes=1, run="t1", related=dag),
+            event_dict("run.completed", f"{PIPE}.extract", minutes=3, run="t1", related=dag),
+            event_dict("run.started", f"{PIPE}.load", minutes=3, run="t2", related=dag),
+            event_dict(
+                "run.failed",
+                f"{PIPE}.load",
+                minutes=4,
+                run="t2",
+                related=dag,
+                payload={"error": {"message": "table locked"}},
+            ),
+            event_dict(
+                "run.failed",
+                PIPE,
+                minutes=5,
+                run="r1",
+                related=[{"role": "output", "id": "wh.sales"}],
+            ),
+            event_dict("run.started", PIPE, minutes=60, run="r2"),
+            event_dict("run.completed", PIPE, minutes=70, run="r2"),
+            event_dict(
+                "asset.updated",
+                "wh.sales",
+                minutes=70,
+                run="r2",
+                related=[{"role": "producer", "id": PIPE}],
+                payload={"row_count": 10},
+            ),
+            event_dict(
+                "check.failed",
+                "wh.sales",
+                minutes=71,
+                payload={"check": "not_null", "column": "id", "message": "3 nulls"},
+            ),
+        ],
+    )
 
 
 def test_runs_list_and_detail(client: TestClient) -> None:
@@ -202,7 +251,9 @@ def test_runs_list_and_detail(client: TestClient) -> None:
     assert r1["duration_s"] == 300.0 and r1["source"] == "airflow" and r1["parent_run"] is None
     detail = client.get(f"/api/runs/{r1['id']}").json()
     assert [(t["pipeline"], t["state"]) for t in detail["tasks"]] == [
-        (f"{PIPE}.extract", "completed"), (f"{PIPE}.load", "failed")]
+        (f"{PIPE}.extract", "completed"),
+        (f"{PIPE}.load", "failed"),
+    ]
     assert detail["tasks"][1]["error"] == "table locked"
     assert all(t["parent_run"] == r1["id"] for t in detail["tasks"])
     assert [e["event"] for e in detail["events"]] == ["run.started", "run.failed"]
@@ -242,8 +293,14 @@ def test_assets(client: TestClient) -> None:
     sales = client.get("/api/assets/wh.sales").json()
     assert sales["last_updated"] == "2026-11-02T09:10:00+00:00"
     assert sales["producer"] == PIPE
-    assert sales["checks"] == [{"name": "not_null(id)", "status": "failed",
-                                "at": "2026-11-02T09:11:00+00:00", "message": "3 nulls"}]
+    assert sales["checks"] == [
+        {
+            "name": "not_null(id)",
+            "status": "failed",
+            "at": "2026-11-02T09:11:00+00:00",
+            "message": "3 nulls",
+        }
+    ]
     assert assets["raw.orders"]["last_updated"] is None
     assert_error(client.get(f"/api/assets/{PIPE}"), 404)
 
@@ -257,13 +314,16 @@ def test_lineage(client: TestClient) -> None:
     _dag_run(client)
     g = client.get("/api/lineage", params={"node": PIPE}).json()
     assert {(e["source"], e["target"]) for e in g["edges"]} == {
-        ("raw.orders", PIPE), (PIPE, "wh.sales")}
+        ("raw.orders", PIPE),
+        (PIPE, "wh.sales"),
+    }
     nodes = {n["id"]: n for n in g["nodes"]}
     assert nodes[PIPE]["status"] == "ok" and nodes[PIPE]["kind"] == "pipeline"
     assert nodes["wh.sales"]["status"] == "failing_checks"
     assert nodes["raw.orders"]["status"] == "unknown"
-    down = client.get("/api/lineage", params={"node": "raw.orders", "direction": "downstream",
-                                              "depth": 1}).json()
+    down = client.get(
+        "/api/lineage", params={"node": "raw.orders", "direction": "downstream", "depth": 1}
+    ).json()
     assert {n["id"] for n in down["nodes"]} == {"raw.orders", PIPE}
     up = client.get("/api/lineage", params={"node": "raw.orders", "direction": "upstream"}).json()
     assert up["edges"] == []
@@ -281,8 +341,11 @@ def test_unknown_route_uses_the_error_body(client: TestClient) -> None:
 def test_openlineage_single_and_errors(client: TestClient) -> None:
     run_id = str(uuid.uuid4())
     ev = {
-        "eventTime": "2026-11-02T08:00:00Z", "eventType": "START", "producer": "https://x/dbt",
-        "run": {"runId": run_id}, "job": {"namespace": "dbt", "name": "model.orders"},
+        "eventTime": "2026-11-02T08:00:00Z",
+        "eventType": "START",
+        "producer": "https://x/dbt",
+        "run": {"runId": run_id},
+        "job": {"namespace": "dbt", "name": "model.orders"},
         "schemaURL": "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent",
     }
     assert client.post("/api/v1/lineage", json=ev).status_code == 201
@@ -290,25 +353,38 @@ def test_openlineage_single_and_errors(client: TestClient) -> None:
     [run] = client.get("/api/runs").json()["runs"]
     assert (run["pipeline"], run["state"], run["source"]) == ("dbt/model.orders", "running", "dbt")
     assert_error(client.post("/api/v1/lineage", content=b"{nope"), 400, ["body"])
-    assert_error(client.post("/api/v1/lineage", json={**ev, "eventTime": "2026-11-02T08:00:00"}),
-                 422, ["body", "eventTime"])
-    assert_error(client.post("/api/v1/lineage", json={**ev, "run": {"runId": "x"}}), 422,
-                 ["body", "run", "runId"])
-    gz = gzip.compress(json.dumps({**ev, "eventType": "COMPLETE",
-                                   "eventTime": "2026-11-02T08:05:00Z"}).encode())
+    assert_error(
+        client.post("/api/v1/lineage", json={**ev, "eventTime": "2026-11-02T08:00:00"}),
+        422,
+        ["body", "eventTime"],
+    )
+    assert_error(
+        client.post("/api/v1/lineage", json={**ev, "run": {"runId": "x"}}),
+        422,
+        ["body", "run", "runId"],
+    )
+    gz = gzip.compress(
+        json.dumps({**ev, "eventType": "COMPLETE", "eventTime": "2026-11-02T08:05:00Z"}).encode()
+    )
     r = client.post("/api/v1/lineage", content=gz, headers={"Content-Encoding": "gzip"})
     assert r.status_code == 201
     [run] = client.get("/api/runs").json()["runs"]
     assert run["state"] == "completed" and run["duration_s"] == 300.0
-    assert_error(client.post("/api/v1/lineage", content=gz[:20],
-                             headers={"Content-Encoding": "gzip"}), 400)
+    assert_error(
+        client.post("/api/v1/lineage", content=gz[:20], headers={"Content-Encoding": "gzip"}), 400
+    )
 
 
 def test_openlineage_batch(client: TestClient) -> None:
     def ev(i: int, **over: Any) -> dict[str, Any]:
-        return {"eventTime": f"2026-11-02T08:0{i}:00Z", "eventType": "START",
-                "producer": "p", "run": {"runId": str(uuid.uuid4())},
-                "job": {"namespace": "ns", "name": f"job{i}"}, **over}
+        return {
+            "eventTime": f"2026-11-02T08:0{i}:00Z",
+            "eventType": "START",
+            "producer": "p",
+            "run": {"runId": str(uuid.uuid4())},
+            "job": {"namespace": "ns", "name": f"job{i}"},
+            **over,
+        }
 
     r = client.post("/api/v1/lineage/batch", json=[ev(1), ev(2, eventTime="soon"), ev(3)])
     assert r.status_code == 200

@@ -28,19 +28,28 @@ def test_any_order_gives_the_same_run() -> None:
 
 
 def test_completed_before_started_gives_both_times() -> None:
-    d = derive(events(
-        event_dict("run.completed", PIPE, minutes=9, run="r1"),
-        event_dict("run.started", PIPE, minutes=1, run="r1"),
-    ))
+    d = derive(
+        events(
+            event_dict("run.completed", PIPE, minutes=9, run="r1"),
+            event_dict("run.started", PIPE, minutes=1, run="r1"),
+        )
+    )
     run = d.runs[run_uuid(PIPE, "r1")]
     assert (run.state, run.started, run.ended) == ("completed", at(1), at(9))
 
 
 def test_task_implies_its_pipeline_run_is_running() -> None:
-    d = derive(events(event_dict(
-        "run.started", f"{PIPE}.extract", minutes=2, run="t1",
-        related=[{"role": "parent", "id": PIPE}, {"role": "parent_run", "id": "r1"}],
-    )))
+    d = derive(
+        events(
+            event_dict(
+                "run.started",
+                f"{PIPE}.extract",
+                minutes=2,
+                run="t1",
+                related=[{"role": "parent", "id": PIPE}, {"role": "parent_run", "id": "r1"}],
+            )
+        )
+    )
     parent = d.runs[run_uuid(PIPE, "r1")]
     task = d.runs[run_uuid(f"{PIPE}.extract", "t1")]
     assert task.parent_run == parent.id
@@ -50,24 +59,37 @@ def test_task_implies_its_pipeline_run_is_running() -> None:
 
 
 def test_inputs_and_outputs_become_edges() -> None:
-    d = derive(events(event_dict(
-        "run.completed", PIPE, run="r1",
-        related=[{"role": "input", "id": "raw.orders"}, {"role": "output", "id": "wh.sales"}],
-    )))
+    d = derive(
+        events(
+            event_dict(
+                "run.completed",
+                PIPE,
+                run="r1",
+                related=[
+                    {"role": "input", "id": "raw.orders"},
+                    {"role": "output", "id": "wh.sales"},
+                ],
+            )
+        )
+    )
     assert set(d.edges) == {("raw.orders", PIPE), (PIPE, "wh.sales")}
     assert d.resources["raw.orders"].kind == "asset"
 
 
 def test_latest_asset_update_and_check_win() -> None:
     producer = [{"role": "producer", "id": PIPE}]
-    d = derive(events(
-        event_dict("asset.updated", "wh.sales", minutes=5, related=producer, run="r2"),
-        event_dict("asset.updated", "wh.sales", minutes=1, related=producer, run="r1"),
-        event_dict("check.failed", "wh.sales", minutes=6, payload={"check": "not_null",
-                                                                  "column": "id"}),
-        event_dict("check.passed", "wh.sales", minutes=2, payload={"check": "not_null",
-                                                                  "column": "id"}),
-    ))
+    d = derive(
+        events(
+            event_dict("asset.updated", "wh.sales", minutes=5, related=producer, run="r2"),
+            event_dict("asset.updated", "wh.sales", minutes=1, related=producer, run="r1"),
+            event_dict(
+                "check.failed", "wh.sales", minutes=6, payload={"check": "not_null", "column": "id"}
+            ),
+            event_dict(
+                "check.passed", "wh.sales", minutes=2, payload={"check": "not_null", "column": "id"}
+            ),
+        )
+    )
     asset = d.assets["wh.sales"]
     assert (asset.updated, asset.producer, asset.run_id) == (at(5), PIPE, run_uuid(PIPE, "r2"))
     check = d.checks[("wh.sales", "not_null(id)")]

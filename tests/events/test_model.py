@@ -17,8 +17,9 @@ def test_one_event_or_an_array_decode_to_a_list() -> None:
 
 
 def test_optional_fields_default() -> None:
-    [e] = decode_events(b'{"occurred": "2026-11-02T08:00:00+01:00", "event": "x.y", '
-                        b'"resource": {"id": "r"}}')
+    [e] = decode_events(
+        b'{"occurred": "2026-11-02T08:00:00+01:00", "event": "x.y", "resource": {"id": "r"}}'
+    )
     assert e.id is None and e.related == [] and e.payload == {}
     assert e.occurred.utcoffset() is not None
 
@@ -39,7 +40,9 @@ def test_optional_fields_default() -> None:
         ({"id": "not-a-uuid"}, ["body", 0, "id"], "uuid"),
     ],
 )
-def test_invalid_fields_are_named(change: dict[str, object], loc: list[object], message: str) -> None:
+def test_invalid_fields_are_named(
+    change: dict[str, object], loc: list[object], message: str
+) -> None:
     bad = {**event_dict("run.started", "p"), **change}
     with pytest.raises(EventDecodeError) as info:
         decode_events(json.dumps([bad]).encode())

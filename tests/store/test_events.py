@@ -67,10 +67,12 @@ def test_a_rejected_duplicate_does_not_change_derived_rows(conn: Conn, store: St
 
 
 def test_completed_before_started_across_batches(conn: Conn, store: Store) -> None:
-    insert_events(conn, events(event_dict("run.completed", PIPE, minutes=10, run="r1")), NOW,
-                  store.partitions)
-    insert_events(conn, events(event_dict("run.started", PIPE, minutes=2, run="r1")), NOW,
-                  store.partitions)
+    insert_events(
+        conn, events(event_dict("run.completed", PIPE, minutes=10, run="r1")), NOW, store.partitions
+    )
+    insert_events(
+        conn, events(event_dict("run.started", PIPE, minutes=2, run="r1")), NOW, store.partitions
+    )
     rows = conn.query("SELECT state, started, ended FROM runs")
     assert rows == [{"state": "completed", "started": at(2), "ended": at(10)}]
 
@@ -124,11 +126,13 @@ def test_a_failed_batch_stores_nothing(conn: Conn, store: Store) -> None:
 
 def test_filters_and_pages(conn: Conn, store: Store) -> None:
     batch = [
-        event_dict("run.started", PIPE, minutes=1, run="r1",
-                   related=[{"role": "output", "id": "wh.sales"}]),
+        event_dict(
+            "run.started", PIPE, minutes=1, run="r1", related=[{"role": "output", "id": "wh.sales"}]
+        ),
         event_dict("run.completed", PIPE, minutes=2, run="r1"),
-        event_dict("asset.updated", "wh.sales", minutes=3,
-                   related=[{"role": "producer", "id": PIPE}]),
+        event_dict(
+            "asset.updated", "wh.sales", minutes=3, related=[{"role": "producer", "id": PIPE}]
+        ),
         event_dict("run_x.custom", PIPE, minutes=4),
     ]
     insert_events(conn, events(*batch), NOW, store.partitions)
