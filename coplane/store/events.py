@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import psycopg
 from coplane.events.derive import derive, run_id_of
 from coplane.events.model import Event, encode_json
 from coplane.store.derived import write_derived
@@ -62,6 +63,26 @@ def insert_event_batches(
     for e in events:
         if e.id is None:
             e.id = uuid.uuid4()
+    try:
+        new = _write(conn, events, received, partitions)
+    except psycopg.errors.CheckViolation:
+        # "no partition of relation events found for row": a partition this process knew
+        # was dropped elsewhere (retention on another replica); look again, once.
+        if partitions is None:
+            raise
+        partitions.forget_all()
+        new = _write(conn, events, received, partitions)
+    stored = {id(e) for e in new}
+    results = []
+    for batch in batches:
+        accepted = sum(1 for e in batch if id(e) in stored)
+        results.append(InsertResult(accepted, len(batch) - accepted))
+    return results
+
+
+def _write(
+    conn: Conn, events: list[Event], received: datetime, partitions: PartitionManager | None
+) -> list[Event]:
     if partitions is not None and events:
         partitions.ensure(conn, {e.occurred for e in events})
     with conn.transaction():
@@ -71,12 +92,7 @@ def insert_event_batches(
             else (_insert_new_sqlite(conn, events, received))
         )
         write_derived(conn, derive(new))
-    stored = {id(e) for e in new}
-    results = []
-    for batch in batches:
-        accepted = sum(1 for e in batch if id(e) in stored)
-        results.append(InsertResult(accepted, len(batch) - accepted))
-    return results
+    return new
 
 
 def _event_row(conn: Conn, e: Event, received: datetime) -> list[Any]:

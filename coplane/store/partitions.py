@@ -81,6 +81,11 @@ class PartitionManager:
                     create_partition(conn, start)
                     self._known.add(start)
 
+    def forget_all(self) -> None:
+        """Forget every partition, so the next write checks again."""
+        with self._lock:
+            self._known.clear()
+
     def forget(self, starts: Iterable[datetime]) -> None:
         """Drop cached knowledge of partitions that were removed."""
         with self._lock:
