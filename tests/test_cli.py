@@ -38,7 +38,7 @@ def test_server_with_no_settings_uses_sqlite_in_the_data_dir(tmp_path: Path) -> 
     assert "http://127.0.0.1:4200" in output
 
 
-class socket_free:  # noqa: N801 - used as a context manager
+class socket_free:
     """Fail clearly, rather than hang, when the default port is taken by something else."""
 
     def __init__(self, port: int) -> None:

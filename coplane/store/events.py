@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
+
 from coplane.events.derive import derive, run_id_of
 from coplane.events.model import Event, encode_json
 from coplane.store.derived import write_derived
