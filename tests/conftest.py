@@ -143,7 +143,8 @@ class LiveServer:
                 if httpx.get(f"{self.url}/api/health", timeout=1).status_code == 200:
                     return
             except httpx.HTTPError:
-                time.sleep(0.1)
+                pass
+            time.sleep(0.1)
         raise RuntimeError(f"server did not become healthy: {self.log_path.read_text()}")
 
     def stop(self) -> None:
