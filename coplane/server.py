@@ -33,6 +33,7 @@ def open_configured_store(settings: Settings) -> Store:
         settings.database_url,
         pool_size=settings.database_pool_size,
         writers=settings.database_writers,
+        timeout=settings.database_timeout,
     )
 
 

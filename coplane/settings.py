@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     database_writers: int | None = Field(
         None, ge=1, le=64, description="event writer threads on PostgreSQL (default: pool/2, max 4)"
     )
+    database_timeout: float = Field(
+        10.0, gt=0, le=300, description="seconds to wait for a database connection before a 503"
+    )
     host: str = Field("127.0.0.1", description="address `coplane server` listens on")
     port: int = Field(4200, ge=1, le=65535, description="port `coplane server` listens on")
     events_retention_days: int = Field(

@@ -26,6 +26,7 @@ from coplane.store.resources import (
 from coplane.store.runs import RunFilter, list_child_runs, list_runs, read_run, run_json
 
 router = APIRouter()
+HEALTH_TIMEOUT_S = 2.0  # a monitor asking for health wants an answer, not a hang
 
 Limit = Annotated[int, Query(ge=1, le=1000, description="page size")]
 Cursor = Annotated[str | None, Query(description="`next` of the previous page")]
@@ -45,7 +46,7 @@ def health(request: Request) -> JSONResponse:
         "version": __version__,
     }
     try:
-        with store.connect() as conn:
+        with store.connect(timeout=HEALTH_TIMEOUT_S) as conn:
             conn.one("SELECT 1 AS ok")
     except (DatabaseUnavailable, Exception) as exc:  # any failure to answer is an outage
         body = {**error_body(f"database unreachable: {exc}"), "status": "error", **info}

@@ -37,9 +37,9 @@ class Store:
         return self.db.dialect
 
     @contextmanager
-    def connect(self) -> Iterator[Conn]:
-        """A connection for reads and small writes."""
-        with self.db.connect() as conn:
+    def connect(self, timeout: float | None = None) -> Iterator[Conn]:
+        """A connection for reads and small writes; DatabaseUnavailable after `timeout` s."""
+        with self.db.connect(timeout) as conn:
             yield conn
 
     def close(self) -> None:
@@ -48,9 +48,11 @@ class Store:
         self.db.close()
 
 
-def open_store(url: str, *, pool_size: int = 10, writers: int | None = None) -> Store:
+def open_store(
+    url: str, *, pool_size: int = 10, writers: int | None = None, timeout: float = 10.0
+) -> Store:
     """Open `url`, apply pending migrations, and start the event writer."""
-    db = Database(url, pool_size=pool_size)
+    db = Database(url, pool_size=pool_size, timeout=timeout)
     try:
         with db.connect() as conn:
             upgrade_schema(conn)

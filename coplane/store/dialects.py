@@ -232,8 +232,9 @@ class PgConn:
 class Database:
     """A connection source for one database URL: a pool on PostgreSQL, one per thread on SQLite."""
 
-    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+    def __init__(self, url: str, *, pool_size: int = 10, timeout: float = 10.0) -> None:
         self.url = url
+        self.timeout = timeout
         self.dialect: DialectName
         self._local = threading.local()
         self._sqlite_conns: list[SqliteConn] = []
@@ -248,6 +249,8 @@ class Database:
                 kwargs={"row_factory": dict_row, "autocommit": True, "options": "-c TimeZone=UTC"},
                 open=False,
                 name="coplane",
+                # a connection broken by a PostgreSQL restart is replaced, not handed out
+                check=ConnectionPool.check_connection,
             )
             self._pool.open(wait=False)
         elif url.startswith("sqlite:///"):
@@ -262,16 +265,17 @@ class Database:
             )
 
     @contextmanager
-    def connect(self) -> Iterator[Conn]:
+    def connect(self, timeout: float | None = None) -> Iterator[Conn]:
         """A connection for this thread; on PostgreSQL, borrowed from the pool for the block."""
         if self._pool is not None:
+            wait = self.timeout if timeout is None else timeout
             try:
-                with self._pool.connection(timeout=10.0) as raw:
+                with self._pool.connection(timeout=wait) as raw:
                     yield PgConn(raw)
             except psycopg.OperationalError as exc:
                 raise DatabaseUnavailable(str(exc).strip()) from exc
-            except PoolTimeout as exc:
-                raise DatabaseUnavailable(f"no database connection within 10 s: {exc}") from exc
+            except PoolTimeout:
+                raise DatabaseUnavailable(f"no database connection within {wait:g} s") from None
             return
         conn: SqliteConn | None = getattr(self._local, "conn", None)
         if conn is None:
