@@ -69,6 +69,13 @@ def _clean_postgresql(url: str) -> None:
         exists = conn.execute("SELECT to_regclass('events') IS NOT NULL").fetchone()
         if exists and exists[0]:
             conn.execute(f"TRUNCATE {DERIVED_AND_EVENTS}")
+            # partitions too, so each test starts with the layout a new database has
+            parts = conn.execute(
+                "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                "WHERE i.inhparent = 'events'::regclass"
+            ).fetchall()
+            for (name,) in parts:
+                conn.execute(f"DROP TABLE {name}")
 
 
 @pytest.fixture(
