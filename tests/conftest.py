@@ -9,6 +9,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -54,13 +55,22 @@ def pg_url() -> Iterator[str]:
             f"PostgreSQL is needed at {DEFAULT_PG_SERVER} (or set COPLANE_TEST_DATABASE_URL): "
             f"{problem}. To run only the SQLite half: pytest -m 'not postgresql'"
         )
+    with throwaway_database(DEFAULT_PG_SERVER) as url:
+        yield url
+
+
+@contextmanager
+def throwaway_database(server_url: str) -> Iterator[str]:
+    """A new database on the server of `server_url`, dropped afterwards (open to connections)."""
+    admin_url = server_url.rsplit("/", 1)[0] + "/postgres"
     name = f"coplane_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(DEFAULT_PG_SERVER, autocommit=True) as admin:
+    with psycopg.connect(admin_url, autocommit=True) as admin:
         admin.execute(f"CREATE DATABASE {name}")
     try:
-        yield DEFAULT_PG_SERVER.rsplit("/", 1)[0] + f"/{name}"
+        yield admin_url.rsplit("/", 1)[0] + f"/{name}"
     finally:
-        with psycopg.connect(DEFAULT_PG_SERVER, autocommit=True) as admin:
+        with psycopg.connect(admin_url, autocommit=True) as admin:
+            admin.execute(f"ALTER DATABASE {name} ALLOW_CONNECTIONS true")
             admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 

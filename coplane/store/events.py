@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import uuid
 from collections.abc import Sequence
@@ -16,6 +15,7 @@ from coplane.events.derive import derive, run_id_of
 from coplane.events.model import Event, encode_json
 from coplane.store.derived import write_derived
 from coplane.store.dialects import Conn, PgConn, Row
+from coplane.store.paging import newest_first
 from coplane.store.partitions import PartitionManager
 
 EVENT_COLUMNS = (
@@ -174,25 +174,6 @@ class EventFilter:
     until: datetime | None = None
 
 
-def encode_cursor(at: datetime, key: object) -> str:
-    """An opaque cursor for keyset pagination on (time, id)."""
-    raw = json.dumps([at.isoformat(), str(key)]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, str]:
-    """Undo `encode_cursor`; raise ValueError when the cursor was not made by us."""
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        at, key = json.loads(base64.urlsafe_b64decode(padded))
-        parsed = datetime.fromisoformat(at)
-    except (ValueError, TypeError) as exc:
-        raise ValueError("cursor is not one this server returned") from exc
-    if parsed.tzinfo is None or not isinstance(key, str):
-        raise ValueError("cursor is not one this server returned")
-    return parsed, key
-
-
 def like_pattern(pattern: str) -> str:
     """A LIKE pattern for an event-name filter with an optional trailing `*`."""
     escaped = pattern.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
@@ -203,7 +184,8 @@ def list_events(
     conn: Conn, f: EventFilter, limit: int, cursor: str | None = None
 ) -> tuple[list[Row], str | None]:
     """Events matching `f`, newest first, and the cursor of the next page (None at the end)."""
-    where, params = [], []
+    where: list[str] = []
+    params: list[Any] = []
     if f.event is not None:
         if f.event.endswith("*"):
             where.append("event LIKE ? ESCAPE '\\'")
@@ -229,21 +211,8 @@ def list_events(
     if f.until is not None:
         where.append("occurred < ?")
         params.append(conn.time(f.until))
-    if cursor is not None:
-        at, key = decode_cursor(cursor)
-        where.append("(occurred, id) < (?, ?)")
-        params += [conn.time(at), conn.uid(uuid.UUID(key))]
-    sql = (
-        f"SELECT {', '.join(EVENT_COLUMNS)} FROM events"
-        + (f" WHERE {' AND '.join(where)}" if where else "")
-        + " ORDER BY occurred DESC, id DESC LIMIT ?"
-    )
-    rows = conn.query(sql, (*params, limit + 1))
-    next_cursor = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        next_cursor = encode_cursor(rows[-1]["occurred"], rows[-1]["id"])
-    return rows, next_cursor
+    select = f"SELECT {', '.join(EVENT_COLUMNS)} FROM events"
+    return newest_first(conn, select, "occurred", where, params, limit, cursor)
 
 
 def event_json(row: Row) -> dict[str, Any]:

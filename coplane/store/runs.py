@@ -10,7 +10,7 @@ from typing import Any
 
 from coplane.store.dialects import Conn, Row
 from coplane.store.errors import NotFound
-from coplane.store.events import decode_cursor, encode_cursor
+from coplane.store.paging import newest_first
 
 RUN_COLUMNS = (
     "id, pipeline, run_key, source, state, started, ended, error, scheduled, parent_run, "
@@ -47,21 +47,9 @@ def list_runs(
     if f.parent_run is not None:
         where.append("parent_run = ?")
         params.append(conn.uid(f.parent_run))
-    if cursor is not None:
-        at, key = decode_cursor(cursor)
-        where.append("(sort_at, id) < (?, ?)")
-        params += [conn.time(at), conn.uid(uuid.UUID(key))]
-    sql = (
-        f"SELECT {RUN_COLUMNS} FROM runs"
-        + (f" WHERE {' AND '.join(where)}" if where else "")
-        + " ORDER BY sort_at DESC, id DESC LIMIT ?"
+    return newest_first(
+        conn, f"SELECT {RUN_COLUMNS} FROM runs", "sort_at", where, params, limit, cursor
     )
-    rows = conn.query(sql, (*params, limit + 1))
-    next_cursor = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        next_cursor = encode_cursor(rows[-1]["sort_at"], rows[-1]["id"])
-    return rows, next_cursor
 
 
 def read_run(conn: Conn, run_id: uuid.UUID) -> Row:

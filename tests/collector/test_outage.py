@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Iterator
 
 import psycopg
@@ -13,7 +12,7 @@ from fastapi.testclient import TestClient
 from coplane.server import create_app
 from coplane.settings import Settings
 from coplane.store import open_store
-from tests.conftest import DEFAULT_PG_SERVER
+from tests.conftest import throwaway_database
 from tests.factories import event_dict
 
 pytestmark = pytest.mark.postgresql
@@ -22,19 +21,8 @@ pytestmark = pytest.mark.postgresql
 @pytest.fixture
 def own_database(pg_url: str) -> Iterator[str]:
     """A database of this test's own, which it can close to connections."""
-    name = f"coplane_outage_{uuid.uuid4().hex[:10]}"
-    admin_url = pg_url.rsplit("/", 1)[0] + "/postgres"
-    if not admin_url.startswith("postgresql://"):
-        admin_url = DEFAULT_PG_SERVER
-    with psycopg.connect(admin_url, autocommit=True) as admin:
-        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        admin.execute(f"CREATE DATABASE {name}")
-    try:
-        yield admin_url.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with psycopg.connect(admin_url, autocommit=True) as admin:
-            admin.execute(f"ALTER DATABASE {name} ALLOW_CONNECTIONS true")
-            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    with throwaway_database(pg_url) as url:
+        yield url
 
 
 def _set_outage(url: str, down: bool) -> None:

@@ -3,11 +3,13 @@
 -- hypertable; otherwise weekly native range partitions, created ahead by store/partitions.py.
 
 DO $$
+DECLARE
+    timescale boolean := current_setting('shared_preload_libraries', true) LIKE '%timescaledb%'
+        AND EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb');
 BEGIN
-    IF current_setting('shared_preload_libraries', true) LIKE '%timescaledb%'
-       AND EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb') THEN
-        CREATE EXTENSION IF NOT EXISTS timescaledb;
-        CREATE TABLE events (
+    -- A unique key on a partitioned table (or hypertable) must hold the partition column;
+    -- a retried event repeats both, so (id, occurred) still deduplicates retries.
+    EXECUTE 'CREATE TABLE events (
             id          uuid NOT NULL,
             occurred    timestamptz NOT NULL,
             received    timestamptz NOT NULL,
@@ -19,26 +21,12 @@ BEGIN
             run_id      uuid,
             related_ids text[] NOT NULL,
             PRIMARY KEY (id, occurred)
-        );
+        )' || CASE WHEN timescale THEN '' ELSE ' PARTITION BY RANGE (occurred)' END;
+    IF timescale THEN
+        CREATE EXTENSION IF NOT EXISTS timescaledb;
         PERFORM create_hypertable('events', 'occurred', chunk_time_interval => interval '1 day');
         ALTER TABLE events SET (timescaledb.compress, timescaledb.compress_segmentby = 'resource_id');
         PERFORM add_compression_policy('events', interval '7 days');
-    ELSE
-        CREATE TABLE events (
-            id          uuid NOT NULL,
-            occurred    timestamptz NOT NULL,
-            received    timestamptz NOT NULL,
-            event       text NOT NULL,
-            resource_id text NOT NULL,
-            resource    jsonb NOT NULL,
-            related     jsonb NOT NULL,
-            payload     jsonb NOT NULL,
-            run_id      uuid,
-            related_ids text[] NOT NULL,
-            -- a unique key on a partitioned table must hold the partition key; a retried
-            -- event repeats both, so (id, occurred) deduplicates retries
-            PRIMARY KEY (id, occurred)
-        ) PARTITION BY RANGE (occurred);
     END IF;
 END $$;
 
