@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from coplane.events import names as n
@@ -19,6 +20,7 @@ from coplane.events.model import Event, RelatedResource
 RUN_NAMESPACE = uuid.UUID("6f1c2a8e-3b1d-5c7e-9a40-2d5b7c1e8f03")
 
 
+@lru_cache(maxsize=65_536)  # a run's events arrive close together: start, heartbeats, end
 def run_uuid(pipeline: str, run_key: str) -> uuid.UUID:
     """The coplane run id of the producer's run `run_key` of `pipeline`."""
     return uuid.uuid5(RUN_NAMESPACE, f"{pipeline}\n{run_key}")

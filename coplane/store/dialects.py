@@ -11,6 +11,7 @@ import json
 import sqlite3
 import threading
 import uuid
+import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -18,7 +19,7 @@ from functools import lru_cache
 from typing import Any, Literal, Protocol
 
 import psycopg
-from psycopg.rows import dict_row
+from psycopg.rows import dict_row, tuple_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool, PoolTimeout
 
@@ -171,6 +172,10 @@ class SqliteConn:
 # --- PostgreSQL -------------------------------------------------------------------------
 
 
+# temp tables made on each pooled connection; forgotten with the connection
+_TEMP_TABLES: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
+
+
 @lru_cache(maxsize=512)
 def _pg_sql(sql: str) -> str:
     # Queries are written with `?`; none of ours uses `?` or `%` in a literal.
@@ -206,6 +211,20 @@ class PgConn:
 
     def transaction(self) -> Any:
         return self.raw.transaction()
+
+    def query_tuples(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Rows as plain tuples: cheaper than dicts when many come back."""
+        with self.raw.cursor(row_factory=tuple_row) as cur:
+            cur.execute(_pg_sql(sql) if params else sql, params or None)
+            return cur.fetchall()
+
+    def ensure_temp_table(self, name: str, create_sql: str) -> None:
+        """Create a session temp table once per connection (it lives as long as the session)."""
+        made = _TEMP_TABLES.setdefault(self.raw, set())
+        if name not in made:
+            self.execute(f"DROP TABLE IF EXISTS {name}")
+            self.execute(create_sql)
+            made.add(name)
 
     def copy_rows(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
         """Write rows with COPY, the fastest way into PostgreSQL."""

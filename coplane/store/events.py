@@ -9,10 +9,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import msgspec
 import psycopg
 
 from coplane.events.derive import derive, run_id_of
-from coplane.events.model import Event, encode_json
+from coplane.events.model import Event, RelatedResource, Resource, encode_json
 from coplane.store.derived import write_derived
 from coplane.store.dialects import Conn, PgConn, Row
 from coplane.store.paging import newest_first
@@ -121,23 +122,75 @@ def _first_of_each(events: list[Event], keys: set[Any], key: Any) -> list[Event]
     return out
 
 
+# Below this many events, one INSERT from a JSON parameter beats COPY through a staging
+# table, whose truncation at each commit dominates a small transaction.
+COPY_MIN_EVENTS = 64
+_PG_EVENT_TYPES = (
+    "id uuid, occurred timestamptz, received timestamptz, event text, resource_id text, "
+    "resource jsonb, related jsonb, payload jsonb, run_id uuid, related_ids text[]"
+)
+
+
+class _PgEventRow(msgspec.Struct, array_like=False, gc=False):
+    """One events row, encoded to JSON for json_to_recordset."""
+
+    id: uuid.UUID
+    occurred: datetime
+    received: datetime
+    event: str
+    resource_id: str
+    resource: Resource
+    related: list[RelatedResource]
+    payload: dict[str, Any]
+    run_id: uuid.UUID | None
+    related_ids: list[str]
+
+
+def _pg_event_row(e: Event, received: datetime) -> _PgEventRow:
+    assert e.id is not None  # ids are assigned before writing
+    related_ids = sorted({r.id for r in e.related})
+    return _PgEventRow(
+        e.id,
+        e.occurred,
+        received,
+        e.event,
+        e.resource.id,
+        e.resource,
+        e.related,
+        e.payload,
+        run_id_of(e),
+        related_ids,
+    )
+
+
 def _insert_new_postgresql(conn: PgConn, events: list[Event], received: datetime) -> list[Event]:
-    # COPY into a session-local staging table, then insert what is new in key order:
-    # COPY is the fastest path in, and ON CONFLICT makes retries and overlaps harmless.
-    conn.execute(
-        "CREATE TEMP TABLE IF NOT EXISTS events_staging "
-        "(LIKE events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
-    )
-    conn.copy_rows(
-        "events_staging",
-        (*EVENT_COLUMNS, "related_ids"),
-        ([*_event_row(conn, e, received), sorted({r.id for r in e.related})] for e in events),
-    )
-    rows = conn.query(
-        "INSERT INTO events SELECT * FROM events_staging ORDER BY id, occurred "
-        "ON CONFLICT DO NOTHING RETURNING id, occurred"
-    )
-    inserted = {(r["id"], r["occurred"]) for r in rows}
+    # Insert what is new in key order: ON CONFLICT makes retries and overlaps harmless, and
+    # key order keeps concurrent writers from deadlocking.
+    returning = "ORDER BY id, occurred ON CONFLICT DO NOTHING RETURNING id, occurred"
+    if len(events) < COPY_MIN_EVENTS:
+        rows = [_pg_event_row(e, received) for e in events]
+        inserted = set(
+            conn.query_tuples(
+                "INSERT INTO events SELECT * FROM json_to_recordset(?::json) "
+                f"AS t({_PG_EVENT_TYPES}) {returning}",
+                (encode_json(rows).decode(),),
+            )
+        )
+    else:
+        # COPY into a session-local staging table (emptied at commit), then insert from it.
+        conn.ensure_temp_table(
+            "events_staging",
+            "CREATE TEMP TABLE events_staging (LIKE events INCLUDING DEFAULTS) "
+            "ON COMMIT DELETE ROWS",
+        )
+        conn.copy_rows(
+            "events_staging",
+            (*EVENT_COLUMNS, "related_ids"),
+            ([*_event_row(conn, e, received), sorted({r.id for r in e.related})] for e in events),
+        )
+        inserted = set(
+            conn.query_tuples("INSERT INTO events SELECT * FROM events_staging " + returning)
+        )
     return _first_of_each(events, inserted, lambda e: (e.id, e.occurred))
 
 

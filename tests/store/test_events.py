@@ -10,7 +10,13 @@ import pytest
 
 from coplane.events.derive import run_uuid
 from coplane.store import Conn, Store, open_store
-from coplane.store.events import EventFilter, insert_event_batches, insert_events, list_events
+from coplane.store.events import (
+    COPY_MIN_EVENTS,
+    EventFilter,
+    insert_event_batches,
+    insert_events,
+    list_events,
+)
 from coplane.store.migrate import upgrade_schema
 from coplane.store.runs import read_run
 from tests.factories import at, event_dict, events
@@ -25,13 +31,17 @@ def _count(conn: Conn) -> int:
     return int(row["n"])
 
 
-def test_same_batch_twice_is_stored_once(conn: Conn, store: Store) -> None:
-    batch = [event_dict("run.started", PIPE, minutes=i, run=f"r{i}") for i in range(50)]
+@pytest.mark.parametrize("size", [5, COPY_MIN_EVENTS, 300])  # both PostgreSQL write paths
+def test_same_batch_twice_is_stored_once(conn: Conn, store: Store, size: int) -> None:
+    batch = [event_dict("run.started", PIPE, minutes=i, run=f"r{i}") for i in range(size)]
     first = insert_events(conn, events(*batch), NOW, store.partitions)
     again = insert_events(conn, events(*batch), NOW, store.partitions)
-    assert (first.accepted, first.duplicates) == (50, 0)
-    assert (again.accepted, again.duplicates) == (0, 50)
-    assert _count(conn) == 50
+    assert (first.accepted, first.duplicates) == (size, 0)
+    assert (again.accepted, again.duplicates) == (0, size)
+    assert _count(conn) == size
+    [row] = list_events(conn, EventFilter(resource=PIPE), 1)[0]
+    assert row["related"] == [{"id": f"r{size - 1}", "role": "run"}]
+    assert row["payload"] == {}
 
 
 def test_duplicate_inside_one_batch_counts_once(conn: Conn, store: Store) -> None:
