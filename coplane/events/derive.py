@@ -66,6 +66,22 @@ class RunRow:
         if self.started is None or at < self.started:
             self.started = at
 
+    def merge(self, other: RunRow) -> None:
+        """Fold `other` in by the rules the store's upsert applies (store/derived.py)."""
+        if other.state is not None and other.state_at is not None:
+            self.merge_state(other.state, other.state_rank, other.state_at, other.error)
+        if other.started is not None:
+            self.merge_started(other.started)
+        if other.scheduled is not None and (
+            self.scheduled is None or other.scheduled < self.scheduled
+        ):
+            self.scheduled = other.scheduled
+        self.first_seen = min(self.first_seen, other.first_seen)
+        self.parent_run = self.parent_run or other.parent_run
+        self.nominal_start = self.nominal_start or other.nominal_start
+        if self.source == "unknown":
+            self.source = other.source
+
 
 @dataclass(slots=True)
 class ResourceRow:

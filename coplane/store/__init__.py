@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from coplane.store.dialects import Conn, Database
 from coplane.store.errors import Conflict, DatabaseUnavailable, NotFound, StoreError
+from coplane.store.known import KnownRows
 from coplane.store.migrate import upgrade_schema
 from coplane.store.partitions import PartitionManager, events_layout
 from coplane.store.writer import EventWriter
@@ -65,4 +66,5 @@ def open_store(
         writers = 1 if db.dialect == "sqlite" else max(1, min(4, pool_size // 2))
     # SQLite allows one writer at a time: more threads would only queue on its lock.
     threads = 1 if db.dialect == "sqlite" else writers
-    return Store(db, layout, partitions, EventWriter(db, partitions, threads=threads))
+    writer = EventWriter(db, partitions, known=KnownRows(), threads=threads)
+    return Store(db, layout, partitions, writer)

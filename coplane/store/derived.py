@@ -1,14 +1,44 @@
 """Upserts of the derived tables (runs, resources, assets, checks, lineage edges).
 
 Each upsert merges by the same rules as `coplane.events.derive`, so the stored row is the
-join of everything ever written for it. Rows are written in key order: concurrent writers
-then take row locks in the same order and never deadlock.
+join of everything ever written for it. On PostgreSQL each table is one statement over
+arrays (`unnest`), not a statement per row; SQLite runs the same upsert per row, in process.
+Rows are written in key order: concurrent writers take row locks in the same order and
+never deadlock.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from coplane.events.derive import Derived
 from coplane.store.dialects import Conn, greatest, least
+
+# (column, PostgreSQL type) of each table, in the order rows are given
+RUN_COLUMNS = (
+    ("id", "uuid"), ("pipeline", "text"), ("run_key", "text"), ("source", "text"),
+    ("state", "text"), ("state_rank", "integer"), ("state_at", "timestamptz"),
+    ("error", "text"), ("scheduled", "timestamptz"), ("started", "timestamptz"),
+    ("ended", "timestamptz"), ("parent_run", "uuid"), ("nominal_start", "timestamptz"),
+    ("first_seen", "timestamptz"),
+)  # fmt: skip
+RESOURCE_COLUMNS = (
+    ("id", "text"), ("kind", "text"), ("name", "text"), ("labels", "jsonb"), ("source", "text"),
+    ("parent", "text"), ("first_seen", "timestamptz"), ("last_seen", "timestamptz"),
+)  # fmt: skip
+ASSET_COLUMNS = (
+    ("id", "text"), ("updated", "timestamptz"), ("producer", "text"), ("run_id", "uuid"),
+    ("event_id", "uuid"),
+)  # fmt: skip
+CHECK_COLUMNS = (
+    ("asset", "text"), ("check_name", "text"), ("passed", "boolean"), ("at", "timestamptz"),
+    ("message", "text"), ("event_id", "uuid"),
+)  # fmt: skip
+EDGE_COLUMNS = (
+    ("source", "text"), ("target", "text"), ("first_seen", "timestamptz"),
+    ("last_seen", "timestamptz"),
+)  # fmt: skip
 
 
 def write_derived(conn: Conn, d: Derived) -> None:
@@ -25,7 +55,27 @@ def write_derived(conn: Conn, d: Derived) -> None:
         upsert_edges(conn, d)
 
 
-def _runs_sql(conn: Conn) -> str:
+def _upsert(
+    conn: Conn,
+    table: str,
+    columns: Sequence[tuple[str, str]],
+    rows: list[tuple[Any, ...]],
+    conflict: str,
+) -> None:
+    names = ", ".join(name for name, _ in columns)
+    if conn.dialect == "postgresql":
+        arrays = ", ".join(f"?::{kind}[]" for _, kind in columns)
+        conn.execute(
+            f"INSERT INTO {table} ({names}) SELECT * FROM unnest({arrays}) {conflict}",
+            [list(column) for column in zip(*rows, strict=True)],
+        )
+    else:
+        marks = ", ".join("?" * len(columns))
+        conn.executemany(f"INSERT INTO {table} ({names}) VALUES ({marks}) {conflict}", rows)
+
+
+def upsert_runs(conn: Conn, d: Derived) -> None:
+    """Merge run rows: highest-ranked state wins, earliest start wins."""
     newer = (
         "(excluded.state_at IS NOT NULL AND (runs.state_at IS NULL OR "
         "(excluded.state_rank, excluded.state_at, excluded.state) > "
@@ -35,10 +85,7 @@ def _runs_sql(conn: Conn) -> str:
         f"{col} = CASE WHEN {newer} THEN excluded.{col} ELSE runs.{col} END"
         for col in ("state", "state_rank", "state_at", "error", "ended")
     )
-    return (
-        "INSERT INTO runs (id, pipeline, run_key, source, state, state_rank, state_at, error, "
-        "scheduled, started, ended, parent_run, nominal_start, first_seen) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    conflict = (
         f"ON CONFLICT (id) DO UPDATE SET {on_newer}, "
         f"scheduled = {least('runs.scheduled', 'excluded.scheduled', conn.dialect)}, "
         f"started = {least('runs.started', 'excluded.started', conn.dialect)}, "
@@ -47,33 +94,14 @@ def _runs_sql(conn: Conn) -> str:
         "nominal_start = COALESCE(runs.nominal_start, excluded.nominal_start), "
         "source = CASE WHEN runs.source = 'unknown' THEN excluded.source ELSE runs.source END"
     )
-
-
-def upsert_runs(conn: Conn, d: Derived) -> None:
-    """Merge run rows: highest-ranked state wins, earliest start wins."""
     t, u = conn.time, conn.uid
-    conn.executemany(
-        _runs_sql(conn),
-        [
-            (
-                u(r.id),
-                r.pipeline,
-                r.run_key,
-                r.source,
-                r.state,
-                r.state_rank,
-                t(r.state_at),
-                r.error,
-                t(r.scheduled),
-                t(r.started),
-                t(r.ended),
-                u(r.parent_run),
-                t(r.nominal_start),
-                t(r.first_seen),
-            )
-            for _, r in sorted(d.runs.items())
-        ],
-    )
+    rows = [
+        (u(r.id), r.pipeline, r.run_key, r.source, r.state, r.state_rank, t(r.state_at),
+         r.error, t(r.scheduled), t(r.started), t(r.ended), u(r.parent_run),
+         t(r.nominal_start), t(r.first_seen))
+        for _, r in sorted(d.runs.items())
+    ]  # fmt: skip
+    _upsert(conn, "runs", RUN_COLUMNS, rows, conflict)
 
 
 def upsert_resources(conn: Conn, d: Derived) -> None:
@@ -84,11 +112,11 @@ def upsert_resources(conn: Conn, d: Derived) -> None:
         f"ELSE COALESCE(resources.{col}, excluded.{col}) END"
         for col in ("kind", "name", "parent")
     )
-    sql = (
-        "INSERT INTO resources (id, kind, name, labels, source, parent, first_seen, last_seen) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+    empty = "'{}'::jsonb" if conn.dialect == "postgresql" else "'{}'"
+    conflict = (
         f"ON CONFLICT (id) DO UPDATE SET {latest}, "
-        f"labels = CASE WHEN {newer} AND ? THEN excluded.labels ELSE resources.labels END, "
+        f"labels = CASE WHEN {newer} AND excluded.labels <> {empty} THEN excluded.labels "
+        "ELSE resources.labels END, "
         "source = CASE WHEN resources.source = 'unknown' OR "
         f"({newer} AND excluded.source <> 'unknown') THEN excluded.source "
         "ELSE resources.source END, "
@@ -96,63 +124,51 @@ def upsert_resources(conn: Conn, d: Derived) -> None:
         f"last_seen = {greatest('resources.last_seen', 'excluded.last_seen', conn.dialect)}"
     )
     t = conn.time
-    conn.executemany(
-        sql,
-        [
-            (
-                r.id,
-                r.kind,
-                r.name,
-                conn.json(r.labels),
-                r.source,
-                r.parent,
-                t(r.first_seen),
-                t(r.last_seen),
-                bool(r.labels),
-            )
-            for _, r in sorted(d.resources.items())
-        ],
-    )
+    rows = [
+        (r.id, r.kind, r.name, conn.json(r.labels), r.source, r.parent, t(r.first_seen),
+         t(r.last_seen))
+        for _, r in sorted(d.resources.items())
+    ]  # fmt: skip
+    _upsert(conn, "resources", RESOURCE_COLUMNS, rows, conflict)
 
 
 def upsert_assets(conn: Conn, d: Derived) -> None:
     """Keep each asset's latest update."""
-    conn.executemany(
-        "INSERT INTO assets (id, updated, producer, run_id, event_id) VALUES (?, ?, ?, ?, ?) "
-        "ON CONFLICT (id) DO UPDATE SET updated = excluded.updated, producer = excluded.producer, "
-        "run_id = excluded.run_id, event_id = excluded.event_id "
-        "WHERE excluded.updated > assets.updated",
-        [
-            (a.id, conn.time(a.updated), a.producer, conn.uid(a.run_id), conn.uid(a.event_id))
-            for _, a in sorted(d.assets.items())
-        ],
+    rows = [
+        (a.id, conn.time(a.updated), a.producer, conn.uid(a.run_id), conn.uid(a.event_id))
+        for _, a in sorted(d.assets.items())
+    ]
+    conflict = (
+        "ON CONFLICT (id) DO UPDATE SET updated = excluded.updated, "
+        "producer = excluded.producer, run_id = excluded.run_id, event_id = excluded.event_id "
+        "WHERE excluded.updated > assets.updated"
     )
+    _upsert(conn, "assets", ASSET_COLUMNS, rows, conflict)
 
 
 def upsert_checks(conn: Conn, d: Derived) -> None:
     """Keep each check's latest result per asset."""
-    conn.executemany(
-        "INSERT INTO checks (asset, check_name, passed, at, message, event_id) "
-        "VALUES (?, ?, ?, ?, ?, ?) "
+    rows = [
+        (c.asset, c.check, c.passed, conn.time(c.at), c.message, conn.uid(c.event_id))
+        for _, c in sorted(d.checks.items())
+    ]
+    conflict = (
         "ON CONFLICT (asset, check_name) DO UPDATE SET passed = excluded.passed, "
         "at = excluded.at, message = excluded.message, event_id = excluded.event_id "
-        "WHERE excluded.at > checks.at",
-        [
-            (c.asset, c.check, c.passed, conn.time(c.at), c.message, conn.uid(c.event_id))
-            for _, c in sorted(d.checks.items())
-        ],
+        "WHERE excluded.at > checks.at"
     )
+    _upsert(conn, "checks", CHECK_COLUMNS, rows, conflict)
 
 
 def upsert_edges(conn: Conn, d: Derived) -> None:
     """Record lineage edges with when they were first and last seen."""
-    conn.executemany(
-        "INSERT INTO lineage_edges (source, target, first_seen, last_seen) VALUES (?, ?, ?, ?) "
+    rows = [
+        (e.source, e.target, conn.time(e.first_seen), conn.time(e.last_seen))
+        for _, e in sorted(d.edges.items())
+    ]
+    conflict = (
         "ON CONFLICT (source, target) DO UPDATE SET "
         f"first_seen = {least('lineage_edges.first_seen', 'excluded.first_seen', conn.dialect)}, "
-        f"last_seen = {greatest('lineage_edges.last_seen', 'excluded.last_seen', conn.dialect)}",
-        [
-            (e.source, e.target, conn.time(e.first_seen), conn.time(e.last_seen))
-            for _, e in sorted(d.edges.items())
-        ],
+        f"last_seen = {greatest('lineage_edges.last_seen', 'excluded.last_seen', conn.dialect)}"
     )
+    _upsert(conn, "lineage_edges", EDGE_COLUMNS, rows, conflict)

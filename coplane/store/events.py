@@ -16,6 +16,7 @@ from coplane.events.derive import derive, run_id_of
 from coplane.events.model import Event, RelatedResource, Resource, encode_json
 from coplane.store.derived import write_derived
 from coplane.store.dialects import Conn, PgConn, Row
+from coplane.store.known import KnownRows
 from coplane.store.paging import newest_first
 from coplane.store.partitions import PartitionManager
 
@@ -45,9 +46,10 @@ def insert_events(
     events: list[Event],
     received: datetime,
     partitions: PartitionManager | None = None,
+    known: KnownRows | None = None,
 ) -> InsertResult:
     """Store one batch of events and fold it into the derived tables, atomically."""
-    return insert_event_batches(conn, [events], received, partitions)[0]
+    return insert_event_batches(conn, [events], received, partitions, known)[0]
 
 
 def insert_event_batches(
@@ -55,6 +57,7 @@ def insert_event_batches(
     batches: Sequence[list[Event]],
     received: datetime,
     partitions: PartitionManager | None = None,
+    known: KnownRows | None = None,
 ) -> list[InsertResult]:
     """Store several batches in one transaction (group commit); one result per batch.
 
@@ -66,14 +69,14 @@ def insert_event_batches(
         if e.id is None:
             e.id = uuid.uuid4()
     try:
-        new = _write(conn, events, received, partitions)
+        new = _write(conn, events, received, partitions, known)
     except psycopg.errors.CheckViolation:
         # "no partition of relation events found for row": a partition this process knew
         # was dropped elsewhere (retention on another replica); look again, once.
         if partitions is None:
             raise
         partitions.forget_all()
-        new = _write(conn, events, received, partitions)
+        new = _write(conn, events, received, partitions, known)
     stored = {id(e) for e in new}
     results = []
     for batch in batches:
@@ -83,7 +86,11 @@ def insert_event_batches(
 
 
 def _write(
-    conn: Conn, events: list[Event], received: datetime, partitions: PartitionManager | None
+    conn: Conn,
+    events: list[Event],
+    received: datetime,
+    partitions: PartitionManager | None,
+    known: KnownRows | None,
 ) -> list[Event]:
     if partitions is not None and events:
         partitions.ensure(conn, {e.occurred for e in events})
@@ -91,9 +98,14 @@ def _write(
         new = (
             _insert_new_postgresql(conn, events, received)
             if isinstance(conn, PgConn)
-            else (_insert_new_sqlite(conn, events, received))
+            else _insert_new_sqlite(conn, events, received)
         )
-        write_derived(conn, derive(new))
+        derived = derive(new)
+        if known is not None:
+            derived = known.changes(derived)
+        write_derived(conn, derived)
+    if known is not None:
+        known.remember(derived)  # only what is committed
     return new
 
 

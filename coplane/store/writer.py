@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from coplane.events.model import Event
 from coplane.store.dialects import Database
 from coplane.store.events import InsertResult, insert_event_batches
+from coplane.store.known import KnownRows
 from coplane.store.partitions import PartitionManager
 
 log = logging.getLogger(__name__)
@@ -36,11 +37,13 @@ class EventWriter:
         db: Database,
         partitions: PartitionManager | None,
         *,
+        known: KnownRows | None = None,
         threads: int = 1,
         max_group_events: int = 20_000,
     ) -> None:
         self._db = db
         self._partitions = partitions
+        self._known = known
         self._max = max_group_events
         self._queue: queue.Queue[_Pending | None] = queue.Queue()
         self._threads = [
@@ -78,6 +81,11 @@ class EventWriter:
         return group, stop
 
     def _run(self) -> None:
+        if self._db.dialect == "sqlite":
+            # the writer touches every index of a growing table: give it a 64 MiB page
+            # cache instead of SQLite's 2 MiB default, which made it wait on disk reads
+            with self._db.connect() as conn:
+                conn.execute("PRAGMA cache_size=-65536")
         while True:
             first = self._queue.get()
             if first is None:
@@ -91,7 +99,11 @@ class EventWriter:
         try:
             with self._db.connect() as conn:
                 results = insert_event_batches(
-                    conn, [p.events for p in group], datetime.now(UTC), self._partitions
+                    conn,
+                    [p.events for p in group],
+                    datetime.now(UTC),
+                    self._partitions,
+                    self._known,
                 )
         except BaseException as exc:  # every waiting request must hear about the failure
             log.warning("writing %d event batches failed: %s", len(group), exc)

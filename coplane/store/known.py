@@ -1,0 +1,94 @@
+"""What this process committed to the derived tables, so that writes changing nothing are skipped.
+
+Every batch mentions the same pipelines, tasks, assets and edges again, and upserting them
+again made concurrent writers queue on those rows' locks. The cache holds committed rows
+only (filled after commit), and the stored row is a join over every write, so a row whose
+join with the cached one leaves it unchanged cannot change the stored one: skipping it is
+exact. Only `last_seen` of resources and edges is coarsened: it is written when it moves
+by at least TOUCH.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+import uuid
+from datetime import timedelta
+
+from coplane.events.derive import Derived, EdgeRow, ResourceRow, RunRow
+
+TOUCH = timedelta(minutes=1)
+
+
+class KnownRows:
+    """Bounded per-process caches of committed runs, resources and edges."""
+
+    def __init__(self, max_entries: int = 200_000) -> None:
+        self._max = max_entries
+        self._runs: dict[uuid.UUID, RunRow] = {}
+        self._resources: dict[str, ResourceRow] = {}
+        self._edges: dict[tuple[str, str], EdgeRow] = {}
+        self._lock = threading.Lock()
+
+    def changes(self, d: Derived) -> Derived:
+        """The part of `d` that would change what is stored (assets and checks pass through)."""
+        out = Derived(assets=d.assets, checks=d.checks)
+        for run_id, run in d.runs.items():
+            known = self._runs.get(run_id)
+            if known is None or _merged(known, run) != known:
+                out.runs[run_id] = run
+        for rid, res in d.resources.items():
+            known_res = self._resources.get(rid)
+            if known_res is None or not _resource_unchanged(known_res, res):
+                out.resources[rid] = res
+        for pair, edge in d.edges.items():
+            known_edge = self._edges.get(pair)
+            if (
+                known_edge is None
+                or edge.first_seen < known_edge.first_seen
+                or edge.last_seen - known_edge.last_seen >= TOUCH
+            ):
+                out.edges[pair] = edge
+        return out
+
+    def remember(self, written: Derived) -> None:
+        """Record rows just committed (merged into what was known)."""
+        with self._lock:
+            if len(self._runs) + len(self._resources) + len(self._edges) > self._max:
+                self._runs.clear()
+                self._resources.clear()
+                self._edges.clear()
+            for run_id, run in written.runs.items():
+                known = self._runs.get(run_id)
+                self._runs[run_id] = copy.copy(run) if known is None else _merged(known, run)
+            for rid, res in written.resources.items():
+                known_res = self._resources.get(rid)
+                merged = copy.copy(res) if known_res is None else copy.copy(known_res)
+                if known_res is not None:
+                    merged.merge(res)
+                self._resources[rid] = merged
+            for pair, edge in written.edges.items():
+                known_edge = self._edges.get(pair)
+                if known_edge is None:
+                    self._edges[pair] = copy.copy(edge)
+                else:
+                    self._edges[pair] = EdgeRow(
+                        edge.source,
+                        edge.target,
+                        min(edge.first_seen, known_edge.first_seen),
+                        max(edge.last_seen, known_edge.last_seen),
+                    )
+
+
+def _merged(known: RunRow, run: RunRow) -> RunRow:
+    merged = copy.copy(known)
+    merged.merge(run)
+    return merged
+
+
+def _resource_unchanged(known: ResourceRow, res: ResourceRow) -> bool:
+    merged = copy.copy(known)
+    merged.merge(res)
+    moved = merged.last_seen - known.last_seen
+    merged.last_seen = known.last_seen
+    return merged == known and moved < TOUCH
