@@ -7,6 +7,7 @@ what lets the store write duplicates and late events without reading anything fi
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -20,10 +21,19 @@ from coplane.events.model import Event, RelatedResource
 RUN_NAMESPACE = uuid.UUID("6f1c2a8e-3b1d-5c7e-9a40-2d5b7c1e8f03")
 
 
+_NAMESPACE_BYTES = RUN_NAMESPACE.bytes
+
+
 @lru_cache(maxsize=65_536)  # a run's events arrive close together: start, heartbeats, end
-def run_uuid(pipeline: str, run_key: str) -> uuid.UUID:
-    """The coplane run id of the producer's run `run_key` of `pipeline`."""
-    return uuid.uuid5(RUN_NAMESPACE, f"{pipeline}\n{run_key}")
+def run_uuid(pipeline: str, run_key: str) -> str:
+    """The coplane run id (a UUID, as text) of the producer's run `run_key` of `pipeline`.
+
+    Equal to str(uuid.uuid5(RUN_NAMESPACE, f"{pipeline}\\n{run_key}")), built from the hash
+    directly: the UUID object costs more than the hash, and every event needs one.
+    """
+    h = hashlib.sha1(_NAMESPACE_BYTES + f"{pipeline}\n{run_key}".encode()).hexdigest()
+    # RFC 4122: version 5 in the 13th digit, the variant's two top bits in the 17th
+    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{int(h[16], 16) & 0x3 | 0x8:x}{h[17:20]}-{h[20:32]}"
 
 
 def source_of(event: Event) -> str:
@@ -39,7 +49,7 @@ def source_of(event: Event) -> str:
 class RunRow:
     """What a batch says about one run; merged into the stored run by the same rules."""
 
-    id: uuid.UUID
+    id: str
     pipeline: str
     run_key: str
     source: str
@@ -50,7 +60,7 @@ class RunRow:
     error: str | None = None
     scheduled: datetime | None = None
     started: datetime | None = None
-    parent_run: uuid.UUID | None = None
+    parent_run: str | None = None
     nominal_start: datetime | None = None
 
     @property
@@ -65,6 +75,11 @@ class RunRow:
     def merge_started(self, at: datetime) -> None:
         if self.started is None or at < self.started:
             self.started = at
+
+    def copy(self) -> RunRow:
+        return RunRow(self.id, self.pipeline, self.run_key, self.source, self.first_seen,
+                      self.state, self.state_rank, self.state_at, self.error, self.scheduled,
+                      self.started, self.parent_run, self.nominal_start)  # fmt: skip
 
     def merge(self, other: RunRow) -> None:
         """Fold `other` in by the rules the store's upsert applies (store/derived.py)."""
@@ -96,6 +111,10 @@ class ResourceRow:
     first_seen: datetime
     last_seen: datetime
 
+    def copy(self) -> ResourceRow:
+        return ResourceRow(self.id, self.kind, self.name, self.labels, self.source, self.parent,
+                           self.first_seen, self.last_seen)  # fmt: skip
+
     def merge(self, other: ResourceRow) -> None:
         self.first_seen = min(self.first_seen, other.first_seen)
         newer, older = (other, self) if other.last_seen >= self.last_seen else (self, other)
@@ -114,7 +133,7 @@ class AssetRow:
     id: str
     updated: datetime
     producer: str | None
-    run_id: uuid.UUID | None
+    run_id: str | None
     event_id: uuid.UUID
 
 
@@ -144,7 +163,7 @@ class EdgeRow:
 class Derived:
     """Everything a batch implies beyond its raw events, keyed for ordered upserts."""
 
-    runs: dict[uuid.UUID, RunRow] = field(default_factory=dict)
+    runs: dict[str, RunRow] = field(default_factory=dict)
     resources: dict[str, ResourceRow] = field(default_factory=dict)
     assets: dict[str, AssetRow] = field(default_factory=dict)
     checks: dict[tuple[str, str], CheckRow] = field(default_factory=dict)
@@ -235,15 +254,20 @@ def _add_resource(
     parent: str | None,
     at: datetime,
 ) -> None:
-    row = ResourceRow(rid, kind, name, labels, source, parent, at, at)
     existing = d.resources.get(rid)
     if existing is None:
-        d.resources[rid] = row
+        d.resources[rid] = ResourceRow(rid, kind, name, labels, source, parent, at, at)
+    elif (kind in (None, existing.kind) and name in (None, existing.name)
+          and parent in (None, existing.parent) and source == existing.source
+          and (not labels or labels == existing.labels)):  # fmt: skip
+        # seen again in this batch, described the same: only the times move
+        existing.first_seen = min(existing.first_seen, at)
+        existing.last_seen = max(existing.last_seen, at)
     else:
-        existing.merge(row)
+        existing.merge(ResourceRow(rid, kind, name, labels, source, parent, at, at))
 
 
-def run_id_of(event: Event) -> uuid.UUID | None:
+def run_id_of(event: Event) -> str | None:
     """The run an event belongs to: its own run, or for an asset event the producer's run."""
     run_rel = event.first_related(n.ROLE_RUN)
     if run_rel is None:
@@ -284,7 +308,7 @@ def _add_run(d: Derived, event: Event, source: str, parent_rel: RelatedResource 
 
 
 def _imply_parent_running(
-    d: Derived, parent_id: uuid.UUID, pipeline: str, run_key: str, source: str, event: Event
+    d: Derived, parent_id: str, pipeline: str, run_key: str, source: str, event: Event
 ) -> None:
     """A task that ran means its pipeline run exists and was running then.
 

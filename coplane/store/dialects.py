@@ -48,8 +48,8 @@ class Conn(Protocol):
         """Adapt a timezone-aware time for a time column."""
         ...
 
-    def uid(self, value: uuid.UUID | None) -> Any:
-        """Adapt a UUID for a UUID column."""
+    def uid(self, value: uuid.UUID | str | None) -> Any:
+        """Adapt a UUID (or its canonical text) for a UUID column."""
         ...
 
 
@@ -74,7 +74,9 @@ def sqlite_time(value: datetime | None) -> str | None:
     """A UTC time as fixed-width ISO text, so that SQLite's text order is time order."""
     if value is None:
         return None
-    return value.astimezone(UTC).isoformat(timespec="microseconds")
+    if value.tzinfo is not UTC:  # most producers send UTC already
+        value = value.astimezone(UTC)
+    return value.isoformat(timespec="microseconds")
 
 
 def _convert_time(raw: bytes) -> datetime:
@@ -162,7 +164,7 @@ class SqliteConn:
     def time(self, value: datetime | None) -> Any:
         return sqlite_time(value)
 
-    def uid(self, value: uuid.UUID | None) -> Any:
+    def uid(self, value: uuid.UUID | str | None) -> Any:
         return None if value is None else str(value)
 
     def close(self) -> None:
@@ -241,7 +243,7 @@ class PgConn:
     def time(self, value: datetime | None) -> Any:
         return value
 
-    def uid(self, value: uuid.UUID | None) -> Any:
+    def uid(self, value: uuid.UUID | str | None) -> Any:
         return value
 
 

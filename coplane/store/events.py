@@ -154,7 +154,7 @@ class _PgEventRow(msgspec.Struct, array_like=False, gc=False):
     resource: Resource
     related: list[RelatedResource]
     payload: dict[str, Any]
-    run_id: uuid.UUID | None
+    run_id: str | None
     related_ids: list[str]
 
 
@@ -234,7 +234,7 @@ class EventFilter:
     event: str | None = None  # exact, or a prefix ending in `*`
     resource: str | None = None
     related: str | None = None
-    run_id: uuid.UUID | None = None
+    run_id: uuid.UUID | str | None = None
     since: datetime | None = None
     until: datetime | None = None
 

@@ -10,9 +10,7 @@ by at least TOUCH.
 
 from __future__ import annotations
 
-import copy
 import threading
-import uuid
 from datetime import timedelta
 
 from coplane.events.derive import Derived, EdgeRow, ResourceRow, RunRow
@@ -25,7 +23,7 @@ class KnownRows:
 
     def __init__(self, max_entries: int = 200_000) -> None:
         self._max = max_entries
-        self._runs: dict[uuid.UUID, RunRow] = {}
+        self._runs: dict[str, RunRow] = {}
         self._resources: dict[str, ResourceRow] = {}
         self._edges: dict[tuple[str, str], EdgeRow] = {}
         self._lock = threading.Lock()
@@ -60,17 +58,20 @@ class KnownRows:
                 self._edges.clear()
             for run_id, run in written.runs.items():
                 known = self._runs.get(run_id)
-                self._runs[run_id] = copy.copy(run) if known is None else _merged(known, run)
+                # rows of `written` are not used again by the writer: keep them, no copy
+                self._runs[run_id] = run if known is None else _merged(known, run)
             for rid, res in written.resources.items():
                 known_res = self._resources.get(rid)
-                merged = copy.copy(res) if known_res is None else copy.copy(known_res)
-                if known_res is not None:
+                if known_res is None:
+                    self._resources[rid] = res
+                else:
+                    merged = known_res.copy()
                     merged.merge(res)
-                self._resources[rid] = merged
+                    self._resources[rid] = merged
             for pair, edge in written.edges.items():
                 known_edge = self._edges.get(pair)
                 if known_edge is None:
-                    self._edges[pair] = copy.copy(edge)
+                    self._edges[pair] = edge
                 else:
                     self._edges[pair] = EdgeRow(
                         edge.source,
@@ -81,13 +82,13 @@ class KnownRows:
 
 
 def _merged(known: RunRow, run: RunRow) -> RunRow:
-    merged = copy.copy(known)
+    merged = known.copy()
     merged.merge(run)
     return merged
 
 
 def _resource_unchanged(known: ResourceRow, res: ResourceRow) -> bool:
-    merged = copy.copy(known)
+    merged = known.copy()
     merged.merge(res)
     moved = merged.last_seen - known.last_seen
     merged.last_seen = known.last_seen

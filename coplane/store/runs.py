@@ -52,7 +52,7 @@ def list_runs(
     )
 
 
-def read_run(conn: Conn, run_id: uuid.UUID) -> Row:
+def read_run(conn: Conn, run_id: uuid.UUID | str) -> Row:
     """One run; NotFound when there is none with that id."""
     row = conn.one(f"SELECT {RUN_COLUMNS} FROM runs WHERE id = ?", (conn.uid(run_id),))
     if row is None:
@@ -60,7 +60,7 @@ def read_run(conn: Conn, run_id: uuid.UUID) -> Row:
     return row
 
 
-def list_child_runs(conn: Conn, run_id: uuid.UUID) -> list[Row]:
+def list_child_runs(conn: Conn, run_id: uuid.UUID | str) -> list[Row]:
     """The task runs of a run, in the order they started."""
     return conn.query(
         f"SELECT {RUN_COLUMNS} FROM runs WHERE parent_run = ? ORDER BY sort_at, id",

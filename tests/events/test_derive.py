@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import itertools
+import uuid
 
-from coplane.events.derive import derive, run_uuid
+from coplane.events.derive import RUN_NAMESPACE, derive, run_uuid
 from tests.factories import at, event_dict, events
 
 PIPE = "airflow.prod.sales"
@@ -95,3 +96,9 @@ def test_latest_asset_update_and_check_win() -> None:
     check = d.checks[("wh.sales", "not_null(id)")]
     assert (check.passed, check.at) == (False, at(6))
     assert ("wh.sales", PIPE) not in d.edges and (PIPE, "wh.sales") in d.edges
+
+
+def test_run_ids_are_uuid5_of_pipeline_and_key() -> None:
+    for pipeline, key in [("airflow.prod.sales", "manual__2026-11-24"), ("ü/∂", ""), ("a", "b\nc")]:
+        expected = uuid.uuid5(RUN_NAMESPACE, f"{pipeline}\n{key}")
+        assert run_uuid(pipeline, key) == str(expected)

@@ -40,7 +40,15 @@ def _runs(store: Store) -> dict[Any, tuple[Any, ...]]:
         rows = conn.query(
             "SELECT id, state, state_at, error, scheduled, started, ended, parent_run FROM runs"
         )
-    return {r["id"]: tuple(r.values())[1:] for r in rows}
+
+    def text(v: Any) -> Any:
+        return None if v is None else str(v)
+
+    return {
+        str(r["id"]): (r["state"], r["state_at"], r["error"], r["scheduled"], r["started"],
+                       r["ended"], text(r["parent_run"]))
+        for r in rows
+    }  # fmt: skip
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
