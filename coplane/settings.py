@@ -31,7 +31,7 @@ class Settings(BaseSettings):
     )
     database_pool_size: int = Field(10, ge=1, le=200, description="PostgreSQL connections")
     database_writers: int | None = Field(
-        None, ge=1, le=64, description="event writer threads on PostgreSQL (default: pool/2, max 4)"
+        None, ge=1, le=64, description="event writer threads on PostgreSQL (default 2)"
     )
     database_timeout: float = Field(
         10.0, gt=0, le=300, description="seconds to wait for a database connection before a 503"

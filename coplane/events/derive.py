@@ -142,7 +142,7 @@ class CheckRow:
     """The latest result of one check on one asset."""
 
     asset: str
-    check: str
+    check_name: str
     passed: bool
     at: datetime
     message: str | None

@@ -39,6 +39,7 @@ class Conn(Protocol):
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]: ...
     def one(self, sql: str, params: Sequence[Any] = ()) -> Row | None: ...
     def transaction(self) -> Any: ...
+    def pipeline(self) -> Any: ...
 
     def json(self, value: Any) -> Any:
         """Wrap a JSON-able value for a JSON column."""
@@ -138,6 +139,11 @@ class SqliteConn:
         return row
 
     @contextmanager
+    def pipeline(self) -> Iterator[None]:
+        """In-process: nothing to pipeline."""
+        yield
+
+    @contextmanager
     def transaction(self) -> Iterator[None]:
         if self._depth:
             self._depth += 1
@@ -213,6 +219,10 @@ class PgConn:
 
     def transaction(self) -> Any:
         return self.raw.transaction()
+
+    def pipeline(self) -> Any:
+        """Send the statements of the block without waiting for each result (one sync)."""
+        return self.raw.pipeline()
 
     def query_tuples(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Rows as plain tuples: cheaper than dicts when many come back."""
