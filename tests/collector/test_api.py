@@ -106,6 +106,8 @@ def test_bad_bodies_name_the_problem(
 ) -> None:
     assert_error(post(client, body), status, loc)
     assert stored(client) == 0
+    # the server still serves
+    assert post(client, [event_dict("run.started", PIPE, run="r1")]).status_code == 202
 
 
 def test_one_bad_event_rejects_the_whole_batch(client: TestClient) -> None:
