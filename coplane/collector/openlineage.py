@@ -14,6 +14,7 @@ from coplane.events.model import (
     EventDecodeError,
     RelatedResource,
     Resource,
+    check_occurred,
     validation_error,
 )
 from coplane.events.names import (
@@ -123,11 +124,17 @@ def translate_openlineage(obj: object) -> list[Event]:
             unreadable=False,
         )
     if "run" in obj:
-        return _translate_run(_convert(obj, _RunEvent))
+        run_event = _convert(obj, _RunEvent)
+        check_occurred(run_event.eventTime, ["eventTime"])
+        return _translate_run(run_event)
     if "dataset" in obj:
-        return [_translate_dataset_event(_convert(obj, _DatasetEvent))]
+        dataset_event = _convert(obj, _DatasetEvent)
+        check_occurred(dataset_event.eventTime, ["eventTime"])
+        return [_translate_dataset_event(dataset_event)]
     if "job" in obj:
-        return [_translate_job_event(_convert(obj, _JobEvent))]
+        job_event = _convert(obj, _JobEvent)
+        check_occurred(job_event.eventTime, ["eventTime"])
+        return [_translate_job_event(job_event)]
     raise EventDecodeError(
         "not an OpenLineage event: a RunEvent needs `run` and `job`, a DatasetEvent `dataset`,"
         " a JobEvent `job`",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import msgspec
@@ -21,6 +21,10 @@ Role = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
 Label = Annotated[str, msgspec.Meta(max_length=1000)]
 # `tz=True`: a time without an offset is ambiguous and is refused, never guessed.
 AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
+# Times outside this range are producer bugs (year 1, year 9999), not events; refusing
+# them keeps the store's time partitions and date arithmetic sane.
+OCCURRED_MIN = datetime(1970, 1, 1, tzinfo=UTC)
+OCCURRED_MAX = datetime(2999, 12, 31, 23, 59, 59, tzinfo=UTC)
 
 # The structs below are `gc=False`: an event never takes part in a reference cycle, and
 # leaving thousands of decoded events out of the cyclic collector halves decode time.
@@ -113,10 +117,22 @@ def decode_events(body: bytes) -> list[Event]:
             f"body is not valid JSON: {exc}", ["body"], unreadable=True
         ) from None
     events = decoded if isinstance(decoded, list) else [decoded]
+    for index, event in enumerate(events):
+        check_occurred(event.occurred, ["body", index, "occurred"])
     if b"\\u0000" in body:  # rare: only then walk the events to name the field
         for index, event in enumerate(events):
             check_no_nul(msgspec.to_builtins(event), ["body", index])
     return events
+
+
+def check_occurred(at: datetime, loc: list[str | int]) -> None:
+    """Refuse a time outside OCCURRED_MIN..OCCURRED_MAX, naming the field."""
+    if not OCCURRED_MIN <= at <= OCCURRED_MAX:
+        raise EventDecodeError(
+            f"must be between {OCCURRED_MIN:%Y-%m-%d} and {OCCURRED_MAX:%Y-%m-%d}",
+            loc,
+            unreadable=False,
+        )
 
 
 def check_no_nul(value: Any, loc: list[str | int]) -> None:

@@ -265,7 +265,9 @@ def list_events(
         if conn.dialect == "postgresql":
             where.append("related_ids @> ARRAY[?]::text[]")
         else:
-            where.append("EXISTS (SELECT 1 FROM json_each(related) WHERE value ->> 'id' = ?)")
+            where.append(
+                "EXISTS (SELECT 1 FROM json_each(related) WHERE json_extract(value, '$.id') = ?)"
+            )
         params.append(f.related)
     if f.run_id is not None:
         where.append("run_id = ?")

@@ -59,6 +59,15 @@ class EventWriter:
         self._queue.put(_Pending(events, future))
         return future
 
+    def write_pending(self) -> None:
+        """Write everything queued now as one group, in the calling thread."""
+        try:
+            first = self._queue.get_nowait()
+        except queue.Empty:
+            return
+        if first is not None:
+            self._write(self._take_group(first)[0])
+
     def close(self) -> None:
         """Finish what is queued, then stop the threads."""
         for _ in self._threads:
@@ -97,18 +106,21 @@ class EventWriter:
 
     def _write(self, group: list[_Pending]) -> None:
         try:
-            with self._db.connect() as conn:
-                results = insert_event_batches(
-                    conn,
-                    [p.events for p in group],
-                    datetime.now(UTC),
-                    self._partitions,
-                    self._known,
-                )
-        except BaseException as exc:  # every waiting request must hear about the failure
-            log.warning("writing %d event batches failed: %s", len(group), exc)
+            results = self._insert([p.events for p in group])
+        except BaseException as exc:
+            if len(group) == 1:
+                log.warning("writing a batch of %d events failed: %s", len(group[0].events), exc)
+                group[0].future.set_exception(exc)
+                return
+            # one batch must not fail the others it was grouped with: write each alone
             for p in group:
-                p.future.set_exception(exc)
+                self._write([p])
             return
         for p, result in zip(group, results, strict=True):
             p.future.set_result(result)
+
+    def _insert(self, batches: list[list[Event]]) -> list[InsertResult]:
+        with self._db.connect() as conn:
+            return insert_event_batches(
+                conn, batches, datetime.now(UTC), self._partitions, self._known
+            )

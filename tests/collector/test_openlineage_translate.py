@@ -457,6 +457,7 @@ def _without_event_time() -> dict[str, Any]:
     [
         (run_event("START", event_time="2024-05-01T10:00:00"), ["eventTime"]),
         (run_event("START", event_time="yesterday"), ["eventTime"]),
+        (run_event("START", event_time="0001-01-01T00:00:00Z"), ["eventTime"]),
         (_without_event_time(), ["eventTime"]),
         (_without_job_name(), ["job", "name"]),
         (run_event("START", name=""), ["job", "name"]),

@@ -36,6 +36,8 @@ def test_optional_fields_default() -> None:
         ({"resource": "r"}, ["body", 0, "resource"], "object"),
         ({"related": [{"id": "x"}]}, ["body", 0, "related", 0, "role"], "`role`"),
         ({"payload": {"note": "a\u0000b"}}, ["body", 0, "payload", "note"], "U+0000"),
+        ({"occurred": "0001-01-01T00:00:00Z"}, ["body", 0, "occurred"], "between 1970"),
+        ({"occurred": "9999-12-31T00:00:00+00:00"}, ["body", 0, "occurred"], "2999"),
         ({"payload": [1]}, ["body", 0, "payload"], "object"),
         ({"id": "not-a-uuid"}, ["body", 0, "id"], "uuid"),
     ],

@@ -19,6 +19,7 @@ from coplane.store.events import (
 )
 from coplane.store.migrate import upgrade_schema
 from coplane.store.runs import read_run
+from coplane.store.writer import EventWriter
 from tests.factories import at, event_dict, events
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
@@ -201,3 +202,22 @@ def test_ids_are_uuids(conn: Conn, store: Store) -> None:
     insert_events(conn, events(event_dict("run.started", PIPE, run="r")), NOW, store.partitions)
     [row] = list_events(conn, EventFilter(), 1)[0]
     assert isinstance(row["id"], uuid.UUID)
+
+
+def test_one_failing_batch_does_not_fail_those_grouped_with_it(store: Store) -> None:
+    """Group commit writes several requests in one transaction; a bad one fails alone."""
+    writer = EventWriter(store.db, store.partitions, threads=0)
+    good = events(*[event_dict("run.started", PIPE, run=f"g{i}") for i in range(3)])
+    bad = events(event_dict("run.started", PIPE, run="b"))
+    bad[0].payload = {"unencodable": object()}
+    futures = [writer.submit(good[:2]), writer.submit(bad), writer.submit(good[2:])]
+    writer.write_pending()  # all three as one group
+    outcomes: list[object] = []
+    for f in futures:
+        try:
+            outcomes.append(f.result(timeout=30).accepted)
+        except TypeError:
+            outcomes.append("failed")
+    assert outcomes == [2, "failed", 1]
+    with store.connect() as conn:
+        assert _count(conn) == 3
