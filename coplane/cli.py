@@ -20,8 +20,9 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 jobs_app = typer.Typer(help="Periodic jobs, run once.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(jobs_app, name="jobs")
-err = Console(stderr=True)
-out = Console()
+# soft_wrap: an error naming a file or URL must stay on one line, whatever the terminal
+err = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True)
 
 
 def _settings(**overrides: Any) -> Settings:
@@ -29,8 +30,10 @@ def _settings(**overrides: Any) -> Settings:
         return Settings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
         for e in exc.errors():
-            name = "COPLANE_" + "_".join(str(p) for p in e["loc"]).upper()
-            err.print(f"[red]error:[/red] {name}: {e['msg']}")
+            msg = str(e["msg"]).removeprefix("Value error, ")
+            if e["loc"]:
+                msg = f"COPLANE_{'_'.join(str(p) for p in e['loc']).upper()}: {msg}"
+            err.print(f"[red]error:[/red] {msg}", markup=True, highlight=False)
         raise typer.Exit(2) from None
 
 

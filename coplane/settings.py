@@ -66,4 +66,6 @@ class Settings(BaseSettings):
     def _check_url(cls, value: str) -> str:
         if not value.startswith(("postgresql://", "postgres://", "sqlite:///")):
             raise ValueError("must start with postgresql://, postgres:// or sqlite:///")
+        if value == "sqlite:///":
+            raise ValueError("a sqlite URL needs a file path: sqlite:///path/to/coplane.sqlite")
         return value

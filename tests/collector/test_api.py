@@ -375,6 +375,8 @@ def test_openlineage_single_and_errors(client: TestClient) -> None:
     assert_error(
         client.post("/api/v1/lineage", content=gz[:20], headers={"Content-Encoding": "gzip"}), 400
     )
+    nul = {**ev, "job": {"namespace": "dbt", "name": "model\u0000orders"}}
+    assert_error(client.post("/api/v1/lineage", json=nul), 422, ["body", "job", "name"])
 
 
 def test_openlineage_batch(client: TestClient) -> None:
@@ -402,3 +404,5 @@ def test_openlineage_batch(client: TestClient) -> None:
     assert_error(client.post("/api/v1/lineage/batch", json={"not": "an array"}), 422)
     assert_error(client.post("/api/v1/lineage/batch", content=b"[1,"), 400)
     assert client.post("/api/v1/lineage/batch", json=[]).json()["status"] == "success"
+    nul = client.post("/api/v1/lineage/batch", json=[ev(5, producer="p\u0000")]).json()
+    assert nul["status"] == "failure" and "U+0000" in nul["failed_events"][0]["reason"]
