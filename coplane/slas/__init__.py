@@ -1,0 +1,1 @@
+"""SLA definitions (YAML and API), pure evaluation rules, the evaluator and incidents."""
