@@ -20,6 +20,8 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 jobs_app = typer.Typer(help="Periodic jobs, run once.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(jobs_app, name="jobs")
+slas_app = typer.Typer(help="SLA definitions.", no_args_is_help=True)
+app.add_typer(slas_app, name="slas")
 # soft_wrap: an error naming a file or URL must stay on one line, whatever the terminal
 err = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
@@ -106,6 +108,27 @@ def jobs_run(name: Annotated[str, typer.Argument(help="job name, e.g. maintain-e
     finally:
         store.close()
     out.print(result)
+
+
+@slas_app.command("check")
+def slas_check(file: Annotated[str, typer.Argument(help="config file, e.g. coplane.yaml")]) -> None:
+    """Validate a config file's SLAs and channels, naming each problem's line."""
+    from pathlib import Path
+
+    from rich.markup import escape
+
+    from coplane.slas.config import ConfigError, load_config
+
+    try:
+        config = load_config(Path(file))
+    except ConfigError as exc:
+        for problem in exc.problems:
+            err.print(f"[red]error:[/red] {escape(str(problem))}", highlight=False)
+        raise typer.Exit(2) from None
+    out.print(
+        f"{escape(file)}: {len(config.slas)} SLAs, {len(config.channels)} channels, OK",
+        highlight=False,
+    )
 
 
 def _parse_related(values: list[str]) -> list[dict[str, str]]:

@@ -1,0 +1,272 @@
+"""The config file (coplane.yaml): its SLAs and alert channels, loaded with each problem's line."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal, get_args
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from coplane.slas.model import SLA
+
+Loc = tuple[int | str, ...]
+
+
+class SlackChannel(BaseModel):
+    """Slack, through a bot `token` (chat.postMessage to `channel`) or an incoming `webhook_url`."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["slack"]
+    token: str | None = Field(None, repr=False)
+    webhook_url: str | None = Field(None, repr=False)
+    channel: str | None = None
+    base_url: str | None = None  # the Slack API, for tests and proxies
+
+    @model_validator(mode="after")
+    def _one_way_in(self) -> SlackChannel:
+        if (self.token is None) == (self.webhook_url is None):
+            raise ValueError("give exactly one of token, webhook_url")
+        # https://api.slack.com/methods/chat.postMessage: `channel` is required
+        if self.token is not None and self.channel is None:
+            raise ValueError("a token needs a channel to post to")
+        return self
+
+
+class PagerDutyChannel(BaseModel):
+    """PagerDuty Events API v2, with an integration's `routing_key`."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["pagerduty"]
+    routing_key: str = Field(repr=False)
+    base_url: str | None = None
+
+
+class JiraChannel(BaseModel):
+    """Jira: an issue of `issue_type` in `project`, as `email` with an API token."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["jira"]
+    url: str
+    email: str
+    api_token: str = Field(repr=False)
+    project: str
+    issue_type: str = "Task"
+
+
+class GitHubChannel(BaseModel):
+    """A GitHub issue in `repository` ("owner/name"), with `labels`."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["github"]
+    repository: str = Field(pattern=r"^[A-Za-z0-9_.\-]+/[A-Za-z0-9_.\-]+$")
+    token: str = Field(repr=False)
+    base_url: str | None = None  # GitHub Enterprise's API
+    labels: list[str] = []
+
+
+class WebhookChannel(BaseModel):
+    """A JSON POST to `url`, signed with `secret` when given, with extra `headers`."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["webhook"]
+    url: str
+    secret: str | None = Field(None, repr=False)
+    headers: dict[str, str] = Field({}, repr=False)
+
+
+ChannelConfig = Annotated[
+    SlackChannel | PagerDutyChannel | JiraChannel | GitHubChannel | WebhookChannel,
+    Field(discriminator="type"),
+]
+
+
+class CoplaneConfig(BaseModel):
+    """The whole file: `slas:` and the `channels:` their `notify` entries name."""
+
+    model_config = ConfigDict(extra="forbid")
+    slas: list[SLA] = []
+    channels: dict[str, ChannelConfig] = {}
+
+    @field_validator("slas", "channels", mode="before")
+    @classmethod
+    def _empty_when_null(cls, value: Any, info: Any) -> Any:
+        # `slas:` with every entry commented out is null in YAML: read it as none
+        if value is None:
+            return [] if info.field_name == "slas" else {}
+        return value
+
+
+@dataclass(frozen=True)
+class ConfigProblem:
+    """One problem in a config file, at a 1-based line when known."""
+
+    source: str
+    line: int | None
+    loc: Loc
+    message: str
+
+    def __str__(self) -> str:
+        parts = [self.source if self.line is None else f"{self.source}:{self.line}"]
+        if self.loc:
+            path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in self.loc)
+            parts.append(path.removeprefix("."))
+        return ": ".join([*parts, self.message])
+
+
+class ConfigError(Exception):
+    """A config file with problems: all of them, one per line in `str()`."""
+
+    def __init__(self, problems: list[ConfigProblem]) -> None:
+        super().__init__("\n".join(str(p) for p in problems))
+        self.problems = problems
+
+
+def load_config(path: Path) -> CoplaneConfig:
+    """Read and validate a config file; raise ConfigError naming each problem's line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError([ConfigProblem(str(path), None, (), f"cannot read: {reason}")]) from None
+    return parse_config(text, str(path))
+
+
+def parse_config(text: str, source: str) -> CoplaneConfig:
+    """Validate config YAML; `source` names the file in problems."""
+    loader = yaml.SafeLoader(text)
+    try:
+        root = loader.get_single_node()
+        data = None if root is None else loader.construct_document(root)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        message = str(getattr(exc, "problem", None) or exc)
+        raise ConfigError([ConfigProblem(source, line, (), f"invalid YAML: {message}")]) from None
+    finally:
+        loader.dispose()
+    if root is None or data is None:
+        return CoplaneConfig()
+    if not isinstance(data, dict):
+        message = "the file must be a mapping with slas: and channels:"
+        raise ConfigError([ConfigProblem(source, root.start_mark.line + 1, (), message)])
+
+    found: list[tuple[Loc, str]] = []
+    data = _expand_env(data, (), found)
+    config: CoplaneConfig | None = None
+    try:
+        config = CoplaneConfig.model_validate(data)
+    except ValidationError as exc:
+        found += [_describe(e) for e in exc.errors(include_url=False)]
+    found += _check_names(data)
+    if found or config is None:
+        problems = [ConfigProblem(source, *_locate(root, loc), message) for loc, message in found]
+        raise ConfigError(sorted(problems, key=lambda p: p.line or 0))
+    return config
+
+
+_ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_TAGS = ("kind", "type")  # the discriminators of SLA and ChannelConfig
+
+
+def _expand_env(value: Any, loc: Loc, found: list[tuple[Loc, str]]) -> Any:
+    """`value` with `${NAME}` in its strings replaced from the environment."""
+    if isinstance(value, dict):
+        return {k: _expand_env(v, (*loc, k), found) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand_env(v, (*loc, i), found) for i, v in enumerate(value)]
+    if not isinstance(value, str):
+        return value
+    missing = [name for name in _ENV_VAR.findall(value) if name not in os.environ]
+    if missing:
+        found.append((loc, f"environment variable {', '.join(missing)} is not set"))
+        return value
+    return _ENV_VAR.sub(lambda m: os.environ[m.group(1)], value)
+
+
+def _describe(error: Any) -> tuple[Loc, str]:
+    """A pydantic error as (loc, message), in the file's words."""
+    loc: Loc = tuple(error["loc"])
+    message = str(error["msg"]).removeprefix("Value error, ")
+    ctx = error.get("ctx", {})
+    if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        tag = ctx["discriminator"].strip("'")
+        loc = (*loc, tag)
+        if error["type"] == "union_tag_invalid":
+            message = f"{ctx['tag']!r} is not one of {ctx['expected_tags']}"
+        else:
+            message = (
+                f"Field required: one of {_tags(SLA if tag == 'kind' else ChannelConfig, tag)}"
+            )
+    elif error["type"] == "extra_forbidden":
+        message = "unknown key" + ("; the file has slas: and channels:" if len(loc) == 1 else "")
+    return loc, message
+
+
+def _tags(union: Any, field: str) -> str:
+    """The values of a discriminated union's tag `field`, such as 'freshness', 'completion'."""
+    members = get_args(get_args(union)[0])
+    return ", ".join(repr(get_args(m.model_fields[field].annotation)[0]) for m in members)
+
+
+def _check_names(data: dict[str, Any]) -> list[tuple[Loc, str]]:
+    """SLA names are unique, and every `notify` entry names a channel of `channels:`."""
+    slas = data.get("slas")
+    if not isinstance(slas, list):
+        return []
+    channels = data.get("channels")
+    defined = set(channels) if isinstance(channels, dict) else set()
+    found: list[tuple[Loc, str]] = []
+    names: set[str] = set()
+    for i, sla in enumerate(slas):
+        if not isinstance(sla, dict):
+            continue
+        name = sla.get("name")
+        if isinstance(name, str):
+            if name in names:
+                found.append((("slas", i, "name"), f"another SLA is already named {name!r}"))
+            names.add(name)
+        notify = sla.get("notify")
+        if isinstance(notify, list) and isinstance(channels, dict | None):
+            for j, channel in enumerate(notify):
+                if isinstance(channel, str) and channel not in defined:
+                    known = ", ".join(sorted(defined)) or "none are defined"
+                    message = f"no channel named {channel!r} in channels: ({known})"
+                    found.append((("slas", i, "notify", j), message))
+    return found
+
+
+def _locate(root: yaml.Node, loc: Loc) -> tuple[int, Loc]:
+    """The 1-based line of the node at pydantic's `loc`, and `loc` without union tags.
+
+    Mappings are entered by key (the line is the key's), sequences by index; a part naming
+    no key is a union tag when it is the mapping's `kind`/`type`, else a missing field,
+    which points at the mapping that lacks it.
+    """
+    node: yaml.Node | None = root
+    line = root.start_mark.line
+    path: list[int | str] = []
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            entries = {k.value: (k, v) for k, v in node.value if isinstance(k, yaml.ScalarNode)}
+            if str(part) in entries:
+                key, node = entries[str(part)]
+                line = key.start_mark.line
+            elif any(entries[t][1].value == part for t in _TAGS if t in entries):
+                continue
+            else:
+                node = None
+        elif (
+            isinstance(node, yaml.SequenceNode)
+            and isinstance(part, int)
+            and 0 <= part < len(node.value)
+        ):
+            node = node.value[part]
+            line = node.start_mark.line
+        else:
+            node = None
+        path.append(part)
+    return line + 1, tuple(path)
