@@ -1,0 +1,245 @@
+"""Helpers the rules share: target globs, run facts, percentiles and times in words."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from fnmatch import fnmatchcase
+
+from coplane.events.names import RUN_COMPLETED, event_name_matches
+from coplane.slas.facts import Breach, Evaluation, EventFact, Facts, RunFact
+from coplane.slas.rules import schedule
+from coplane.slas.rules.schedule import zone
+
+_GLOB_CHARS = frozenset("*?[")
+
+
+def matches_target(pattern: str, resource: str) -> bool:
+    """True when `resource` is `pattern`, or matches it as an fnmatch glob (`*`, `?`)."""
+    if _GLOB_CHARS.isdisjoint(pattern):
+        return pattern == resource
+    return fnmatchcase(resource, pattern)
+
+
+def matches_resource(pattern: str | None, resource: str) -> bool:
+    """Like `matches_target`, where no pattern matches every resource."""
+    return pattern is None or matches_target(pattern, resource)
+
+
+def require_aware(now: datetime) -> datetime:
+    """`now` in UTC; a naive datetime is a programming error, not an SLA outcome."""
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError("SLA rules need a timezone-aware `now`")
+    return now.astimezone(UTC)
+
+
+def target_runs(target: str, facts: Facts, now: datetime) -> list[RunFact]:
+    """The target's runs that had started by `now` (or are only scheduled), newest first."""
+    runs = [
+        r
+        for r in facts.runs
+        if matches_target(target, r.pipeline) and (r.started is None or r.started <= now)
+    ]
+    return sorted(runs, key=lambda r: r.started or datetime.min.replace(tzinfo=UTC), reverse=True)
+
+
+def is_running(run: RunFact, now: datetime) -> bool:
+    """True when the run has started and not ended at `now`."""
+    if run.started is None or run.started > now:
+        return False
+    if run.ended is not None and run.ended <= now:
+        return False
+    return run.state in (None, "running")
+
+
+def completed_at(run: RunFact, now: datetime) -> datetime | None:
+    """When the run completed successfully, if it had by `now`."""
+    if run.state == "completed" and run.ended is not None and run.ended <= now:
+        return run.ended
+    return None
+
+
+def completions(target: str, facts: Facts, now: datetime) -> list[datetime]:
+    """Times the target pipeline completed a run by `now` (runs and run.completed events)."""
+    times = [t for r in target_runs(target, facts, now) if (t := completed_at(r, now))]
+    times += [
+        e.occurred
+        for e in facts.events
+        if e.event == RUN_COMPLETED and e.occurred <= now and matches_target(target, e.resource)
+    ]
+    return sorted(times)
+
+
+def percentile(values: Iterable[timedelta], q: float = 0.95) -> timedelta | None:
+    """The nearest-rank q-quantile of `values` (None when there are none)."""
+    ordered = sorted(values)
+    if not ordered:
+        return None
+    rank = max(1, math.ceil(q * len(ordered)))
+    return ordered[rank - 1]
+
+
+def durations(runs: Iterable[RunFact], now: datetime) -> list[timedelta]:
+    """How long each successfully completed run took."""
+    result: list[timedelta] = []
+    for r in runs:
+        end = completed_at(r, now)
+        if end is not None and r.started is not None and end >= r.started:
+            result.append(end - r.started)
+    return result
+
+
+RECENT_RUNS = 20  # how many completed runs the at_risk estimate looks at
+
+
+def expected_finish(run: RunFact, runs: list[RunFact], now: datetime) -> datetime | None:
+    """When a running run should end: its start plus the p95 of recent completed durations.
+
+    `runs` is newest first; the RECENT_RUNS newest completed runs other than `run` count.
+    """
+    p95 = percentile(durations((r for r in runs if r.id != run.id), now)[:RECENT_RUNS])
+    if p95 is None or run.started is None:
+        return None
+    return run.started + p95
+
+
+def local(at: datetime, tz: str) -> str:
+    """An instant as local wall-clock text with the zone's abbreviation: 2026-11-22 08:57 CET."""
+    dt = at.astimezone(zone(tz))
+    pattern = "%Y-%m-%d %H:%M:%S %Z" if dt.second else "%Y-%m-%d %H:%M %Z"
+    return dt.strftime(pattern)
+
+
+def local_due(due: datetime, tz: str, ref: datetime | None) -> str:
+    """A due time as 09:00 when it falls on `ref`'s local day, else with date and zone."""
+    dt = due.astimezone(zone(tz))
+    if ref is not None and ref.astimezone(zone(tz)).date() == dt.date():
+        return dt.strftime("%H:%M:%S" if dt.second else "%H:%M")
+    return local(due, tz)
+
+
+def span(delta: timedelta) -> str:
+    """A duration in words: 1d 2h, 2h 10m, 45s."""
+    seconds = max(0, int(delta.total_seconds()))
+    days, seconds = divmod(seconds, 86400)
+    hours, seconds = divmod(seconds, 3600)
+    minutes, seconds = divmod(seconds, 60)
+    parts = [f"{n}{unit}" for n, unit in ((days, "d"), (hours, "h"), (minutes, "m")) if n]
+    if seconds or not parts:
+        parts.append(f"{seconds}s")
+    return " ".join(parts)
+
+
+def iso(at: datetime) -> str:
+    """An instant in UTC ISO form, the stable part of incident keys."""
+    return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def event_matches(event: EventFact, name: str, resource: str | None) -> bool:
+    """True when the event's name matches `name` (trailing `*`) and its resource `resource`."""
+    return event_name_matches(name, event.event) and matches_resource(resource, event.resource)
+
+
+def window_breaches(
+    name: str,
+    cron: str,
+    tz: str,
+    now: datetime,
+    created: datetime | None,
+    last: datetime | None,
+    noun: str,
+    resource: str,
+) -> list[Breach]:
+    """One breach per passed deadline window not met by `last` (the latest fulfilling time).
+
+    A window is met when something fulfilled it at or after its start: in time if by its due,
+    late otherwise (which resolves the breach). Windows come from `schedule.windows`.
+    """
+    breaches: list[Breach] = []
+    for window in schedule.windows(cron, tz, now, created):
+        if last is not None and last >= window.start:
+            continue
+        what = f"no {noun} since {local(last, tz)}" if last else f"no {noun} yet"
+        breaches.append(
+            Breach(
+                key=f"{name}:{iso(window.due)}",
+                due=window.due,
+                reason=f"{name}: {what}; due {local_due(window.due, tz, last)}",
+                window_start=window.start,
+                resource=resource,
+            )
+        )
+    return breaches
+
+
+def run_at_risk(
+    target: str, facts: Facts, now: datetime, deadline: datetime
+) -> tuple[RunFact, datetime] | None:
+    """A running target run whose expected finish is after `deadline`, with that finish."""
+    runs = target_runs(target, facts, now)
+    for run in runs:
+        if not is_running(run, now):
+            continue
+        finish = expected_finish(run, runs, now)
+        if finish is not None and finish > deadline:
+            return run, finish
+    return None
+
+
+def summarise(breaches: list[Breach]) -> str:
+    """The newest breach's reason, with how many windows are open when there are several."""
+    extra = f" ({len(breaches)} open)" if len(breaches) > 1 else ""
+    return breaches[-1].reason + extra
+
+
+def deadline_evaluation(
+    name: str,
+    cron: str,
+    tz: str,
+    target: str,
+    facts: Facts,
+    now: datetime,
+    last: datetime | None,
+    noun: str,
+    verb: str,
+) -> Evaluation:
+    """Deadline windows met by `last` (the latest `noun`): breached, at risk, unknown or ok.
+
+    Shared by freshness (met by an update) and completion (met by a completed run).
+    """
+    upcoming = schedule.next_deadline(cron, tz, now)
+    breaches = window_breaches(name, cron, tz, now, facts.created, last, noun, target)
+    if breaches:
+        return Evaluation(
+            status="breached",
+            breaches=breaches,
+            next_deadline=upcoming,
+            last_met=last,
+            explanation=summarise(breaches),
+        )
+    current = schedule.previous_deadline(cron, tz, now)
+    met_current = last is not None and current is not None and last >= current
+    risk = None if met_current or upcoming is None else run_at_risk(target, facts, now, upcoming)
+    if risk is not None and upcoming is not None:
+        run, finish = risk
+        return Evaluation(
+            status="at_risk",
+            next_deadline=upcoming,
+            last_met=last,
+            explanation=f"{name}: run {run.id} is expected to finish {local(finish, tz)}, "
+            f"after the deadline {local_due(upcoming, tz, finish)}",
+        )
+    due_text = f"; next due {local(upcoming, tz)}" if upcoming else ""
+    if last is None:  # every passed window would have breached, so none has passed yet
+        return Evaluation(
+            status="unknown",
+            next_deadline=upcoming,
+            explanation=f"{name}: no {noun} yet{due_text}",
+        )
+    return Evaluation(
+        status="ok",
+        next_deadline=upcoming,
+        last_met=last,
+        explanation=f"{name}: {verb} {local(last, tz)}{due_text}",
+    )

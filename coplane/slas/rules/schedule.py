@@ -1,0 +1,182 @@
+"""Deadline calendars: cron expressions in an IANA zone as aware UTC instants, DST-correct.
+
+croniter is stepped over naive local wall-clock times and each wall time is placed on the
+UTC time line here, because croniter's own aware arithmetic is not DST-safe (in 7.0 it yields
+a 02:30 deadline twice on a fall-back day, and several gap times collapse onto 03:00):
+- a wall time that does not exist (spring-forward gap) moves to the first valid instant after
+  the gap (02:30 Europe/Berlin on the last Sunday of March is 03:00 CEST);
+- a wall time that occurs twice (fall-back) is taken once, at its first occurrence;
+- deadlines that land on the same instant are one deadline.
+
+Lookback bound: `windows` returns at most `MAX_WINDOWS` windows, and only those due within
+`MAX_LOOKBACK` before `now` (and after the SLA's creation), so a long outage or a per-minute
+cron reports a bounded number of missed windows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from itertools import pairwise
+from zoneinfo import ZoneInfo
+
+from croniter import CroniterBadDateError, croniter
+
+MAX_WINDOWS = 50
+MAX_LOOKBACK = timedelta(days=7)
+
+# Longest run of wall-clock ticks croniter may need to yield before one lands past a bound:
+# a guard against expressions that never match (e.g. "0 0 30 2 *"), not a tuning knob.
+_MAX_STEPS = 200_000
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """One deadline window [start, due): start is the previous deadline (UTC), due this one.
+
+    Rules count an event at exactly `due` as on time for this window (and it also lies in the
+    next window, which starts there).
+    """
+
+    start: datetime
+    due: datetime
+
+
+@lru_cache(maxsize=64)
+def zone(name: str) -> ZoneInfo:
+    """The ZoneInfo for an IANA name (cached)."""
+    return ZoneInfo(name)
+
+
+def _require_aware(now: datetime) -> None:
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError("SLA rules need timezone-aware datetimes")
+
+
+def to_instant(wall: datetime, tz: ZoneInfo) -> datetime:
+    """A naive local wall-clock time in `tz` as an aware UTC instant (gap: forward; fold: first)."""
+    first = wall.replace(tzinfo=tz, fold=0)
+    as_utc = first.astimezone(UTC)
+    if as_utc.astimezone(tz).replace(tzinfo=None) == wall:
+        return as_utc  # exists; fold=0 is the first of two occurrences on a fall-back day
+    # In a gap, fold=0 reads the wall time with the offset before the jump and fold=1 with
+    # the offset after it; the jump lies between the two readings: find it to the second.
+    low = int(wall.replace(tzinfo=tz, fold=1).timestamp())
+    high = int(as_utc.timestamp())
+    low, high = min(low, high), max(low, high)
+    after = as_utc.astimezone(tz).utcoffset()
+    while high - low > 1:
+        mid = (low + high) // 2
+        if datetime.fromtimestamp(mid, tz).utcoffset() == after:
+            high = mid
+        else:
+            low = mid
+    return datetime.fromtimestamp(high, UTC)
+
+
+def _wall(now: datetime, tz: ZoneInfo) -> datetime:
+    return now.astimezone(tz).replace(tzinfo=None)
+
+
+def _croniter(cron: str, start: datetime) -> croniter:
+    return croniter(cron, start, second_at_beginning=len(cron.split()) == 6)
+
+
+def _fold_slack(now: datetime, tz: ZoneInfo) -> timedelta:
+    # After a fall-back the wall clock is behind times it already showed; deadlines whose wall
+    # time is up to that far ahead of `now`'s may already have passed.
+    before = (now - timedelta(days=1)).astimezone(tz).utcoffset()
+    current = now.astimezone(tz).utcoffset()
+    if before is None or current is None:
+        return timedelta(0)
+    return max(before - current, timedelta(0))
+
+
+def _backwards(cron: str, tz: ZoneInfo, now: datetime) -> Iterator[datetime]:
+    """Deadlines at or before `now`, newest first, as UTC instants without repeats."""
+    it = _croniter(cron, _wall(now, tz) + _fold_slack(now, tz) + timedelta(microseconds=1))
+    last: datetime | None = None
+    for _ in range(_MAX_STEPS):
+        try:
+            wall = it.get_prev(datetime)
+        except CroniterBadDateError:  # an expression that never matches (e.g. 30 February)
+            return
+        instant = to_instant(wall, tz)
+        if instant > now or instant == last:
+            continue
+        last = instant
+        yield instant
+    return
+
+
+def _forwards(cron: str, tz: ZoneInfo, now: datetime) -> Iterator[datetime]:
+    """Deadlines strictly after `now`, oldest first, as UTC instants without repeats."""
+    it = _croniter(cron, _wall(now, tz))
+    last: datetime | None = None
+    for _ in range(_MAX_STEPS):
+        try:
+            wall = it.get_next(datetime)
+        except CroniterBadDateError:
+            return
+        instant = to_instant(wall, tz)
+        if instant <= now or instant == last:
+            continue
+        last = instant
+        yield instant
+    return
+
+
+def previous_deadline(cron: str, timezone: str, now: datetime) -> datetime | None:
+    """The latest deadline at or before `now` (UTC), or None if the cron never fires."""
+    _require_aware(now)
+    return next(_backwards(cron, zone(timezone), now), None)
+
+
+def next_deadline(cron: str, timezone: str, now: datetime) -> datetime | None:
+    """The first deadline strictly after `now` (UTC), or None if the cron never fires."""
+    _require_aware(now)
+    return next(_forwards(cron, zone(timezone), now), None)
+
+
+def deadlines_between(
+    cron: str, timezone: str, start: datetime, end: datetime, limit: int = MAX_WINDOWS
+) -> list[datetime]:
+    """Deadlines d with start < d <= end (UTC), oldest first; at most the `limit` newest."""
+    _require_aware(start)
+    _require_aware(end)
+    found: list[datetime] = []
+    for due in _backwards(cron, zone(timezone), end):
+        if due <= start or len(found) >= limit:
+            break
+        found.append(due)
+    found.reverse()
+    return found
+
+
+def windows(
+    cron: str,
+    timezone: str,
+    now: datetime,
+    since: datetime | None = None,
+    *,
+    max_windows: int = MAX_WINDOWS,
+    max_lookback: timedelta = MAX_LOOKBACK,
+) -> list[Window]:
+    """Windows due at or before `now`, after `since` and within the lookback, oldest first."""
+    _require_aware(now)
+    floor = now - max_lookback
+    if since is not None:
+        _require_aware(since)
+        floor = max(floor, since)
+    dues: list[datetime] = []
+    for due in _backwards(cron, zone(timezone), now):
+        if len(dues) > max_windows:
+            break
+        dues.append(due)  # one beyond the last window kept: it is that window's start
+        if due <= floor:
+            break
+    dues.reverse()
+    result = [Window(start=start, due=due) for start, due in pairwise(dues) if due > floor]
+    return result[-max_windows:]
