@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
 
 import httpx
 import typer
@@ -14,6 +15,9 @@ from rich.console import Console
 
 from coplane.events.model import EventDecodeError, decode_events, encode_json
 from coplane.settings import Settings
+
+if TYPE_CHECKING:
+    from coplane.slas.config import CoplaneConfig
 
 app = typer.Typer(help="coplane: observability and SLAs for pipelines.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -45,16 +49,21 @@ def server(
         str | None, typer.Option(help="address to listen on [default: 127.0.0.1]")
     ] = None,
     port: Annotated[int | None, typer.Option(help="port to listen on [default: 4200]")] = None,
+    config: Annotated[
+        str | None, typer.Option(help="coplane.yaml with slas: and channels: [COPLANE_CONFIG]")
+    ] = None,
 ) -> None:
     """Run the collector, API and periodic jobs in one process."""
     import uvicorn
 
     from coplane.server import create_app
 
-    settings = _settings(host=host, port=port)
+    settings = _settings(host=host, port=port, config=config)
+    if settings.config is not None:
+        loaded = _load_config_or_exit(settings.config)
+        out.print(f"{settings.config}: {len(loaded.slas)} SLAs, {len(loaded.channels)} channels")
     app_ = create_app(settings)
-    where = settings.database_url
-    out.print(f"coplane {_version()} database: {where.split('@')[-1] if '@' in where else where}")
+    out.print(f"coplane {_version()} database: {_without_password(settings.database_url)}")
     out.print(f"coplane listening on [bold]http://{settings.host}:{settings.port}[/bold]")
     uvicorn.run(
         app_,
@@ -63,6 +72,29 @@ def server(
         log_level=settings.log_level,
         access_log=settings.log_level == "debug",
     )
+
+
+def _without_password(url: str) -> str:
+    """The URL as safe to print: a password in it is masked."""
+    scheme, sep, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if not at or ":" not in credentials:
+        return url
+    return f"{scheme}{sep}{credentials.split(':', 1)[0]}:***@{host}"
+
+
+def _load_config_or_exit(path: Path) -> CoplaneConfig:
+    """The config file, or exit 2 naming each problem's line."""
+    from rich.markup import escape
+
+    from coplane.slas.config import ConfigError, load_config
+
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            err.print(f"[red]error:[/red] {escape(str(problem))}", highlight=False)
+        raise typer.Exit(2) from None
 
 
 def _version() -> str:
@@ -113,18 +145,9 @@ def jobs_run(name: Annotated[str, typer.Argument(help="job name, e.g. maintain-e
 @slas_app.command("check")
 def slas_check(file: Annotated[str, typer.Argument(help="config file, e.g. coplane.yaml")]) -> None:
     """Validate a config file's SLAs and channels, naming each problem's line."""
-    from pathlib import Path
-
     from rich.markup import escape
 
-    from coplane.slas.config import ConfigError, load_config
-
-    try:
-        config = load_config(Path(file))
-    except ConfigError as exc:
-        for problem in exc.problems:
-            err.print(f"[red]error:[/red] {escape(str(problem))}", highlight=False)
-        raise typer.Exit(2) from None
+    config = _load_config_or_exit(Path(file))
     out.print(
         f"{escape(file)}: {len(config.slas)} SLAs, {len(config.channels)} channels, OK",
         highlight=False,

@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     events_retention_days: int = Field(
         90, ge=0, description="raw events older than this are dropped; 0 keeps them forever"
     )
+    config: Path | None = Field(
+        None, description="coplane.yaml with slas: and channels: (also `--config`)"
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="log level of the server"
     )

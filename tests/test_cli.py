@@ -145,3 +145,23 @@ def test_jobs_run(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     unknown = runner.invoke(app, ["jobs", "run", "nope"])
     assert unknown.exit_code == 2
     assert "maintain-events" in unknown.output
+
+
+def test_server_refuses_a_bad_config_naming_the_line(tmp_path: Path) -> None:
+    bad = tmp_path / "coplane.yaml"
+    bad.write_text(
+        "slas:\n  - name: x\n    kind: freshness\n    target: t\n    deadline: '61 9 * * *'\n"
+    )
+    result = runner.invoke(app, ["server", "--config", str(bad), "--port", str(free_port())])
+    assert result.exit_code == 2
+    assert f"{bad}:5: slas[0].deadline" in result.output
+
+
+def test_printed_database_urls_hide_passwords() -> None:
+    from coplane.cli import _without_password
+
+    assert _without_password("postgresql://app:s3cret@db:5432/coplane") == (
+        "postgresql://app:***@db:5432/coplane"
+    )
+    assert _without_password("postgresql://db:5432/coplane") == "postgresql://db:5432/coplane"
+    assert _without_password("sqlite:////tmp/c.sqlite") == "sqlite:////tmp/c.sqlite"
