@@ -23,7 +23,10 @@ from coplane.store import Conn, Store, open_store
 
 # The server holding throwaway test databases when COPLANE_TEST_DATABASE_URL is not set.
 DEFAULT_PG_SERVER = "postgresql://127.0.0.1:5432/postgres"
-DERIVED_AND_EVENTS = "events, runs, resources, assets, checks, lineage_edges"
+DERIVED_AND_EVENTS = (
+    "events, runs, resources, assets, checks, lineage_edges, "
+    "slas, sla_states, incidents, notifications"
+)
 
 
 def _reachable(url: str) -> str | None:

@@ -1,0 +1,297 @@
+"""Incidents (at most one open per breach key) and the alert outbox that announces them."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, Literal
+
+from coplane.slas.facts import Evaluation
+from coplane.slas.model import SLA
+from coplane.store.dialects import Conn, Row
+from coplane.store.errors import Conflict, NotFound
+
+INCIDENT_COLUMNS = (
+    "id, sla, key, severity, reason, resource, due, window_start, affected, opened, acked, resolved"
+)
+NOTIFICATION_COLUMNS = (
+    "id, incident_id, channel, action, created, due, claimed, sent, attempts, status, "
+    "last_error, response"
+)
+IncidentState = Literal["open", "resolved"]
+
+
+def apply_evaluation(
+    conn: Conn,
+    sla: SLA,
+    evaluation: Evaluation,
+    affected: dict[str, list[str]],
+    now: datetime,
+) -> tuple[list[Row], list[Row]]:
+    """Open an incident per new breach, resolve those no longer breached, queue their alerts.
+
+    Runs in the caller's transaction (or its own). Concurrent evaluators are safe: the partial
+    unique index keeps one open incident per key, and a conflicting insert does nothing.
+    Returns the incidents (opened, resolved) by this call.
+    """
+    t = conn.time
+    opened: list[Row] = []
+    resolved: list[Row] = []
+    with conn.transaction():
+        breaches = {b.key: b for b in evaluation.breaches}
+        # Key order: concurrent evaluators wait on the same keys in the same order.
+        for key in sorted(breaches):
+            b = breaches[key]
+            incident_id = uuid.uuid4()
+            inserted = conn.execute(
+                f"INSERT INTO incidents ({INCIDENT_COLUMNS}) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL) "
+                "ON CONFLICT (sla, key) WHERE resolved IS NULL DO NOTHING",
+                (
+                    conn.uid(incident_id),
+                    sla.name,
+                    key,
+                    sla.severity,
+                    b.reason,
+                    b.resource,
+                    t(b.due),
+                    t(b.window_start),
+                    conn.json(list(affected.get(key, []))),
+                    t(now),
+                ),
+            )
+            if inserted == 1:
+                _queue_notifications(conn, incident_id, sla.notify, "trigger", now)
+                opened.append(read_incident(conn, incident_id))
+        still_open = conn.query(
+            "SELECT id, key FROM incidents WHERE sla = ? AND resolved IS NULL ORDER BY key",
+            (sla.name,),
+        )
+        for row in still_open:
+            if row["key"] in breaches:
+                continue
+            if _set_resolved(conn, row["id"], now):
+                _queue_notifications(conn, row["id"], sla.notify, "resolve", now)
+                resolved.append(read_incident(conn, row["id"]))
+    return opened, resolved
+
+
+def read_incident(conn: Conn, incident_id: uuid.UUID | str) -> Row:
+    """One incident; NotFound when there is none with that id."""
+    uid = _parse_id(incident_id, "incident")
+    row = conn.one(f"SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = ?", (conn.uid(uid),))
+    if row is None:
+        raise NotFound(f"no incident with id {incident_id}")
+    return row
+
+
+def list_incidents(conn: Conn, state: IncidentState | None, limit: int) -> list[dict[str, Any]]:
+    """Incidents newest first, as the API shows them, each with its notifications."""
+    where = {
+        None: "",
+        "open": "WHERE resolved IS NULL",
+        "resolved": "WHERE resolved IS NOT NULL",
+    }[state]
+    rows = conn.query(
+        f"SELECT {INCIDENT_COLUMNS} FROM incidents {where} ORDER BY opened DESC, id DESC LIMIT ?",
+        (limit,),
+    )
+    by_incident = list_notifications(conn, [row["id"] for row in rows])
+    return [incident_json(row, by_incident.get(str(row["id"]), [])) for row in rows]
+
+
+def list_notifications(conn: Conn, incident_ids: Sequence[uuid.UUID | str]) -> dict[str, list[Row]]:
+    """The notifications of these incidents, oldest first, by incident id (as text)."""
+    out: dict[str, list[Row]] = {}
+    if not incident_ids:
+        return out
+    marks = ", ".join("?" * len(incident_ids))
+    rows = conn.query(
+        f"SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE incident_id IN ({marks}) "
+        "ORDER BY created, channel, id",
+        [conn.uid(i) for i in incident_ids],
+    )
+    for row in rows:
+        out.setdefault(str(row["incident_id"]), []).append(row)
+    return out
+
+
+def ack_incident(conn: Conn, incident_id: uuid.UUID | str, now: datetime) -> Row:
+    """Acknowledge an open incident (the first ack's time stays); Conflict once resolved."""
+    uid = _parse_id(incident_id, "incident")
+    changed = conn.execute(
+        "UPDATE incidents SET acked = COALESCE(acked, ?) WHERE id = ? AND resolved IS NULL",
+        (conn.time(now), conn.uid(uid)),
+    )
+    row = read_incident(conn, uid)
+    if changed == 0:
+        raise Conflict(f"incident {incident_id} is already resolved")
+    return row
+
+
+def resolve_incident(
+    conn: Conn, incident_id: uuid.UUID | str, now: datetime, channels: Sequence[str]
+) -> Row:
+    """Resolve an open incident by hand and queue a 'resolve' alert per channel."""
+    uid = _parse_id(incident_id, "incident")
+    with conn.transaction():
+        if not _set_resolved(conn, uid, now):
+            read_incident(conn, uid)  # NotFound when there is no such incident
+            raise Conflict(f"incident {incident_id} is already resolved")
+        _queue_notifications(conn, uid, channels, "resolve", now)
+        return read_incident(conn, uid)
+
+
+def claim_pending_notifications(conn: Conn, now: datetime, limit: int) -> list[Row]:
+    """Claim up to `limit` due notifications, oldest first; each is claimed by one caller only."""
+    candidates = conn.query(
+        "SELECT id FROM notifications WHERE status = 'pending' AND claimed IS NULL AND due <= ? "
+        "ORDER BY due, created, id LIMIT ?",
+        (conn.time(now), limit),
+    )
+    claimed: list[Row] = []
+    for row in candidates:
+        # Proceed only when this UPDATE changed the row: another dispatcher may have won it.
+        won = conn.execute(
+            "UPDATE notifications SET claimed = ? "
+            "WHERE id = ? AND claimed IS NULL AND status = 'pending'",
+            (conn.time(now), conn.uid(row["id"])),
+        )
+        if won == 1:
+            claimed.append(read_notification(conn, row["id"]))
+    return claimed
+
+
+def release_stale_claims(conn: Conn, claimed_before: datetime) -> int:
+    """Unclaim pending notifications claimed before a time (a dispatcher that died mid-send)."""
+    return conn.execute(
+        "UPDATE notifications SET claimed = NULL "
+        "WHERE status = 'pending' AND claimed IS NOT NULL AND claimed < ?",
+        (conn.time(claimed_before),),
+    )
+
+
+def read_notification(conn: Conn, notification_id: uuid.UUID | str) -> Row:
+    """One notification; NotFound when there is none with that id."""
+    uid = _parse_id(notification_id, "notification")
+    row = conn.one(
+        f"SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE id = ?", (conn.uid(uid),)
+    )
+    if row is None:
+        raise NotFound(f"no notification with id {notification_id}")
+    return row
+
+
+def mark_sent(
+    conn: Conn, notification_id: uuid.UUID | str, now: datetime, response: dict[str, Any] | None
+) -> None:
+    """Record a claimed notification as sent, with what the channel answered (e.g. Slack's ts)."""
+    uid = _parse_id(notification_id, "notification")
+    changed = conn.execute(
+        "UPDATE notifications SET status = 'sent', sent = ?, attempts = attempts + 1, "
+        "response = ?, last_error = NULL "
+        "WHERE id = ? AND status = 'pending' AND claimed IS NOT NULL",
+        (conn.time(now), None if response is None else conn.json(response), conn.uid(uid)),
+    )
+    if changed == 0:
+        _not_claimed(conn, uid)
+
+
+def mark_failed(
+    conn: Conn,
+    notification_id: uuid.UUID | str,
+    now: datetime,
+    error: str,
+    permanent: bool,
+    retry_at: datetime | None,
+) -> None:
+    """Record a failed send: retried from `retry_at` (default now) unless permanent ('dead')."""
+    uid = _parse_id(notification_id, "notification")
+    if permanent:
+        changed = conn.execute(
+            "UPDATE notifications SET status = 'dead', attempts = attempts + 1, last_error = ? "
+            "WHERE id = ? AND status = 'pending' AND claimed IS NOT NULL",
+            (error, conn.uid(uid)),
+        )
+    else:
+        changed = conn.execute(
+            "UPDATE notifications SET status = 'pending', claimed = NULL, "
+            "attempts = attempts + 1, due = ?, last_error = ? "
+            "WHERE id = ? AND status = 'pending' AND claimed IS NOT NULL",
+            (conn.time(retry_at or now), error, conn.uid(uid)),
+        )
+    if changed == 0:
+        _not_claimed(conn, uid)
+
+
+def incident_json(row: Row, notifications: Sequence[Row]) -> dict[str, Any]:
+    """An incident as the API shows it, with its notifications."""
+    return {
+        "id": str(row["id"]),
+        "sla": row["sla"],
+        "key": row["key"],
+        "severity": row["severity"],
+        "reason": row["reason"],
+        "resource": row["resource"],
+        "due": _iso(row["due"]),
+        "window_start": _iso(row["window_start"]),
+        "opened": _iso(row["opened"]),
+        "acked": _iso(row["acked"]),
+        "resolved": _iso(row["resolved"]),
+        "affected": list(row["affected"]),
+        "notifications": [
+            {
+                "channel": n["channel"],
+                "action": n["action"],
+                "status": n["status"],
+                "sent": _iso(n["sent"]),
+                "attempts": n["attempts"],
+                "last_error": n["last_error"],
+            }
+            for n in notifications
+        ],
+    }
+
+
+def _set_resolved(conn: Conn, incident_id: uuid.UUID | str, now: datetime) -> bool:
+    # Conditional: of two concurrent resolvers only one changes the row (and queues alerts).
+    changed = conn.execute(
+        "UPDATE incidents SET resolved = ? WHERE id = ? AND resolved IS NULL",
+        (conn.time(now), conn.uid(incident_id)),
+    )
+    return changed == 1
+
+
+def _queue_notifications(
+    conn: Conn, incident_id: uuid.UUID | str, channels: Sequence[str], action: str, now: datetime
+) -> None:
+    rows = [
+        (conn.uid(uuid.uuid4()), conn.uid(incident_id), channel, action, conn.time(now),
+         conn.time(now))
+        for channel in dict.fromkeys(channels)
+    ]  # fmt: skip
+    if rows:
+        conn.executemany(
+            "INSERT INTO notifications (id, incident_id, channel, action, created, due, status) "
+            "VALUES (?, ?, ?, ?, ?, ?, 'pending')",
+            rows,
+        )
+
+
+def _not_claimed(conn: Conn, notification_id: uuid.UUID) -> None:
+    row = read_notification(conn, notification_id)  # NotFound when absent
+    raise Conflict(f"notification {notification_id} is {row['status']} and not claimed")
+
+
+def _parse_id(value: uuid.UUID | str, what: str) -> uuid.UUID:
+    if isinstance(value, uuid.UUID):
+        return value
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        raise NotFound(f"no {what} with id {value}") from None
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()

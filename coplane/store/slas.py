@@ -1,0 +1,116 @@
+"""SLA definitions (from the config file or the API) and each SLA's latest evaluation."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from pydantic import TypeAdapter
+from pydantic_core import to_jsonable_python
+
+from coplane.slas.facts import Evaluation
+from coplane.slas.model import SLA
+from coplane.store.dialects import Conn, Row
+from coplane.store.errors import NotFound
+
+ORIGINS = ("file", "api")
+STATE_COLUMNS = "st.status, st.next_deadline, st.last_met, st.evaluated, st.explanation"
+
+_SLA_ADAPTER: TypeAdapter[SLA] = TypeAdapter(SLA)
+
+
+def sla_definition(sla: SLA) -> dict[str, Any]:
+    """An SLA as JSON that `TypeAdapter(SLA)` validates back to an equal SLA."""
+    # Durations as seconds: the models parse numbers, not pydantic's ISO 8601 default ('PT1H').
+    value: dict[str, Any] = to_jsonable_python(sla.model_dump(), timedelta_mode="float")
+    return value
+
+
+def parse_sla(definition: Any) -> SLA:
+    """A stored definition as its SLA model."""
+    return _SLA_ADAPTER.validate_python(definition)
+
+
+def upsert_slas(conn: Conn, slas: Sequence[SLA], origin: str, now: datetime) -> None:
+    """Insert or update SLA definitions; `created` stays, `updated` moves only on a change."""
+    if origin not in ORIGINS:
+        raise ValueError(f"origin must be one of {', '.join(ORIGINS)}, not {origin!r}")
+    if not slas:
+        return
+    # Key order: concurrent writers lock rows in the same order and never deadlock.
+    rows = [
+        (sla.name, conn.json(sla_definition(sla)), origin, conn.time(now), conn.time(now))
+        for sla in sorted(slas, key=lambda s: s.name)
+    ]
+    conn.executemany(
+        "INSERT INTO slas (name, definition, origin, created, updated) VALUES (?, ?, ?, ?, ?) "
+        "ON CONFLICT (name) DO UPDATE SET definition = excluded.definition, "
+        "origin = excluded.origin, updated = excluded.updated "
+        "WHERE slas.definition <> excluded.definition OR slas.origin <> excluded.origin",
+        rows,
+    )
+
+
+def delete_sla(conn: Conn, name: str) -> None:
+    """Delete one SLA (its state goes with it; its incidents stay as history)."""
+    if conn.execute("DELETE FROM slas WHERE name = ?", (name,)) == 0:
+        raise NotFound(f"no SLA named {name!r}")
+
+
+def replace_file_slas(conn: Conn, slas: Sequence[SLA], now: datetime) -> None:
+    """Make the file's SLAs the set of origin='file' SLAs: upsert them, delete the rest."""
+    keep = {sla.name for sla in slas}
+    with conn.transaction():
+        upsert_slas(conn, slas, "file", now)
+        stored = conn.query("SELECT name FROM slas WHERE origin = 'file' ORDER BY name")
+        gone = [(row["name"],) for row in stored if row["name"] not in keep]
+        if gone:
+            conn.executemany("DELETE FROM slas WHERE name = ? AND origin = 'file'", gone)
+
+
+def list_slas(conn: Conn) -> list[tuple[SLA, Row | None]]:
+    """Every SLA by name, with its latest evaluation (None before the first)."""
+    rows = conn.query(
+        f"SELECT s.definition, st.sla AS state_sla, {STATE_COLUMNS} "
+        "FROM slas s LEFT JOIN sla_states st ON st.sla = s.name ORDER BY s.name"
+    )
+    return [(parse_sla(row["definition"]), _state(row)) for row in rows]
+
+
+def read_sla(conn: Conn, name: str) -> tuple[SLA, Row | None, datetime]:
+    """One SLA, its latest evaluation (or None) and when it was created; NotFound if absent."""
+    row = conn.one(
+        f"SELECT s.definition, s.created, st.sla AS state_sla, {STATE_COLUMNS} "
+        "FROM slas s LEFT JOIN sla_states st ON st.sla = s.name WHERE s.name = ?",
+        (name,),
+    )
+    if row is None:
+        raise NotFound(f"no SLA named {name!r}")
+    created: datetime = row["created"]
+    return parse_sla(row["definition"]), _state(row), created
+
+
+def save_sla_state(conn: Conn, name: str, evaluation: Evaluation, now: datetime) -> None:
+    """Record the latest evaluation of an SLA (replacing the one before)."""
+    t = conn.time
+    conn.execute(
+        "INSERT INTO sla_states (sla, status, next_deadline, last_met, evaluated, explanation) "
+        "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (sla) DO UPDATE SET status = excluded.status, "
+        "next_deadline = excluded.next_deadline, last_met = excluded.last_met, "
+        "evaluated = excluded.evaluated, explanation = excluded.explanation",
+        (
+            name,
+            evaluation.status,
+            t(evaluation.next_deadline),
+            t(evaluation.last_met),
+            t(now),
+            evaluation.explanation,
+        ),
+    )
+
+
+def _state(row: Row) -> Row | None:
+    if row["state_sla"] is None:
+        return None
+    return {k: row[k] for k in ("status", "next_deadline", "last_met", "evaluated", "explanation")}
