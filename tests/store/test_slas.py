@@ -22,7 +22,6 @@ from coplane.store.slas import (
 from tests.factories import at
 
 
-
 def make_sla(**fields: Any) -> SLA:
     """An SLA from its JSON fields, defaulting to a daily freshness deadline."""
     given = {"kind": "freshness", "name": "sales", "target": "warehouse.sales", **fields}
