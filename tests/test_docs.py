@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from fastapi.routing import APIRoute
 from typer.models import CommandInfo
 
 from coplane.cli import app as cli_app
@@ -42,11 +41,12 @@ def test_every_command_is_documented() -> None:
 
 
 def test_every_endpoint_is_documented() -> None:
-    for route in create_app().routes:
-        if isinstance(route, APIRoute):
-            path = route.path.replace(":path", "")
-            for method in route.methods or ():
-                assert f"`{method} {path}" in README, f"{method} {path}"
+    # the OpenAPI schema lists every route, however the routers are nested
+    paths = create_app().openapi()["paths"]
+    assert "/api/events" in paths and "/api/slas" in paths  # the check below checks something
+    for path, operations in paths.items():
+        for method in operations:
+            assert f"`{method.upper()} {path}" in README, f"{method.upper()} {path}"
 
 
 def test_ci_runs_the_readme_test_command() -> None:
