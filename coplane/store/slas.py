@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -114,3 +115,29 @@ def _state(row: Row) -> Row | None:
     if row["state_sla"] is None:
         return None
     return {k: row[k] for k in ("status", "next_deadline", "last_met", "evaluated", "explanation")}
+
+
+@dataclass(frozen=True, slots=True)
+class SlaMeta:
+    """Where an SLA comes from ('file' or 'api') and when it was created."""
+
+    origin: str
+    created: datetime
+
+
+def list_sla_meta(conn: Conn) -> dict[str, SlaMeta]:
+    """Origin and creation time of every SLA, by name (rules report no windows before it)."""
+    rows = conn.query("SELECT name, origin, created FROM slas")
+    return {r["name"]: SlaMeta(r["origin"], r["created"]) for r in rows}
+
+
+def insert_sla(conn: Conn, sla: SLA, origin: str, now: datetime) -> bool:
+    """Store a new SLA; False (nothing written) when one of that name exists, even racing."""
+    return (
+        conn.execute(
+            "INSERT INTO slas (name, definition, origin, created, updated) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING",
+            (sla.name, conn.json(sla_definition(sla)), origin, conn.time(now), conn.time(now)),
+        )
+        == 1
+    )

@@ -1,0 +1,229 @@
+"""HTTP API for SLAs (`/api/slas`) and their incidents (`/api/incidents`)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Body, Query, Request, Response
+from pydantic import TypeAdapter, ValidationError
+
+from coplane.collector.errors import ApiError
+from coplane.collector.ingest import store_of
+from coplane.slas.config import ConfigError
+from coplane.slas.model import SLA
+from coplane.store.dialects import Conn, Row
+from coplane.store.errors import Conflict, NotFound
+from coplane.store.incidents import (
+    ack_incident,
+    incident_json,
+    list_incidents,
+    list_notifications,
+    read_incident,
+    resolve_incident,
+)
+from coplane.store.slas import (
+    delete_sla,
+    insert_sla,
+    list_sla_meta,
+    list_slas,
+    read_sla,
+    sla_definition,
+    upsert_slas,
+)
+
+router = APIRouter()
+
+_SLA_ADAPTER: TypeAdapter[SLA] = TypeAdapter(SLA)
+# Errors about the discriminator itself: their loc is the body, and the field is `kind`.
+_TAG_ERRORS = {"union_tag_invalid", "union_tag_not_found"}
+# What GET adds to a definition: ignored in a body, so that a GET can be PUT back as it is.
+READ_ONLY = ("origin", "status", "next_deadline", "last_met", "evaluated", "explanation")
+
+SlaBody = Annotated[Any, Body(description="one SLA, as under `slas:` in coplane.yaml")]
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _origins(conn: Conn) -> dict[str, str]:
+    """The origin ('file' or 'api') of every SLA by name."""
+    return {name: meta.origin for name, meta in list_sla_meta(conn).items()}
+
+
+def sla_json(sla: SLA, state: Row | None, origin: str | None) -> dict[str, Any]:
+    """An SLA as the API shows it: its definition (durations in seconds) and its latest state."""
+    state = state or {}
+    return {
+        **sla_definition(sla),
+        "origin": origin,
+        "status": state.get("status") or "unknown",
+        "next_deadline": _iso(state.get("next_deadline")),
+        "last_met": _iso(state.get("last_met")),
+        "evaluated": _iso(state.get("evaluated")),
+        "explanation": state.get("explanation"),
+    }
+
+
+class _Invalid(ApiError):
+    """A 422 with several field errors."""
+
+    def __init__(self, detail: str, errors: list[dict[str, Any]]) -> None:
+        super().__init__(422, detail)
+        self.errors = errors
+
+
+def _validate(body: Any) -> SLA:
+    """The body as an SLA, or a 422 naming each bad field under `body`."""
+    if isinstance(body, dict):
+        body = {k: v for k, v in body.items() if k not in READ_ONLY}
+    try:
+        return _SLA_ADAPTER.validate_python(body)
+    except ValidationError as exc:
+        errors: list[dict[str, Any]] = []
+        for e in exc.errors():
+            loc = list(e["loc"])
+            if e["type"] in _TAG_ERRORS:
+                loc = ["kind"]
+            elif loc and isinstance(body, dict) and loc[0] == body.get("kind"):
+                loc = loc[1:]  # pydantic's union-tag element
+            errors.append({"loc": ["body", *loc], "msg": e["msg"]})
+        first = errors[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise _Invalid(f"{where}: {first['msg']}", errors) from None
+
+
+def _file_conflict(name: str) -> Conflict:
+    return Conflict(
+        f"SLA {name!r} comes from the config file: change or delete it there, not through the API"
+    )
+
+
+def _poke_engine(request: Request) -> None:
+    """Ask the SLA engine (when one runs) to evaluate soon."""
+    engine = getattr(request.app.state, "sla_engine", None)
+    if engine is not None:
+        engine.request_evaluation()
+
+
+def _one(conn: Conn, name: str) -> dict[str, Any]:
+    sla, state, _created = read_sla(conn, name)
+    return sla_json(sla, state, _origins(conn).get(name))
+
+
+@router.get("/api/slas", summary="Every SLA with its status")
+def get_slas(request: Request) -> dict[str, Any]:
+    """Every SLA by name, with status, next deadline and when it was last met."""
+    with store_of(request).connect() as conn:
+        origins = _origins(conn)
+        rows = list_slas(conn)
+    return {"slas": [sla_json(sla, state, origins.get(sla.name)) for sla, state in rows]}
+
+
+@router.get("/api/slas/{name}", summary="One SLA with its status")
+def get_sla(request: Request, name: str) -> dict[str, Any]:
+    """One SLA; 404 when there is none of that name."""
+    with store_of(request).connect() as conn:
+        return _one(conn, name)
+
+
+@router.post("/api/slas", status_code=201, summary="Declare an SLA")
+def post_sla(request: Request, body: SlaBody) -> dict[str, Any]:
+    """Create an SLA (origin 'api'); 409 when one of that name exists."""
+    sla = _validate(body)
+    now = datetime.now(UTC)
+    with store_of(request).connect() as conn:
+        if not insert_sla(conn, sla, "api", now):
+            origin = _origins(conn).get(sla.name)
+            raise Conflict(f"an SLA named {sla.name!r} exists (origin {origin})")
+        result = _one(conn, sla.name)
+    _poke_engine(request)
+    return result
+
+
+@router.put("/api/slas/{name}", summary="Replace an SLA")
+def put_sla(request: Request, name: str, body: SlaBody) -> dict[str, Any]:
+    """Replace an API-declared SLA; 404 when missing, 409 when it comes from the config file."""
+    sla = _validate(body)
+    if sla.name != name:
+        raise ApiError(
+            422, f"body.name: {sla.name!r} differs from the path's {name!r}", ["body", "name"]
+        )
+    now = datetime.now(UTC)
+    with store_of(request).connect() as conn:
+        with conn.transaction():
+            origin = _origins(conn).get(name)
+            if origin is None:
+                raise NotFound(f"no SLA named {name!r}")
+            if origin == "file":
+                raise _file_conflict(name)
+            upsert_slas(conn, [sla], "api", now)
+        result = _one(conn, name)
+    _poke_engine(request)
+    return result
+
+
+@router.delete("/api/slas/{name}", status_code=204, summary="Delete an SLA")
+def remove_sla(request: Request, name: str) -> Response:
+    """Delete an API-declared SLA (its incidents stay); 409 when it comes from the config file."""
+    with store_of(request).connect() as conn, conn.transaction():
+        origin = _origins(conn).get(name)
+        if origin == "file":
+            raise _file_conflict(name)
+        delete_sla(conn, name)  # NotFound when missing
+    _poke_engine(request)
+    return Response(status_code=204)
+
+
+@router.get("/api/incidents", summary="Incidents, newest first")
+def get_incidents(
+    request: Request,
+    state: Literal["open", "resolved"] | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000, description="page size")] = 100,
+) -> dict[str, Any]:
+    """Incidents, open or resolved or both, each with its notifications."""
+    with store_of(request).connect() as conn:
+        return {"incidents": list_incidents(conn, state, limit)}
+
+
+def _incident(conn: Conn, row: Row) -> dict[str, Any]:
+    notes = list_notifications(conn, [row["id"]])
+    return incident_json(row, notes.get(str(row["id"]), []))
+
+
+@router.post("/api/incidents/{incident_id}/ack", summary="Acknowledge an incident")
+def post_ack(request: Request, incident_id: uuid.UUID) -> dict[str, Any]:
+    """Acknowledge an open incident; 404 when unknown, 409 when resolved."""
+    with store_of(request).connect() as conn:
+        row = ack_incident(conn, incident_id, datetime.now(UTC))
+        return _incident(conn, row)
+
+
+@router.post("/api/incidents/{incident_id}/resolve", summary="Resolve an incident by hand")
+def post_resolve(request: Request, incident_id: uuid.UUID) -> dict[str, Any]:
+    """Resolve an open incident and queue 'resolve' alerts to its SLA's channels."""
+    with store_of(request).connect() as conn:
+        incident = read_incident(conn, incident_id)  # NotFound when unknown
+        try:
+            channels = read_sla(conn, incident["sla"])[0].notify
+        except NotFound:  # the SLA was deleted: nobody to tell
+            channels = []
+        row = resolve_incident(conn, incident_id, datetime.now(UTC), channels)
+        return _incident(conn, row)
+
+
+@router.post("/api/slas/reload", summary="Re-read the config file's SLAs and evaluate")
+def post_reload(request: Request) -> dict[str, int]:
+    """Reload the config file (422 naming each problem's line) and evaluate every SLA."""
+    engine = getattr(request.app.state, "sla_engine", None)
+    if engine is None:
+        raise ApiError(409, "no SLA engine runs in this process")
+    try:
+        result = engine.reload()
+    except ConfigError as exc:
+        first = exc.problems[0]
+        raise ApiError(422, str(exc), [first.source, first.line or 0, *first.loc],
+                       msg=first.message) from None  # fmt: skip
+    return {"evaluated": result.evaluated, "opened": result.opened, "resolved": result.resolved}
