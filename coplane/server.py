@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -14,6 +16,8 @@ from coplane.collector import ingest, reads
 from coplane.collector.errors import install_error_handlers
 from coplane.jobs.scheduler import Scheduler
 from coplane.settings import Settings
+from coplane.slas import api as slas_api
+from coplane.slas.engine import SlaEngine
 from coplane.store import Store, open_store
 
 log = logging.getLogger(__name__)
@@ -46,6 +50,11 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
         app.state.store = store if store is not None else open_configured_store(settings)
         scheduler = Scheduler(app.state.store, settings)
         scheduler.start()
+        engine = SlaEngine(app.state.store, scheduler, settings.config)
+        app.state.sla_engine = engine
+        app.state.store.writer.add_listener(engine.request_evaluation)
+        engine.start()  # loads the config's SLAs and catches up on missed deadlines
+        _reload_on_sighup(engine)
         try:
             yield
         finally:
@@ -58,4 +67,21 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     install_error_handlers(app)
     app.include_router(ingest.router, tags=["ingest"])
     app.include_router(reads.router, tags=["read"])
+    app.include_router(slas_api.router, tags=["slas"])
     return app
+
+
+def _reload_on_sighup(engine: SlaEngine) -> None:
+    """`kill -HUP` re-reads the config file, as `POST /api/slas/reload` does."""
+    try:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGHUP, lambda: loop.run_in_executor(None, _reload, engine))
+    except (NotImplementedError, RuntimeError, ValueError):
+        pass  # no signals here (not the main thread, or not a POSIX platform)
+
+
+def _reload(engine: SlaEngine) -> None:
+    try:
+        engine.reload()
+    except Exception:  # a bad file on reload keeps the SLAs already loaded
+        log.exception("reloading the SLA configuration failed")

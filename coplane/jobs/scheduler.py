@@ -105,6 +105,17 @@ class Scheduler:
             )
         self._scheduler.start()
 
+    def run_at(self, job_id: str, when: datetime, func: Callable[[], Any]) -> None:
+        """Run `func` once at `when` (now if past); a later call with the same id replaces it."""
+        self._scheduler.add_job(
+            func,
+            "date",
+            run_date=max(when, datetime.now(UTC)),
+            id=job_id,
+            replace_existing=True,
+            misfire_grace_time=None,  # a deadline passed while busy still runs, late
+        )
+
     def shutdown(self) -> None:
         """Stop scheduling and wait for running jobs."""
         if self._scheduler.running:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -45,6 +46,7 @@ class EventWriter:
         self._partitions = partitions
         self._known = known
         self._max = max_group_events
+        self._listeners: list[Callable[[], None]] = []
         self._queue: queue.Queue[_Pending | None] = queue.Queue()
         self._threads = [
             threading.Thread(target=self._run, name=f"coplane-writer-{i}", daemon=True)
@@ -52,6 +54,10 @@ class EventWriter:
         ]
         for t in self._threads:
             t.start()
+
+    def add_listener(self, listener: Callable[[], None]) -> None:
+        """Call `listener` (in the writer thread; keep it quick) after each commit."""
+        self._listeners.append(listener)
 
     def submit(self, events: list[Event]) -> Future[InsertResult]:
         """Queue a batch; the future resolves once it is committed (or fails with the error)."""
@@ -118,6 +124,11 @@ class EventWriter:
             return
         for p, result in zip(group, results, strict=True):
             p.future.set_result(result)
+        for listener in self._listeners:
+            try:
+                listener()
+            except Exception:  # a listener must never break ingest
+                log.exception("commit listener failed")
 
     def _insert(self, batches: list[list[Event]]) -> list[InsertResult]:
         with self._db.connect() as conn:

@@ -1,0 +1,158 @@
+"""The engine on a real store: breaches open incidents and queue alerts, fixes resolve them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from pydantic import TypeAdapter
+
+from coplane.slas.engine import SlaEngine
+from coplane.slas.model import SLA
+from coplane.store import Store
+from coplane.store.events import insert_events
+from coplane.store.incidents import list_incidents
+from coplane.store.slas import upsert_slas
+from tests.factories import event_dict, events
+
+# Monday 2026-11-02; the SLA exists from 06:00 UTC, due daily at 09:00 Berlin (08:00 UTC)
+CREATED = datetime(2026, 11, 2, 6, 0, tzinfo=UTC)
+TABLE = "wh.sales"
+
+
+def _sla(**fields: Any) -> SLA:
+    base = {"name": "sales_fresh", "kind": "freshness", "target": TABLE,
+            "deadline": "0 9 * * *", "timezone": "Europe/Berlin", "notify": ["team"]}  # fmt: skip
+    return TypeAdapter(SLA).validate_python({**base, **fields})
+
+
+def _update(store: Store, at: datetime, asset: str = TABLE) -> None:
+    e = {**event_dict("asset.updated", asset, related=[{"role": "producer", "id": "p"}]),
+         "occurred": at.isoformat()}  # fmt: skip
+    with store.connect() as conn:
+        insert_events(conn, events(e), at, store.partitions)
+
+
+def _engine(store: Store, *slas: SLA) -> SlaEngine:
+    with store.connect() as conn:
+        upsert_slas(conn, list(slas), "api", CREATED)
+    return SlaEngine(store, None, None)
+
+
+def _incidents(store: Store, state: str) -> list[dict[str, Any]]:
+    with store.connect() as conn:
+        return list_incidents(conn, state, 100)  # type: ignore[arg-type]
+
+
+def test_missed_deadline_opens_one_incident_and_queues_its_alert(store: Store) -> None:
+    engine = _engine(store, _sla())
+    result = engine.evaluate_all(CREATED + timedelta(hours=3))  # 09:00 CET passed at 08:00 UTC
+    assert (result.evaluated, result.opened) == (1, 1)
+    [incident] = _incidents(store, "open")
+    assert incident["sla"] == "sales_fresh"
+    assert "09:00" in incident["reason"]
+    assert [(n["channel"], n["action"]) for n in incident["notifications"]] == [("team", "trigger")]
+    # evaluating again does not open a second incident or alert twice
+    assert engine.evaluate_all(CREATED + timedelta(hours=4)).opened == 0
+    assert len(_incidents(store, "open")[0]["notifications"]) == 1
+
+
+def test_a_late_update_resolves_and_queues_the_resolve_message(store: Store) -> None:
+    engine = _engine(store, _sla())
+    engine.evaluate_all(CREATED + timedelta(hours=3))
+    _update(store, CREATED + timedelta(hours=3, minutes=20))
+    result = engine.evaluate_all(CREATED + timedelta(hours=3, minutes=30))
+    assert result.resolved == 1
+    [incident] = _incidents(store, "resolved")
+    actions = sorted(n["action"] for n in incident["notifications"])
+    assert actions == ["resolve", "trigger"]
+    assert _incidents(store, "open") == []
+
+
+def test_an_update_in_time_raises_nothing(store: Store) -> None:
+    engine = _engine(store, _sla())
+    _update(store, CREATED + timedelta(hours=1))
+    result = engine.evaluate_all(CREATED + timedelta(hours=3))
+    assert (result.opened, _incidents(store, "open")) == (0, [])
+    # the engine will wake at the next deadline: tomorrow 09:00 Berlin
+    assert result.next_wake == datetime(2026, 11, 3, 8, 0, tzinfo=UTC)
+
+
+def test_deadlines_missed_while_down_are_raised_at_the_first_pass(store: Store) -> None:
+    engine = _engine(store, _sla())
+    # down from Monday 06:00 to Thursday 09:00 UTC: Monday to Thursday 09:00 Berlin passed
+    result = engine.evaluate_all(CREATED + timedelta(days=3, hours=3))
+    assert result.opened == 4
+    assert len(_incidents(store, "open")) == 4
+
+
+def test_affected_lists_what_is_downstream(store: Store) -> None:
+    engine = _engine(store, _sla())
+    downstream = {**event_dict("run.completed", "dbt.marts", run="r1",
+                               related=[{"role": "input", "id": TABLE},
+                                        {"role": "output", "id": "bi.dashboard"}]),
+                  "occurred": (CREATED - timedelta(days=1)).isoformat()}  # fmt: skip
+    with store.connect() as conn:
+        insert_events(conn, events(downstream), CREATED, store.partitions)
+    engine.evaluate_all(CREATED + timedelta(hours=3))
+    [incident] = _incidents(store, "open")
+    assert incident["affected"] == ["bi.dashboard", "dbt.marts"]
+
+
+def test_quality_failures_open_one_incident_per_check(store: Store) -> None:
+    quality = TypeAdapter(SLA).validate_python(
+        {"name": "sales_quality", "kind": "quality", "target": TABLE, "notify": ["team"]}
+    )
+    engine = _engine(store, quality)
+    failed = [
+        {**event_dict("check.failed", TABLE, payload={"check": c, "message": f"{c} broke"}),
+         "occurred": (CREATED + timedelta(minutes=5)).isoformat()}
+        for c in ("not_null", "unique")
+    ]  # fmt: skip
+    with store.connect() as conn:
+        insert_events(conn, events(*failed), CREATED, store.partitions)
+    assert engine.evaluate_all(CREATED + timedelta(minutes=10)).opened == 2
+    fixed = {**event_dict("check.passed", TABLE, payload={"check": "unique"}),
+             "occurred": (CREATED + timedelta(minutes=20)).isoformat()}  # fmt: skip
+    with store.connect() as conn:
+        insert_events(conn, events(fixed), CREATED, store.partitions)
+    assert engine.evaluate_all(CREATED + timedelta(minutes=30)).resolved == 1
+    [still] = _incidents(store, "open")
+    assert "not_null broke" in still["reason"]
+
+
+def test_reload_takes_slas_from_the_config_file(store: Store, tmp_path: Path) -> None:
+    config = tmp_path / "coplane.yaml"
+    config.write_text(
+        "slas:\n  - name: from_file\n    kind: freshness\n    target: t\n    max_age: 1h\n"
+    )
+    engine = SlaEngine(store, None, config)
+    assert engine.reload().evaluated == 1
+    config.write_text("slas: []\n")
+    assert engine.reload().evaluated == 0
+
+
+class RecordingScheduler:
+    """Records what the engine asks to run, instead of running it."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, datetime]] = []
+
+    def run_at(self, job_id: str, when: datetime, func: Any) -> None:
+        self.calls.append((job_id, when))
+
+
+def test_continuous_ingest_does_not_postpone_evaluation(store: Store) -> None:
+    scheduler = RecordingScheduler()
+    engine = SlaEngine(store, scheduler, None)  # type: ignore[arg-type]
+    before = datetime.now(UTC)
+    for _ in range(100):  # a commit every moment
+        engine.request_evaluation()
+    soon = [when for job, when in scheduler.calls if job == "sla-evaluate-soon"]
+    assert len(soon) == 1  # one pass requested, not pushed back by each commit
+    assert soon[0] - before < timedelta(seconds=2)
+    engine.evaluate_all()  # the pass runs; the next commit asks again, a debounce later
+    engine.request_evaluation()
+    soon = [when for job, when in scheduler.calls if job == "sla-evaluate-soon"]
+    assert len(soon) == 2 and soon[1] - soon[0] <= timedelta(seconds=2)
