@@ -26,7 +26,6 @@ from coplane.store.incidents import (
 from coplane.store.slas import (
     delete_sla,
     insert_sla,
-    list_sla_meta,
     list_slas,
     read_sla,
     sla_definition,
@@ -46,11 +45,6 @@ SlaBody = Annotated[Any, Body(description="one SLA, as under `slas:` in coplane.
 
 def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat()
-
-
-def _origins(conn: Conn) -> dict[str, str]:
-    """The origin ('file' or 'api') of every SLA by name."""
-    return {name: meta.origin for name, meta in list_sla_meta(conn).items()}
 
 
 def sla_json(sla: SLA, state: Row | None, origin: str | None) -> dict[str, Any]:
@@ -109,17 +103,16 @@ def _poke_engine(request: Request) -> None:
 
 
 def _one(conn: Conn, name: str) -> dict[str, Any]:
-    sla, state, _created = read_sla(conn, name)
-    return sla_json(sla, state, _origins(conn).get(name))
+    stored = read_sla(conn, name)
+    return sla_json(stored.sla, stored.state, stored.origin)
 
 
 @router.get("/api/slas", summary="Every SLA with its status")
 def get_slas(request: Request) -> dict[str, Any]:
     """Every SLA by name, with status, next deadline and when it was last met."""
     with store_of(request).connect() as conn:
-        origins = _origins(conn)
-        rows = list_slas(conn)
-    return {"slas": [sla_json(sla, state, origins.get(sla.name)) for sla, state in rows]}
+        stored = list_slas(conn)
+    return {"slas": [sla_json(s.sla, s.state, s.origin) for s in stored]}
 
 
 @router.get("/api/slas/{name}", summary="One SLA with its status")
@@ -136,7 +129,7 @@ def post_sla(request: Request, body: SlaBody) -> dict[str, Any]:
     now = datetime.now(UTC)
     with store_of(request).connect() as conn:
         if not insert_sla(conn, sla, "api", now):
-            origin = _origins(conn).get(sla.name)
+            origin = read_sla(conn, sla.name).origin
             raise Conflict(f"an SLA named {sla.name!r} exists (origin {origin})")
         result = _one(conn, sla.name)
     _poke_engine(request)
@@ -154,10 +147,7 @@ def put_sla(request: Request, name: str, body: SlaBody) -> dict[str, Any]:
     now = datetime.now(UTC)
     with store_of(request).connect() as conn:
         with conn.transaction():
-            origin = _origins(conn).get(name)
-            if origin is None:
-                raise NotFound(f"no SLA named {name!r}")
-            if origin == "file":
+            if read_sla(conn, name).origin == "file":  # NotFound when missing
                 raise _file_conflict(name)
             upsert_slas(conn, [sla], "api", now)
         result = _one(conn, name)
@@ -169,10 +159,9 @@ def put_sla(request: Request, name: str, body: SlaBody) -> dict[str, Any]:
 def remove_sla(request: Request, name: str) -> Response:
     """Delete an API-declared SLA (its incidents stay); 409 when it comes from the config file."""
     with store_of(request).connect() as conn, conn.transaction():
-        origin = _origins(conn).get(name)
-        if origin == "file":
+        if read_sla(conn, name).origin == "file":  # NotFound when missing
             raise _file_conflict(name)
-        delete_sla(conn, name)  # NotFound when missing
+        delete_sla(conn, name)
     _poke_engine(request)
     return Response(status_code=204)
 
@@ -207,7 +196,7 @@ def post_resolve(request: Request, incident_id: uuid.UUID) -> dict[str, Any]:
     with store_of(request).connect() as conn:
         incident = read_incident(conn, incident_id)  # NotFound when unknown
         try:
-            channels = read_sla(conn, incident["sla"])[0].notify
+            channels = read_sla(conn, incident["sla"]).sla.notify
         except NotFound:  # the SLA was deleted: nobody to tell
             channels = []
         row = resolve_incident(conn, incident_id, datetime.now(UTC), channels)

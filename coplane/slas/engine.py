@@ -12,17 +12,18 @@ import logging
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 from coplane.jobs.scheduler import Scheduler
 from coplane.slas.config import load_config
-from coplane.slas.facts import Evaluation
+from coplane.slas.facts import Breach, Evaluation
 from coplane.slas.model import SLA
 from coplane.slas.rules import evaluate
 from coplane.store import Conn, Store
 from coplane.store.incidents import apply_evaluation
 from coplane.store.sla_facts import downstream, read_facts
-from coplane.store.slas import list_sla_meta, list_slas, replace_file_slas, save_sla_state
+from coplane.store.slas import list_slas, replace_file_slas, save_sla_state
 
 log = logging.getLogger(__name__)
 
@@ -82,18 +83,19 @@ class SlaEngine:
             opened = resolved = 0
             wakes: list[datetime] = []
             with self._store.connect() as conn:
-                meta = list_sla_meta(conn)
-                slas = [sla for sla, _ in list_slas(conn)]
-                for sla in slas:
-                    created = meta[sla.name].created if sla.name in meta else None
-                    evaluation = self._evaluate_one(conn, sla, created, now)
+                stored = list_slas(conn)
+                for entry in stored:
+                    sla = entry.sla
+                    evaluation = self._evaluate_one(conn, sla, entry.created, now)
                     with conn.transaction():
                         save_sla_state(conn, sla.name, evaluation, now)
-                        affected = {
-                            b.key: downstream(conn, [b.resource or sla_target(sla)])
-                            for b in evaluation.breaches
-                        }
-                        new, gone = apply_evaluation(conn, sla, evaluation, affected, now)
+                        new, gone = apply_evaluation(
+                            conn,
+                            sla,
+                            evaluation,
+                            partial(_affected, conn, sla),
+                            now,
+                        )
                     opened += len(new)
                     resolved += len(gone)
                     if evaluation.next_deadline is not None:
@@ -103,7 +105,7 @@ class SlaEngine:
                 self._scheduler.run_at(_DEADLINE_JOB, next_wake, self.evaluate_all)
             if opened or resolved:
                 log.info("SLA pass: %d opened, %d resolved", opened, resolved)
-            return PassResult(len(slas), opened, resolved, next_wake)
+            return PassResult(len(stored), opened, resolved, next_wake)
 
     def _evaluate_one(
         self, conn: Conn, sla: SLA, created: datetime | None, now: datetime
@@ -113,6 +115,11 @@ class SlaEngine:
         except Exception as exc:  # one broken SLA must not stop the others
             log.exception("evaluating SLA %s failed", sla.name)
             return Evaluation(status="unknown", explanation=f"{sla.name}: evaluation failed: {exc}")
+
+
+def _affected(conn: Conn, sla: SLA, breach: Breach) -> list[str]:
+    """What lies downstream of the breached resource: an incident's affected list."""
+    return downstream(conn, [breach.resource or sla_target(sla)])
 
 
 def sla_target(sla: SLA) -> str:

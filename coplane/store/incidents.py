@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, Literal
 
-from coplane.slas.facts import Evaluation
+from coplane.slas.facts import Breach, Evaluation
 from coplane.slas.model import SLA
 from coplane.store.dialects import Conn, Row
 from coplane.store.errors import Conflict, NotFound
@@ -26,7 +26,7 @@ def apply_evaluation(
     conn: Conn,
     sla: SLA,
     evaluation: Evaluation,
-    affected: dict[str, list[str]],
+    affected: Callable[[Breach], list[str]],
     now: datetime,
 ) -> tuple[list[Row], list[Row]]:
     """Open an incident per new breach, resolve those no longer breached, queue their alerts.
@@ -40,8 +40,14 @@ def apply_evaluation(
     resolved: list[Row] = []
     with conn.transaction():
         breaches = {b.key: b for b in evaluation.breaches}
-        # Key order: concurrent evaluators wait on the same keys in the same order.
-        for key in sorted(breaches):
+        still_open = conn.query(
+            "SELECT id, key FROM incidents WHERE sla = ? AND resolved IS NULL ORDER BY key",
+            (sla.name,),
+        )
+        open_keys = {row["key"] for row in still_open}
+        # Key order: concurrent evaluators wait on the same keys in the same order. Only new
+        # breaches are inserted, so `affected` (a lineage walk) runs once per incident.
+        for key in sorted(breaches.keys() - open_keys):
             b = breaches[key]
             incident_id = uuid.uuid4()
             inserted = conn.execute(
@@ -57,17 +63,13 @@ def apply_evaluation(
                     b.resource,
                     t(b.due),
                     t(b.window_start),
-                    conn.json(list(affected.get(key, []))),
+                    conn.json(list(affected(b))),
                     t(now),
                 ),
             )
             if inserted == 1:
                 _queue_notifications(conn, incident_id, sla.notify, "trigger", now)
                 opened.append(read_incident(conn, incident_id))
-        still_open = conn.query(
-            "SELECT id, key FROM incidents WHERE sla = ? AND resolved IS NULL ORDER BY key",
-            (sla.name,),
-        )
         for row in still_open:
             if row["key"] in breaches:
                 continue

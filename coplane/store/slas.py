@@ -70,26 +70,38 @@ def replace_file_slas(conn: Conn, slas: Sequence[SLA], now: datetime) -> None:
             conn.executemany("DELETE FROM slas WHERE name = ? AND origin = 'file'", gone)
 
 
-def list_slas(conn: Conn) -> list[tuple[SLA, Row | None]]:
-    """Every SLA by name, with its latest evaluation (None before the first)."""
-    rows = conn.query(
-        f"SELECT s.definition, st.sla AS state_sla, {STATE_COLUMNS} "
-        "FROM slas s LEFT JOIN sla_states st ON st.sla = s.name ORDER BY s.name"
-    )
-    return [(parse_sla(row["definition"]), _state(row)) for row in rows]
+@dataclass(frozen=True, slots=True)
+class StoredSla:
+    """An SLA as stored: its definition, latest evaluation (None before the first), where it
+    comes from ('file' or 'api') and when it was created (rules report no windows before)."""
+
+    sla: SLA
+    state: Row | None
+    origin: str
+    created: datetime
 
 
-def read_sla(conn: Conn, name: str) -> tuple[SLA, Row | None, datetime]:
-    """One SLA, its latest evaluation (or None) and when it was created; NotFound if absent."""
-    row = conn.one(
-        f"SELECT s.definition, s.created, st.sla AS state_sla, {STATE_COLUMNS} "
-        "FROM slas s LEFT JOIN sla_states st ON st.sla = s.name WHERE s.name = ?",
-        (name,),
-    )
+_STORED = (
+    f"SELECT s.definition, s.origin, s.created, st.sla AS state_sla, {STATE_COLUMNS} "
+    "FROM slas s LEFT JOIN sla_states st ON st.sla = s.name"
+)
+
+
+def _stored(row: Row) -> StoredSla:
+    return StoredSla(parse_sla(row["definition"]), _state(row), row["origin"], row["created"])
+
+
+def list_slas(conn: Conn) -> list[StoredSla]:
+    """Every SLA by name, as stored."""
+    return [_stored(row) for row in conn.query(f"{_STORED} ORDER BY s.name")]
+
+
+def read_sla(conn: Conn, name: str) -> StoredSla:
+    """One SLA as stored; NotFound if absent."""
+    row = conn.one(f"{_STORED} WHERE s.name = ?", (name,))
     if row is None:
         raise NotFound(f"no SLA named {name!r}")
-    created: datetime = row["created"]
-    return parse_sla(row["definition"]), _state(row), created
+    return _stored(row)
 
 
 def save_sla_state(conn: Conn, name: str, evaluation: Evaluation, now: datetime) -> None:
@@ -115,20 +127,6 @@ def _state(row: Row) -> Row | None:
     if row["state_sla"] is None:
         return None
     return {k: row[k] for k in ("status", "next_deadline", "last_met", "evaluated", "explanation")}
-
-
-@dataclass(frozen=True, slots=True)
-class SlaMeta:
-    """Where an SLA comes from ('file' or 'api') and when it was created."""
-
-    origin: str
-    created: datetime
-
-
-def list_sla_meta(conn: Conn) -> dict[str, SlaMeta]:
-    """Origin and creation time of every SLA, by name (rules report no windows before it)."""
-    rows = conn.query("SELECT name, origin, created FROM slas")
-    return {r["name"]: SlaMeta(r["origin"], r["created"]) for r in rows}
 
 
 def insert_sla(conn: Conn, sla: SLA, origin: str, now: datetime) -> bool:

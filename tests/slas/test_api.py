@@ -218,7 +218,7 @@ def open_incident(store: Store, key: str = "2026-03-02") -> str:
             conn,
             sla,
             Evaluation(status="breached", breaches=[breach]),
-            {key: ["asset:sales_report"]},
+            lambda _: ["asset:sales_report"],
             NOW,
         )
     return str(opened[0]["id"])
@@ -302,3 +302,12 @@ def test_unknown_and_malformed_incident_ids(api: TestClient) -> None:
         assert resp.status_code == 404, resp.text
         assert str(unknown) in resp.json()["detail"]
         assert ["path", "incident_id"] in field_errors(api.post(f"/api/incidents/nope/{action}"))
+
+
+def test_reload_without_an_engine_is_409(store: Store, db_url: str) -> None:
+    app = create_app(Settings(database_url=db_url, events_retention_days=0), store=store)
+    with TestClient(app) as c:
+        app.state.sla_engine = None
+        r = c.post("/api/slas/reload")
+    assert r.status_code == 409
+    assert "no SLA engine" in r.json()["detail"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -26,6 +27,17 @@ from coplane.store.incidents import (
     resolve_incident,
 )
 from tests.factories import at
+
+
+def nothing(_: Breach) -> list[str]:
+    """No downstream resources."""
+    return []
+
+
+def of(affected: dict[str, list[str]]) -> Callable[[Breach], list[str]]:
+    """Downstream resources by breach key."""
+    return lambda b: affected.get(b.key, [])
+
 
 CHANNELS = ["slack", "pagerduty"]
 
@@ -60,7 +72,7 @@ def notifications(conn: Conn, incident_id: Any) -> list[Row]:
 def queue_one(conn: Conn, minutes: float = 0) -> list[Row]:
     """Open one incident of its own SLA and return the notification rows it queued."""
     sla = make_sla(name=f"sla{minutes:g}")
-    opened, _ = apply_evaluation(conn, sla, breached(f"k{minutes}"), {}, at(minutes))
+    opened, _ = apply_evaluation(conn, sla, breached(f"k{minutes}"), nothing, at(minutes))
     return conn.query(
         "SELECT id FROM notifications WHERE incident_id = ? ORDER BY channel",
         (conn.uid(opened[0]["id"]),),
@@ -70,7 +82,7 @@ def queue_one(conn: Conn, minutes: float = 0) -> list[Row]:
 def test_breach_opens_once_and_resolves(conn: Conn) -> None:
     sla = make_sla()
     affected = {"sales:d1": ["wh.report", "dash.sales"]}
-    opened, resolved = apply_evaluation(conn, sla, breached("sales:d1"), affected, at(61))
+    opened, resolved = apply_evaluation(conn, sla, breached("sales:d1"), of(affected), at(61))
     assert resolved == []
     [inc] = opened
     assert (inc["sla"], inc["key"], inc["severity"]) == ("sales", "sales:d1", "critical")
@@ -83,29 +95,31 @@ def test_breach_opens_once_and_resolves(conn: Conn) -> None:
     ]
 
     # the same evaluation again: nothing new
-    assert apply_evaluation(conn, sla, breached("sales:d1"), affected, at(62)) == ([], [])
+    assert apply_evaluation(conn, sla, breached("sales:d1"), of(affected), at(62)) == ([], [])
     assert len(notifications(conn, inc["id"])) == 2
 
     # a second key opens a second incident, the first stays open
-    opened2, resolved2 = apply_evaluation(conn, sla, breached("sales:d1", "sales:d2"), {}, at(63))
+    opened2, resolved2 = apply_evaluation(
+        conn, sla, breached("sales:d1", "sales:d2"), nothing, at(63)
+    )
     assert [i["key"] for i in opened2] == ["sales:d2"] and resolved2 == []
     assert opened2[0]["affected"] == []
 
     # the breach of d1 is gone: it resolves, with a resolve notification per channel
-    opened3, resolved3 = apply_evaluation(conn, sla, breached("sales:d2"), {}, at(70))
+    opened3, resolved3 = apply_evaluation(conn, sla, breached("sales:d2"), nothing, at(70))
     assert opened3 == []
     assert [(i["id"], i["resolved"]) for i in resolved3] == [(inc["id"], at(70))]
     actions = [n["action"] for n in notifications(conn, inc["id"])]
     assert actions == ["trigger", "trigger", "resolve", "resolve"]
-    assert apply_evaluation(conn, sla, breached("sales:d2"), {}, at(71)) == ([], [])
+    assert apply_evaluation(conn, sla, breached("sales:d2"), nothing, at(71)) == ([], [])
 
     # the same key may open again once resolved
-    again, _ = apply_evaluation(conn, sla, breached("sales:d1", "sales:d2"), {}, at(80))
+    again, _ = apply_evaluation(conn, sla, breached("sales:d1", "sales:d2"), nothing, at(80))
     assert [i["key"] for i in again] == ["sales:d1"] and again[0]["id"] != inc["id"]
 
     # other SLAs' incidents are left alone
     other = make_sla(name="other")
-    assert apply_evaluation(conn, other, Evaluation("ok"), {}, at(90)) == ([], [])
+    assert apply_evaluation(conn, other, Evaluation("ok"), nothing, at(90)) == ([], [])
     listed = list_incidents(conn, "open", 10)
     assert [(i["key"], i["opened"]) for i in listed] == [
         ("sales:d1", at(80).isoformat()),
@@ -131,7 +145,7 @@ def test_concurrent_evaluators_open_one_incident(store: Store) -> None:
             with store.connect() as c:
                 barrier.wait()
                 with c.transaction():
-                    results.append(apply_evaluation(c, sla, breached("sales:d1"), {}, at(61)))
+                    results.append(apply_evaluation(c, sla, breached("sales:d1"), nothing, at(61)))
                     time.sleep(0.3)  # hold the uncommitted incident while the other inserts
         except BaseException as exc:  # reported by the assertion below
             errors.append(exc)
@@ -149,7 +163,7 @@ def test_concurrent_evaluators_open_one_incident(store: Store) -> None:
 
 
 def test_ack_and_resolve(conn: Conn) -> None:
-    [inc], _ = apply_evaluation(conn, make_sla(), breached("k"), {}, at(0))
+    [inc], _ = apply_evaluation(conn, make_sla(), breached("k"), nothing, at(0))
     missing = uuid.uuid4()
     with pytest.raises(NotFound):
         ack_incident(conn, missing, at(1))
@@ -175,7 +189,7 @@ def test_ack_and_resolve(conn: Conn) -> None:
         ack_incident(conn, inc["id"], at(4))
     assert len(notifications(conn, inc["id"])) == len(CHANNELS) + 1
     # the evaluator does not resolve it a second time
-    assert apply_evaluation(conn, make_sla(), Evaluation("ok"), {}, at(5)) == ([], [])
+    assert apply_evaluation(conn, make_sla(), Evaluation("ok"), nothing, at(5)) == ([], [])
 
 
 def test_two_claimers_get_disjoint_rows(store: Store, conn: Conn) -> None:
@@ -249,3 +263,18 @@ def test_unclaimed_and_stale_claims(conn: Conn) -> None:
     assert release_stale_claims(conn, at(1)) == 0  # claimed at(1) is not before at(1)
     assert release_stale_claims(conn, at(2)) == 2
     assert len(claim_pending_notifications(conn, at(3), 10)) == 2
+
+
+def test_affected_is_computed_only_for_new_incidents(conn: Conn) -> None:
+    sla = make_sla(notify=[])
+    asked: list[str] = []
+
+    def affected(b: Breach) -> list[str]:
+        asked.append(b.key)
+        return ["wh.report"]
+
+    apply_evaluation(conn, sla, breached("sales:d1"), affected, at(61))
+    for minute in (62, 63, 64):  # the breach stays open on later passes
+        apply_evaluation(conn, sla, breached("sales:d1"), affected, at(minute))
+    apply_evaluation(conn, sla, breached("sales:d1", "sales:d2"), affected, at(65))
+    assert asked == ["sales:d1", "sales:d2"]

@@ -39,13 +39,14 @@ def test_definitions_round_trip(conn: Conn) -> None:
     upsert_slas(conn, [fresh, slow, aged], "api", at(0))
 
     listed = list_slas(conn)
-    assert [sla for sla, _ in listed] == [aged, fresh, slow]
-    assert all(state is None for _, state in listed)
-    got, state, created = read_sla(conn, "slow")
+    assert [s.sla for s in listed] == [aged, fresh, slow]
+    assert all(s.state is None and s.origin == "api" for s in listed)
+    slow_stored = read_sla(conn, "slow")
+    got = slow_stored.sla
     assert isinstance(got, DurationSLA)
     assert got.max_duration == timedelta(hours=1, minutes=30)
-    assert state is None and created == at(0)
-    berlin = read_sla(conn, "sales")[0]
+    assert slow_stored.state is None and slow_stored.created == at(0)
+    berlin = read_sla(conn, "sales").sla
     assert isinstance(berlin, FreshnessSLA)
     assert (berlin.deadline, berlin.timezone) == ("0 9 * * *", "Europe/Berlin")
 
@@ -54,8 +55,8 @@ def test_upsert_keeps_created_and_updates_definition(conn: Conn) -> None:
     upsert_slas(conn, [make_sla()], "api", at(0))
     changed = make_sla(deadline="30 8 * * *")
     upsert_slas(conn, [changed], "api", at(10))
-    got, _, created = read_sla(conn, "sales")
-    assert got == changed and created == at(0)
+    stored = read_sla(conn, "sales")
+    assert stored.sla == changed and stored.created == at(0)
     row = conn.one("SELECT updated FROM slas WHERE name = 'sales'")
     assert row is not None and row["updated"] == at(10)
     upsert_slas(conn, [changed], "api", at(20))  # no change: updated stays
@@ -67,12 +68,11 @@ def test_replace_file_slas_keeps_api_ones(conn: Conn) -> None:
     upsert_slas(conn, [make_sla(name="from_api")], "api", at(0))
     replace_file_slas(conn, [make_sla(name="a"), make_sla(name="b")], at(0))
     replace_file_slas(conn, [make_sla(name="b", max_age="1h", deadline=None)], at(5))
-    names = [sla.name for sla, _ in list_slas(conn)]
-    assert names == ["b", "from_api"]
-    b = read_sla(conn, "b")[0]
+    assert [(s.sla.name, s.origin) for s in list_slas(conn)] == [("b", "file"), ("from_api", "api")]
+    b = read_sla(conn, "b").sla
     assert isinstance(b, FreshnessSLA) and b.max_age == timedelta(hours=1)
     replace_file_slas(conn, [], at(6))
-    assert [sla.name for sla, _ in list_slas(conn)] == ["from_api"]
+    assert [s.sla.name for s in list_slas(conn)] == ["from_api"]
 
 
 def test_state_upsert_and_delete(conn: Conn) -> None:
@@ -82,7 +82,7 @@ def test_state_upsert_and_delete(conn: Conn) -> None:
         conn, "sales", Evaluation("ok", next_deadline=at(120), last_met=at(2), explanation="met"),
         at(3),
     )  # fmt: skip
-    _, state, _ = read_sla(conn, "sales")
+    state = read_sla(conn, "sales").state
     assert state == {
         "status": "ok",
         "next_deadline": at(120),
@@ -90,7 +90,7 @@ def test_state_upsert_and_delete(conn: Conn) -> None:
         "evaluated": at(3),
         "explanation": "met",
     }
-    assert list_slas(conn)[0][1] == state
+    assert list_slas(conn)[0].state == state
     delete_sla(conn, "sales")
     assert conn.one("SELECT sla FROM sla_states") is None
     with pytest.raises(NotFound):
