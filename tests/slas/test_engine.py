@@ -6,14 +6,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from pydantic import TypeAdapter
 
 from coplane.slas.engine import SlaEngine
 from coplane.slas.model import SLA
-from coplane.store import Store
+from coplane.store import Store, sla_facts
 from coplane.store.events import insert_events
 from coplane.store.incidents import list_incidents
-from coplane.store.slas import upsert_slas
+from coplane.store.slas import read_sla, upsert_slas
 from tests.factories import event_dict, events
 
 # Monday 2026-11-02; the SLA exists from 06:00 UTC, due daily at 09:00 Berlin (08:00 UTC)
@@ -156,3 +157,23 @@ def test_continuous_ingest_does_not_postpone_evaluation(store: Store) -> None:
     engine.request_evaluation()
     soon = [when for job, when in scheduler.calls if job == "sla-evaluate-soon"]
     assert len(soon) == 2 and soon[1] - soon[0] <= timedelta(seconds=2)
+
+
+def test_one_failing_sla_does_not_stop_the_others(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = _engine(store, _sla(), _sla(name="broken"))
+    real = sla_facts.read_facts
+
+    def read_facts(conn: Any, sla: SLA, now: datetime, created: datetime | None) -> Any:
+        if sla.name == "broken":
+            raise RuntimeError("facts unreadable")
+        return real(conn, sla, now, created)
+
+    monkeypatch.setattr("coplane.slas.engine.read_facts", read_facts)
+    result = engine.evaluate_all(CREATED + timedelta(hours=3))
+    assert (result.evaluated, result.opened) == (2, 1)
+    with store.connect() as conn:
+        broken = read_sla(conn, "broken").state
+    assert broken is not None and broken["status"] == "unknown"
+    assert "evaluation failed: facts unreadable" in broken["explanation"]

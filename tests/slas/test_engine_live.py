@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -75,8 +77,6 @@ def test_stale_asset_opens_an_incident_then_an_update_resolves_it(server: LiveSe
 def test_reload_names_the_line_and_keeps_the_slas_loaded(
     server: LiveServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import os
-
     config = Path(os.environ["COPLANE_CONFIG"])
     config.write_text("slas:\n  - name: broken\n    kind: freshness\n    target: t\n")
     bad = httpx.post(f"{server.url}/api/slas/reload")
@@ -92,3 +92,18 @@ def test_reload_names_the_line_and_keeps_the_slas_loaded(
     assert good.status_code == 200 and good.json()["evaluated"] == 1
     names = [s["name"] for s in httpx.get(f"{server.url}/api/slas").json()["slas"]]
     assert names == ["other"]
+
+
+def test_sighup_reloads_the_config_file(server: LiveServer) -> None:
+    config = Path(os.environ["COPLANE_CONFIG"])
+    config.write_text(
+        "slas:\n  - name: after_hup\n    kind: freshness\n    target: t\n    max_age: 1h\n"
+    )
+    assert server.process is not None
+    server.process.send_signal(signal.SIGHUP)
+
+    def names() -> list[str]:
+        return [s["name"] for s in httpx.get(f"{server.url}/api/slas").json()["slas"]]
+
+    assert _wait(lambda: names() == ["after_hup"], "reload after SIGHUP")
+    assert server.process.poll() is None  # reloaded, not stopped

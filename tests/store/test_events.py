@@ -221,3 +221,20 @@ def test_one_failing_batch_does_not_fail_those_grouped_with_it(store: Store) -> 
     assert outcomes == [2, "failed", 1]
     with store.connect() as conn:
         assert _count(conn) == 3
+
+
+def test_a_failing_commit_listener_does_not_break_ingest(store: Store) -> None:
+    heard = threading.Event()
+
+    def broken() -> None:
+        raise RuntimeError("listener bug")
+
+    store.writer.add_listener(broken)
+    store.writer.add_listener(heard.set)
+    result = store.writer.submit(events(event_dict("run.started", PIPE, run="r1")))
+    assert result.result(timeout=30).accepted == 1
+    assert heard.wait(timeout=30)  # the next listener still ran
+    # and the writer keeps writing
+    assert (
+        store.writer.submit(events(event_dict("run.started", PIPE, run="r2"))).result(30).accepted
+    )
