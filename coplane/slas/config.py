@@ -9,17 +9,42 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from coplane.slas.model import SLA
+from coplane.slas.model import SLA, Duration
 
 Loc = tuple[int | str, ...]
 
 
-class SlackChannel(BaseModel):
-    """Slack, through a bot `token` (chat.postMessage to `channel`) or an incoming `webhook_url`."""
+class Quiet(BaseModel):
+    """A silence: incidents of SLAs with all of `labels` (all incidents when empty) are not
+    announced on the channel until `until`."""
 
     model_config = ConfigDict(extra="forbid")
+    labels: dict[str, str] = {}
+    until: AwareDatetime
+    reason: str | None = None
+
+
+class ChannelBase(BaseModel):
+    """The alert policy every channel has."""
+
+    model_config = ConfigDict(extra="forbid")
+    repeat_every: Duration | None = None  # re-announce a still-open, unacknowledged incident
+    quiet: list[Quiet] = []
+
+
+class SlackChannel(ChannelBase):
+    """Slack, through a bot `token` (chat.postMessage to `channel`) or an incoming `webhook_url`."""
+
     type: Literal["slack"]
     token: str | None = Field(None, repr=False)
     webhook_url: str | None = Field(None, repr=False)
@@ -36,31 +61,29 @@ class SlackChannel(BaseModel):
         return self
 
 
-class PagerDutyChannel(BaseModel):
+class PagerDutyChannel(ChannelBase):
     """PagerDuty Events API v2, with an integration's `routing_key`."""
 
-    model_config = ConfigDict(extra="forbid")
     type: Literal["pagerduty"]
     routing_key: str = Field(repr=False)
     base_url: str | None = None
 
 
-class JiraChannel(BaseModel):
+class JiraChannel(ChannelBase):
     """Jira: an issue of `issue_type` in `project`, as `email` with an API token."""
 
-    model_config = ConfigDict(extra="forbid")
     type: Literal["jira"]
     url: str
     email: str
     api_token: str = Field(repr=False)
     project: str
     issue_type: str = "Task"
+    labels: list[str] = []
 
 
-class GitHubChannel(BaseModel):
+class GitHubChannel(ChannelBase):
     """A GitHub issue in `repository` ("owner/name"), with `labels`."""
 
-    model_config = ConfigDict(extra="forbid")
     type: Literal["github"]
     repository: str = Field(pattern=r"^[A-Za-z0-9_.\-]+/[A-Za-z0-9_.\-]+$")
     token: str = Field(repr=False)
@@ -68,10 +91,9 @@ class GitHubChannel(BaseModel):
     labels: list[str] = []
 
 
-class WebhookChannel(BaseModel):
+class WebhookChannel(ChannelBase):
     """A JSON POST to `url`, signed with `secret` when given, with extra `headers`."""
 
-    model_config = ConfigDict(extra="forbid")
     type: Literal["webhook"]
     url: str
     secret: str | None = Field(None, repr=False)

@@ -1,0 +1,1 @@
+"""Alert delivery: incidents routed to channels through the outbox and its dispatcher."""

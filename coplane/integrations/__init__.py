@@ -1,0 +1,1 @@
+"""One folder per outside system coplane talks to."""
