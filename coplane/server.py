@@ -12,6 +12,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from coplane import __version__
+from coplane.alerts.dispatcher import Dispatcher
 from coplane.collector import ingest, reads
 from coplane.collector.errors import install_error_handlers
 from coplane.jobs.scheduler import Scheduler
@@ -50,15 +51,20 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
         app.state.store = store if store is not None else open_configured_store(settings)
         scheduler = Scheduler(app.state.store, settings)
         scheduler.start()
-        engine = SlaEngine(app.state.store, scheduler, settings.config)
+        dispatcher = Dispatcher(app.state.store, {}, settings.link_base)
+        app.state.dispatcher = dispatcher
+        engine = SlaEngine(app.state.store, scheduler, settings.config, dispatcher=dispatcher)
         app.state.sla_engine = engine
         app.state.store.writer.add_listener(engine.request_evaluation)
         engine.start()  # loads the config's SLAs and catches up on missed deadlines
+        dispatcher.start()
         _reload_on_sighup(engine)
         try:
             yield
         finally:
             scheduler.shutdown()
+            engine.stop()
+            dispatcher.stop()
             if own:
                 app.state.store.close()
 

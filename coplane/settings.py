@@ -44,6 +44,11 @@ class Settings(BaseSettings):
     config: Path | None = Field(
         None, description="coplane.yaml with slas: and channels: (also `--config`)"
     )
+    public_url: str | None = Field(
+        None,
+        description="the address users reach coplane at, for links in alerts "
+        "(default http://HOST:PORT)",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="log level of the server"
     )
@@ -63,6 +68,11 @@ class Settings(BaseSettings):
                         f"COPLANE_{name.upper()}_FILE: cannot read {path}: {exc}"
                     ) from exc
         return data
+
+    @property
+    def link_base(self) -> str:
+        """Where alert links point: PUBLIC_URL, or this server's own address."""
+        return self.public_url or f"http://{self.host}:{self.port}"
 
     @field_validator("database_url")
     @classmethod

@@ -13,7 +13,8 @@ from coplane.store.dialects import Conn, Row
 from coplane.store.errors import Conflict, NotFound
 
 INCIDENT_COLUMNS = (
-    "id, sla, key, severity, reason, resource, due, window_start, affected, opened, acked, resolved"
+    "id, sla, key, severity, reason, resource, due, window_start, affected, opened, acked, "
+    "resolved, inhibited_by"
 )
 NOTIFICATION_COLUMNS = (
     "id, incident_id, channel, action, created, due, claimed, sent, attempts, status, "
@@ -47,12 +48,22 @@ def apply_evaluation(
         open_keys = {row["key"] for row in still_open}
         # Key order: concurrent evaluators wait on the same keys in the same order. Only new
         # breaches are inserted, so `affected` (a lineage walk) runs once per incident.
+        upstream: list[Row] | None = None  # other SLAs' open incidents, read when first needed
         for key in sorted(breaches.keys() - open_keys):
             b = breaches[key]
             incident_id = uuid.uuid4()
+            downstream = list(affected(b))
+            if upstream is None:
+                upstream = conn.query(
+                    "SELECT id, resource, affected FROM incidents "
+                    "WHERE resolved IS NULL AND sla <> ? AND resource IS NOT NULL "
+                    "ORDER BY opened, id",
+                    (sla.name,),
+                )
+            cause = _root_cause(upstream, b.resource)
             inserted = conn.execute(
                 f"INSERT INTO incidents ({INCIDENT_COLUMNS}) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?) "
                 "ON CONFLICT (sla, key) WHERE resolved IS NULL DO NOTHING",
                 (
                     conn.uid(incident_id),
@@ -63,8 +74,9 @@ def apply_evaluation(
                     b.resource,
                     t(b.due),
                     t(b.window_start),
-                    conn.json(list(affected(b))),
+                    conn.json(downstream),
                     t(now),
+                    None if cause is None else conn.uid(cause),
                 ),
             )
             if inserted == 1:
@@ -75,8 +87,38 @@ def apply_evaluation(
                 continue
             if _set_resolved(conn, row["id"], now):
                 _queue_notifications(conn, row["id"], sla.notify, "resolve", now)
+                _release_inhibited(conn, row["id"], now)
                 resolved.append(read_incident(conn, row["id"]))
     return opened, resolved
+
+
+def _root_cause(upstream: Sequence[Row], resource: str | None) -> Any:
+    """The oldest open incident of another SLA that lists `resource` as affected downstream:
+    the breach is a consequence of it, so it is attached to it instead of alerting again."""
+    if resource is None:
+        return None
+    for row in upstream:
+        if resource in row["affected"] and row["resource"] != resource:
+            return row["id"]
+    return None
+
+
+def _release_inhibited(conn: Conn, cause_id: uuid.UUID | str, now: datetime) -> None:
+    """The incidents attached to a resolved one stand alone again: announce those still open."""
+    children = conn.query(
+        "SELECT i.id, s.definition FROM incidents i JOIN slas s ON s.name = i.sla "
+        "WHERE i.inhibited_by = ? AND i.resolved IS NULL ORDER BY i.id",
+        (conn.uid(cause_id),),
+    )
+    if not children:
+        return
+    conn.execute(
+        "UPDATE incidents SET inhibited_by = NULL WHERE inhibited_by = ? AND resolved IS NULL",
+        (conn.uid(cause_id),),
+    )
+    for child in children:
+        notify = child["definition"].get("notify") or []
+        _queue_notifications(conn, child["id"], notify, "trigger", now)
 
 
 def read_incident(conn: Conn, incident_id: uuid.UUID | str) -> Row:
@@ -145,24 +187,83 @@ def resolve_incident(
         return read_incident(conn, uid)
 
 
-def claim_pending_notifications(conn: Conn, now: datetime, limit: int) -> list[Row]:
-    """Claim up to `limit` due notifications, oldest first; each is claimed by one caller only."""
+def claim_pending_notifications(
+    conn: Conn, now: datetime, limit: int, skip_channels: Sequence[str] = ()
+) -> list[Row]:
+    """Claim up to `limit` due notifications, oldest first; each is claimed by one caller only.
+
+    Notifications of `skip_channels` (disabled ones) stay pending for when they are fixed.
+    """
+    skip = ""
+    if skip_channels:
+        skip = f"AND channel NOT IN ({', '.join('?' * len(skip_channels))}) "
     candidates = conn.query(
         "SELECT id FROM notifications WHERE status = 'pending' AND claimed IS NULL AND due <= ? "
-        "ORDER BY due, created, id LIMIT ?",
-        (conn.time(now), limit),
+        f"{skip}ORDER BY due, created, id LIMIT ?",
+        (conn.time(now), *skip_channels, limit),
     )
     claimed: list[Row] = []
     for row in candidates:
-        # Proceed only when this UPDATE changed the row: another dispatcher may have won it.
-        won = conn.execute(
-            "UPDATE notifications SET claimed = ? "
-            "WHERE id = ? AND claimed IS NULL AND status = 'pending'",
-            (conn.time(now), conn.uid(row["id"])),
-        )
-        if won == 1:
+        if claim_notification(conn, row["id"], now):
             claimed.append(read_notification(conn, row["id"]))
     return claimed
+
+
+def claim_notification(conn: Conn, notification_id: uuid.UUID | str, now: datetime) -> bool:
+    """Claim one pending notification; False when another dispatcher holds it (or it is done)."""
+    # Proceed only when this UPDATE changed the row: another dispatcher may have won it.
+    won = conn.execute(
+        "UPDATE notifications SET claimed = ? "
+        "WHERE id = ? AND claimed IS NULL AND status = 'pending'",
+        (conn.time(now), conn.uid(notification_id)),
+    )
+    return won == 1
+
+
+def read_trigger(conn: Conn, incident_id: uuid.UUID | str, channel: str) -> Row | None:
+    """The latest 'trigger' notification of an incident on a channel (its thread when sent)."""
+    return conn.one(
+        f"SELECT {NOTIFICATION_COLUMNS} FROM notifications "
+        "WHERE incident_id = ? AND channel = ? AND action = 'trigger' "
+        "ORDER BY created DESC, id DESC LIMIT 1",
+        (conn.uid(incident_id), channel),
+    )
+
+
+def settle_notification(
+    conn: Conn, notification_id: uuid.UUID | str, status: str, note: str | None
+) -> None:
+    """Close a claimed notification without sending it: 'skipped', 'silenced' or 'inhibited',
+    with the reason in `last_error`."""
+    if status not in ("skipped", "silenced", "inhibited"):
+        raise ValueError(f"not a settled status: {status}")
+    changed = conn.execute(
+        "UPDATE notifications SET status = ?, last_error = ? "
+        "WHERE id = ? AND status = 'pending' AND claimed IS NOT NULL",
+        (status, note, conn.uid(notification_id)),
+    )
+    if changed == 0:
+        _not_claimed(conn, _parse_id(notification_id, "notification"))
+
+
+def defer_notification(conn: Conn, notification_id: uuid.UUID | str, until: datetime) -> None:
+    """Give a claimed notification back, due at `until`, without counting an attempt."""
+    conn.execute(
+        "UPDATE notifications SET claimed = NULL, due = ? "
+        "WHERE id = ? AND status = 'pending' AND claimed IS NOT NULL",
+        (conn.time(until), conn.uid(notification_id)),
+    )
+
+
+def queue_repeat(
+    conn: Conn, incident_id: uuid.UUID | str, channel: str, due: datetime, now: datetime
+) -> None:
+    """Queue a reminder of a still-open incident on one channel, due at `due`."""
+    conn.execute(
+        "INSERT INTO notifications (id, incident_id, channel, action, created, due, status) "
+        "VALUES (?, ?, ?, 'repeat', ?, ?, 'pending')",
+        (conn.uid(uuid.uuid4()), conn.uid(incident_id), channel, conn.time(now), conn.time(due)),
+    )
 
 
 def release_stale_claims(conn: Conn, claimed_before: datetime) -> int:
@@ -241,6 +342,7 @@ def incident_json(row: Row, notifications: Sequence[Row]) -> dict[str, Any]:
         "opened": _iso(row["opened"]),
         "acked": _iso(row["acked"]),
         "resolved": _iso(row["resolved"]),
+        "inhibited_by": None if row["inhibited_by"] is None else str(row["inhibited_by"]),
         "affected": list(row["affected"]),
         "notifications": [
             {

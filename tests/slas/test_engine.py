@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ from pydantic import TypeAdapter
 from coplane.slas.engine import SlaEngine
 from coplane.slas.model import SLA
 from coplane.store import Store, sla_facts
-from coplane.store.events import insert_events
+from coplane.store.events import EventFilter, event_json, insert_events, list_events
 from coplane.store.incidents import list_incidents
 from coplane.store.slas import read_sla, upsert_slas
 from tests.factories import event_dict, events
@@ -35,10 +36,27 @@ def _update(store: Store, at: datetime, asset: str = TABLE) -> None:
         insert_events(conn, events(e), at, store.partitions)
 
 
+_ENGINES: list[SlaEngine] = []
+
+
+@pytest.fixture(autouse=True)
+def _stop_engines() -> Iterator[None]:
+    """Each engine gives up the evaluation lock it took, as a server does at shutdown."""
+    yield
+    while _ENGINES:
+        _ENGINES.pop().stop()
+
+
+def _new_engine(*args: Any, **kwargs: Any) -> SlaEngine:
+    engine = SlaEngine(*args, **kwargs)
+    _ENGINES.append(engine)
+    return engine
+
+
 def _engine(store: Store, *slas: SLA) -> SlaEngine:
     with store.connect() as conn:
         upsert_slas(conn, list(slas), "api", CREATED)
-    return SlaEngine(store, None, None)
+    return _new_engine(store, None, None)
 
 
 def _incidents(store: Store, state: str) -> list[dict[str, Any]]:
@@ -128,7 +146,7 @@ def test_reload_takes_slas_from_the_config_file(store: Store, tmp_path: Path) ->
     config.write_text(
         "slas:\n  - name: from_file\n    kind: freshness\n    target: t\n    max_age: 1h\n"
     )
-    engine = SlaEngine(store, None, config)
+    engine = _new_engine(store, None, config)
     assert engine.reload().evaluated == 1
     config.write_text("slas: []\n")
     assert engine.reload().evaluated == 0
@@ -146,7 +164,8 @@ class RecordingScheduler:
 
 def test_continuous_ingest_does_not_postpone_evaluation(store: Store) -> None:
     scheduler = RecordingScheduler()
-    engine = SlaEngine(store, scheduler, None)  # type: ignore[arg-type]
+    engine = _new_engine(store, scheduler, None)
+    assert engine.leadership.try_lead()  # the only replica: it evaluates
     before = datetime.now(UTC)
     for _ in range(100):  # a commit every moment
         engine.request_evaluation()
@@ -177,3 +196,22 @@ def test_one_failing_sla_does_not_stop_the_others(
         broken = read_sla(conn, "broken").state
     assert broken is not None and broken["status"] == "unknown"
     assert "evaluation failed: facts unreadable" in broken["explanation"]
+
+
+def test_a_breach_with_remediate_records_one_remediation_request(store: Store) -> None:
+    remediate = {"flow": "reload_sales", "parameters": {"full": True}}
+    engine = _engine(store, _sla(remediate=remediate))
+    engine.evaluate_all(CREATED + timedelta(hours=3))
+    engine.evaluate_all(CREATED + timedelta(hours=4))  # the same incident: no second request
+    with store.connect() as conn:
+        rows, _ = list_events(conn, EventFilter(event="remediation.requested"), 10)
+    [incident] = _incidents(store, "open")
+    [request] = [event_json(row) for row in rows]
+    assert request["resource"]["id"] == "flow.reload_sales"
+    assert request["payload"] == {
+        "flow": "reload_sales",
+        "parameters": {"full": True},
+        "sla": "sales_fresh",
+        "incident": incident["id"],
+        "reason": incident["reason"],
+    }

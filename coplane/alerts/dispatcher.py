@@ -1,0 +1,345 @@
+"""The outbox dispatcher: claims due notifications, applies the channel's policy, and sends them.
+
+Every server replica runs one; a notification is claimed by a conditional UPDATE, so exactly
+one of them sends it. A send that fails transiently is retried with exponential backoff (or
+after the service's Retry-After); a permanent failure disables the channel, with the error
+kept for the API and UI, until its configuration changes. Nothing is lost while a channel is
+down: its notifications stay in the outbox.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import threading
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from coplane.alerts.notifier import Action, Alert, IntegrationError, Notifier
+from coplane.alerts.registry import build_notifier, config_hash
+from coplane.slas.config import ChannelConfig, Quiet
+from coplane.store import NotFound, Store
+from coplane.store.channels import disable_channel, disabled_channels
+from coplane.store.dialects import Conn, Row
+from coplane.store.errors import Conflict
+from coplane.store.incidents import (
+    claim_notification,
+    claim_pending_notifications,
+    defer_notification,
+    mark_failed,
+    mark_sent,
+    queue_repeat,
+    read_incident,
+    read_trigger,
+    release_stale_claims,
+    settle_notification,
+)
+from coplane.store.slas import read_sla
+
+log = logging.getLogger(__name__)
+
+POLL = 1.0  # seconds between looks at the outbox when nothing wakes the dispatcher
+BATCH = 50  # notifications claimed at once
+WORKERS = 4  # sends in flight: one slow channel does not hold up the others
+FIRST_BACKOFF = 2.0  # seconds before the first retry; doubles per attempt
+MAX_BACKOFF = 60.0  # a channel that is back is used again within this
+GIVE_UP_AFTER = timedelta(hours=24)  # a notification failing this long is dead
+STALE_CLAIM = timedelta(minutes=2)  # a claim this old belongs to a dispatcher that died
+IN_FLIGHT_WAIT = timedelta(seconds=5)  # a resolve waits this long for its trigger's send
+
+
+def backoff(attempts: int) -> float:
+    """Seconds before retry number `attempts` (1-based): 2, 4, 8, ... up to 60, with jitter."""
+    base = min(MAX_BACKOFF, FIRST_BACKOFF * 2 ** max(0, attempts - 1))
+    return float(base * random.uniform(0.8, 1.0))
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What became of one claimed notification."""
+
+    status: str  # sent, retry, dead, skipped, silenced, inhibited, deferred
+    detail: str | None = None
+
+
+class Dispatcher:
+    """Sends the outbox's due notifications through the configured channels."""
+
+    def __init__(
+        self,
+        store: Store,
+        channels: Mapping[str, ChannelConfig],
+        public_url: str,
+        *,
+        build: Callable[[ChannelConfig], Notifier] = build_notifier,
+    ) -> None:
+        self._store = store
+        self._public_url = public_url.rstrip("/")
+        self._build = build
+        self._lock = threading.Lock()
+        self._channels: dict[str, ChannelConfig] = {}
+        self._hashes: dict[str, str] = {}
+        self._notifiers: dict[str, Notifier] = {}
+        self.set_channels(channels)
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._pool = ThreadPoolExecutor(WORKERS, thread_name_prefix="coplane-alerts")
+        self._last_sweep = datetime.min.replace(tzinfo=UTC)
+
+    def set_channels(self, channels: Mapping[str, ChannelConfig]) -> None:
+        """Use these channels from now on (after a config reload)."""
+        with self._lock:
+            self._channels = dict(channels)
+            hashes = {name: config_hash(c) for name, c in channels.items()}
+            # keep notifiers whose config is unchanged (and their HTTP connections)
+            self._notifiers = {
+                n: v for n, v in self._notifiers.items() if self._hashes.get(n) == hashes.get(n)
+            }
+            self._hashes = hashes
+
+    def notifier(self, channel: str) -> tuple[ChannelConfig, Notifier] | None:
+        """The config and notifier of a channel; None when no channel has that name."""
+        with self._lock:
+            config = self._channels.get(channel)
+            if config is None:
+                return None
+            if channel not in self._notifiers:
+                self._notifiers[channel] = self._build(config)
+            return config, self._notifiers[channel]
+
+    def channel_hash(self, channel: str) -> str | None:
+        with self._lock:
+            return self._hashes.get(channel)
+
+    def incident_url(self, incident_id: str) -> str:
+        """The incident's page, linked from every message."""
+        return f"{self._public_url}/incidents/{incident_id}"
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Send in a background thread until `stop()`."""
+        self._thread = threading.Thread(target=self._loop, name="coplane-dispatcher", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        self._pool.shutdown(wait=True)
+
+    def wake(self) -> None:
+        """Look at the outbox now (new incidents were queued)."""
+        self._wake.set()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(POLL)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            try:
+                while self.run_once() == BATCH and not self._stop.is_set():
+                    pass  # a full batch: there may be more due
+            except Exception:  # the database is away: try again at the next poll
+                log.exception("alert dispatch failed")
+
+    def run_once(self, now: datetime | None = None) -> int:
+        """Claim the due notifications and deliver them; return how many were claimed."""
+        now = now or datetime.now(UTC)
+        with self._store.connect() as conn:
+            if now - self._last_sweep > STALE_CLAIM / 2:
+                self._last_sweep = now
+                release_stale_claims(conn, now - STALE_CLAIM)
+            with self._lock:
+                hashes = dict(self._hashes)
+            disabled = disabled_channels(conn, hashes)
+            claimed = claim_pending_notifications(conn, now, BATCH, sorted(disabled))
+        if claimed:
+            list(self._pool.map(self.deliver, claimed))
+        return len(claimed)
+
+    # -- one notification -------------------------------------------------------------------
+
+    def deliver(self, row: Row) -> Outcome:
+        """Decide about one claimed notification and send it if it should go."""
+        try:
+            return self._deliver(row)
+        except Exception as exc:  # a bug or the database: release it for another try
+            log.exception("delivering notification %s failed", row["id"])
+            try:
+                with self._store.connect() as conn:
+                    retry = datetime.now(UTC) + timedelta(seconds=backoff(row["attempts"] + 1))
+                    mark_failed(conn, row["id"], datetime.now(UTC), str(exc), False, retry)
+            except Exception:
+                log.exception("could not release notification %s", row["id"])
+            return Outcome("retry", str(exc))
+
+    def _deliver(self, row: Row) -> Outcome:
+        now = datetime.now(UTC)
+        channel = row["channel"]
+        found = self.notifier(channel)
+        with self._store.connect() as conn:
+            if found is None:
+                error = f"no channel named {channel!r} in the configuration"
+                mark_failed(conn, row["id"], now, error, True, None)
+                return Outcome("dead", error)
+            config, notifier = found
+            try:
+                incident = read_incident(conn, row["incident_id"])
+            except NotFound:
+                return Outcome("dead", "the incident is gone")
+            held, thread = self._hold(conn, row, incident, config, now)
+            if held is not None:
+                return held
+            alert = self._alert(conn, row, incident, thread)
+            if not notifier.wants(alert):
+                note = f"the {config.type} channel does not announce this"
+                settle_notification(conn, row["id"], "skipped", note)
+                return Outcome("skipped", note)
+        try:
+            response = notifier.send(alert)
+        except IntegrationError as exc:
+            return self._failed(row, exc, config)
+        with self._store.connect() as conn, conn.transaction():
+            mark_sent(conn, row["id"], datetime.now(UTC), response)
+            repeat = config.repeat_every
+            if repeat is not None and row["action"] in ("trigger", "repeat"):
+                fresh = read_incident(conn, row["incident_id"])
+                if fresh["resolved"] is None and fresh["acked"] is None:
+                    queue_repeat(conn, row["incident_id"], channel, now + repeat, now)
+        return Outcome("sent")
+
+    def _hold(
+        self, conn: Conn, row: Row, incident: Row, config: ChannelConfig, now: datetime
+    ) -> tuple[Outcome | None, dict[str, Any] | None]:
+        """Why this notification must not be sent now (an Outcome), else its thread."""
+        action = row["action"]
+        if action == "repeat" and (incident["resolved"] is not None or incident["acked"]):
+            note = "resolved" if incident["resolved"] is not None else "acknowledged"
+            settle_notification(conn, row["id"], "skipped", f"the incident was {note}")
+            return Outcome("skipped", note), None
+        if action == "trigger" and incident["resolved"] is not None:
+            note = "resolved before it was announced"
+            settle_notification(conn, row["id"], "skipped", note)
+            return Outcome("skipped", note), None
+        if action == "trigger" and incident["inhibited_by"] is not None:
+            note = f"attached to upstream incident {incident['inhibited_by']}"
+            settle_notification(conn, row["id"], "inhibited", note)
+            return Outcome("inhibited", note), None
+        if action != "resolve":
+            quiet = _quiet_for(config.quiet, self._sla_labels(conn, incident["sla"]), now)
+            if quiet is not None:
+                note = f"quiet until {quiet.until.isoformat()}" + (
+                    f": {quiet.reason}" if quiet.reason else ""
+                )
+                settle_notification(conn, row["id"], "silenced", note)
+                return Outcome("silenced", note), None
+        if action == "trigger":
+            return None, None
+        trigger = read_trigger(conn, incident["id"], row["channel"])
+        if trigger is None or trigger["status"] not in ("pending", "sent"):
+            # Only what was announced on a channel is followed up there.
+            why = "never announced" if trigger is None else f"its alert was {trigger['status']}"
+            settle_notification(conn, row["id"], "skipped", f"the incident was {why} here")
+            return Outcome("skipped", why), None
+        if trigger["status"] == "pending":
+            if action == "resolve" and claim_notification(conn, trigger["id"], now):
+                # Resolved before its announcement went out: announce neither.
+                note = "resolved before it was announced"
+                settle_notification(conn, trigger["id"], "skipped", note)
+                settle_notification(conn, row["id"], "skipped", note)
+                return Outcome("skipped", note), None
+            wait = max(trigger["due"], now) + IN_FLIGHT_WAIT
+            defer_notification(conn, row["id"], wait)
+            return Outcome("deferred", "waiting for the incident's first alert"), None
+        thread = trigger["response"]
+        return None, thread if isinstance(thread, dict) else None
+
+    def _alert(self, conn: Conn, row: Row, incident: Row, thread: dict[str, Any] | None) -> Alert:
+        kind, owners, labels = "unknown", [], {}
+        try:
+            definition = read_sla(conn, incident["sla"]).sla
+            kind, owners, labels = definition.kind, definition.owners, definition.labels
+        except NotFound:
+            pass  # the SLA was deleted; its incident is still announced
+        action: Action = row["action"]
+        return Alert(
+            action=action,
+            channel=row["channel"],
+            incident_id=str(incident["id"]),
+            sla=incident["sla"],
+            kind=kind,
+            severity=incident["severity"],
+            reason=incident["reason"],
+            resource=incident["resource"],
+            affected=list(incident["affected"]),
+            due=incident["due"],
+            opened=incident["opened"],
+            url=self.incident_url(str(incident["id"])),
+            acked=incident["acked"],
+            resolved=incident["resolved"],
+            owners=list(owners),
+            labels=dict(labels),
+            attempt=row["attempts"],
+            thread=thread,
+        )
+
+    def _sla_labels(self, conn: Conn, sla: str) -> dict[str, str]:
+        try:
+            return dict(read_sla(conn, sla).sla.labels)
+        except NotFound:
+            return {}
+
+    def _failed(self, row: Row, exc: IntegrationError, config: ChannelConfig) -> Outcome:
+        now = datetime.now(UTC)
+        channel = row["channel"]
+        with self._store.connect() as conn, conn.transaction():
+            if exc.permanent:
+                log.error("channel %s refused an alert, disabling it: %s", channel, exc.message)
+                mark_failed(conn, row["id"], now, exc.message, True, None)
+                disable_channel(conn, channel, config_hash(config), exc.message, now)
+                return Outcome("dead", exc.message)
+            if now - row["created"] > GIVE_UP_AFTER:
+                error = f"gave up after {GIVE_UP_AFTER}: {exc.message}"
+                mark_failed(conn, row["id"], now, error, True, None)
+                return Outcome("dead", error)
+            wait = exc.retry_after if exc.retry_after is not None else backoff(row["attempts"] + 1)
+            log.warning("channel %s failed, retrying in %.0f s: %s", channel, wait, exc.message)
+            with contextlib.suppress(Conflict):  # released as stale meanwhile: sent again later
+                mark_failed(conn, row["id"], now, exc.message, False, now + timedelta(seconds=wait))
+            return Outcome("retry", exc.message)
+
+
+def _quiet_for(quiets: list[Quiet], labels: Mapping[str, str], now: datetime) -> Quiet | None:
+    """The quiet period covering an SLA with these labels now, if any."""
+    for quiet in quiets:
+        if quiet.until > now and all(labels.get(k) == v for k, v in quiet.labels.items()):
+            return quiet
+    return None
+
+
+def send_test(config: ChannelConfig, name: str, public_url: str) -> dict[str, Any] | None:
+    """Send a test message through one channel now, bypassing the outbox (`alerts test`)."""
+    now = datetime.now(UTC)
+    alert = Alert(
+        action="test",
+        channel=name,
+        incident_id="00000000-0000-0000-0000-000000000000",
+        sla="coplane-test",
+        kind="test",
+        severity="info",
+        reason=f"Test alert from coplane to channel {name}",
+        resource=None,
+        affected=[],
+        due=now,
+        opened=now,
+        url=public_url.rstrip("/") + "/incidents",
+    )
+    return build_notifier(config).send(alert)

@@ -1,0 +1,56 @@
+"""Which notifier serves which channel type: the built-in ones and those of installed plugins.
+
+Built-in channels are registered through the same entry-point group a third-party package
+uses (`coplane.notifiers`, each entry naming a `build(config) -> Notifier` function), so a
+plugin's channel is found exactly the way Slack's is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from functools import cache
+from importlib import import_module
+from importlib.metadata import entry_points
+from typing import Any
+
+from coplane.alerts.notifier import Notifier
+from coplane.slas.config import ChannelConfig
+
+ENTRY_POINT_GROUP = "coplane.notifiers"
+
+# Also declared under [project.entry-points."coplane.notifiers"] in pyproject.toml; listed
+# here too so that a source checkout that was never installed still finds them.
+BUILTIN = {
+    "slack": "coplane.integrations.slack.notifier:build",
+    "pagerduty": "coplane.integrations.pagerduty.notifier:build",
+    "jira": "coplane.integrations.jira.notifier:build",
+    "github": "coplane.integrations.github.notifier:build",
+    "webhook": "coplane.integrations.webhook.notifier:build",
+}
+
+Builder = Callable[[Any], Notifier]
+
+
+@cache
+def notifier_types() -> dict[str, str]:
+    """Channel type → 'module:function' of its builder, plugins' entries included."""
+    found = dict(BUILTIN)
+    for entry in entry_points(group=ENTRY_POINT_GROUP):
+        found.setdefault(entry.name, entry.value)
+    return found
+
+
+def build_notifier(config: ChannelConfig) -> Notifier:
+    """The notifier for one configured channel."""
+    target = notifier_types().get(config.type)
+    if target is None:
+        raise LookupError(f"no notifier is installed for channel type {config.type!r}")
+    module, _, function = target.partition(":")
+    builder: Builder = getattr(import_module(module), function)
+    return builder(config)
+
+
+def config_hash(config: ChannelConfig) -> str:
+    """A fingerprint of a channel's settings: a changed one re-enables a disabled channel."""
+    return hashlib.sha256(config.model_dump_json().encode()).hexdigest()

@@ -1,0 +1,121 @@
+"""Which server replica evaluates SLAs: the one holding a PostgreSQL advisory lock.
+
+The lock is held by a session of its own, so it is released the moment the leader's process
+dies or loses its connection, and another replica's next attempt takes it over. The same
+session LISTENs for `coplane_evaluate`, which replicas that ingested events NOTIFY, so the
+leader also evaluates reactive SLAs for events it did not receive itself. On SQLite there is
+one process: it always leads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Callable
+
+import psycopg
+
+from coplane.store.dialects import Conn
+
+log = logging.getLogger(__name__)
+
+LOCK_KEY = 0x636F706C616E65  # "coplane": the advisory lock of SLA evaluation
+CHANNEL = "coplane_evaluate"
+
+
+def notify_leader(conn: Conn) -> None:
+    """Ask the leading replica to evaluate soon (events were stored here)."""
+    if conn.dialect == "postgresql":
+        conn.execute(f"NOTIFY {CHANNEL}")
+
+
+class Leadership:
+    """Tries to lead; calls `on_lead` when it becomes leader and `on_notify` on each NOTIFY."""
+
+    def __init__(
+        self,
+        url: str,
+        on_lead: Callable[[], None],
+        on_notify: Callable[[], None],
+        retry: float = 2.0,
+    ) -> None:
+        self._url = url
+        self._on_lead = on_lead
+        self._on_notify = on_notify
+        self._retry = retry  # seconds between attempts to take over: well under 10
+        self._conn: psycopg.Connection[tuple[object, ...]] | None = None
+        self._leading = not url.startswith(("postgresql://", "postgres://"))
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def is_leader(self) -> bool:
+        return self._leading
+
+    def start(self) -> None:
+        """Contend for leadership in a background thread (PostgreSQL only)."""
+        if self._leading:
+            return  # SQLite: nobody to contend with
+        self.try_lead()
+        self._thread = threading.Thread(target=self._run, name="coplane-leader", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self._drop()
+
+    def try_lead(self) -> bool:
+        """One attempt to take the lock; True when this replica leads now."""
+        if self._leading:
+            return True
+        try:
+            if self._conn is None or self._conn.closed:
+                self._conn = psycopg.connect(self._url, autocommit=True, connect_timeout=5)
+            row = self._conn.execute("SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,)).fetchone()
+            if row is None or not row[0]:
+                return False
+            self._conn.execute(f"LISTEN {CHANNEL}")
+        except psycopg.Error as exc:
+            log.warning("cannot contend for SLA evaluation: %s", exc)
+            self._drop()
+            return False
+        self._leading = True
+        log.info("this replica now evaluates SLAs")
+        return True
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            if not self._leading:
+                if self.try_lead():
+                    self._call(self._on_lead)
+                else:
+                    self._stop.wait(self._retry)
+                continue
+            try:
+                assert self._conn is not None
+                notified = False
+                for _ in self._conn.notifies(timeout=1.0, stop_after=1):
+                    notified = True
+                if notified:
+                    self._call(self._on_notify)
+                # A dead session raises here, even when no notification came
+                self._conn.execute("SELECT 1")
+            except (psycopg.Error, AssertionError) as exc:
+                log.warning("lost the SLA evaluation lock: %s", exc)
+                self._leading = False
+                self._drop()
+
+    def _call(self, callback: Callable[[], None]) -> None:
+        try:
+            callback()
+        except Exception:
+            log.exception("SLA evaluation request failed")
+
+    def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(psycopg.Error):
+                conn.close()
