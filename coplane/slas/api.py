@@ -13,6 +13,7 @@ from coplane.collector.errors import ApiError
 from coplane.collector.ingest import store_of
 from coplane.slas.config import ConfigError
 from coplane.slas.model import SLA
+from coplane.store.channels import channel_state_json, list_channel_states
 from coplane.store.dialects import Conn, Row
 from coplane.store.errors import Conflict, NotFound
 from coplane.store.incidents import (
@@ -89,6 +90,22 @@ def _validate(body: Any) -> SLA:
         raise _Invalid(f"{where}: {first['msg']}", errors) from None
 
 
+def _check_channels(request: Request, sla: SLA) -> None:
+    """Every `notify` entry names a channel of the config file, else a 422 naming the entry."""
+    engine = getattr(request.app.state, "sla_engine", None)
+    if engine is None:
+        return  # no engine, no config read: the channels are unknown here
+    defined = set(engine.channels)
+    errors = [
+        {"loc": ["body", "notify", i], "msg": f"no channel named {name!r} in channels: "
+         f"({', '.join(sorted(defined)) or 'none are defined'})"}
+        for i, name in enumerate(sla.notify)
+        if name not in defined
+    ]  # fmt: skip
+    if errors:
+        raise _Invalid(f"body.notify.{errors[0]['loc'][2]}: {errors[0]['msg']}", errors)
+
+
 def _file_conflict(name: str) -> Conflict:
     return Conflict(
         f"SLA {name!r} comes from the config file: change or delete it there, not through the API"
@@ -126,6 +143,7 @@ def get_sla(request: Request, name: str) -> dict[str, Any]:
 def post_sla(request: Request, body: SlaBody) -> dict[str, Any]:
     """Create an SLA (origin 'api'); 409 when one of that name exists."""
     sla = _validate(body)
+    _check_channels(request, sla)
     now = datetime.now(UTC)
     with store_of(request).connect() as conn:
         if not insert_sla(conn, sla, "api", now):
@@ -144,6 +162,7 @@ def put_sla(request: Request, name: str, body: SlaBody) -> dict[str, Any]:
         raise ApiError(
             422, f"body.name: {sla.name!r} differs from the path's {name!r}", ["body", "name"]
         )
+    _check_channels(request, sla)
     now = datetime.now(UTC)
     with store_of(request).connect() as conn:
         with conn.transaction():
@@ -200,7 +219,26 @@ def post_resolve(request: Request, incident_id: uuid.UUID) -> dict[str, Any]:
         except NotFound:  # the SLA was deleted: nobody to tell
             channels = []
         row = resolve_incident(conn, incident_id, datetime.now(UTC), channels)
-        return _incident(conn, row)
+        result = _incident(conn, row)
+    dispatcher = getattr(request.app.state, "dispatcher", None)
+    if dispatcher is not None:
+        dispatcher.wake()
+    return result
+
+
+@router.get("/api/channels", summary="Alert channels and their delivery state")
+def get_channels(request: Request) -> dict[str, Any]:
+    """Each configured channel: its type, and whether a permanent error disabled it (and why)."""
+    engine = getattr(request.app.state, "sla_engine", None)
+    channels = dict(getattr(engine, "channels", {}) or {})
+    with store_of(request).connect() as conn:
+        states = list_channel_states(conn)
+    return {
+        "channels": [
+            channel_state_json(name, config.type, states.get(name))
+            for name, config in sorted(channels.items())
+        ]
+    }
 
 
 @router.post("/api/slas/reload", summary="Re-read the config file's SLAs and evaluate")

@@ -13,6 +13,7 @@ from pydantic import TypeAdapter
 
 from coplane.server import create_app
 from coplane.settings import Settings
+from coplane.slas.config import SlackChannel, WebhookChannel
 from coplane.slas.facts import Breach, Evaluation
 from coplane.slas.model import SLA
 from coplane.store import Store
@@ -37,6 +38,11 @@ class FakeEngine:
 
     def __init__(self) -> None:
         self.requests = 0
+        # the channels of the config file the SLAs notify
+        self.channels = {
+            "slack-data": SlackChannel(type="slack", webhook_url="https://hooks.invalid/x"),
+            "email-oncall": WebhookChannel(type="webhook", url="https://mail.invalid/x"),
+        }
 
     def request_evaluation(self) -> None:
         self.requests += 1
@@ -311,3 +317,26 @@ def test_reload_without_an_engine_is_409(store: Store, db_url: str) -> None:
         r = c.post("/api/slas/reload")
     assert r.status_code == 409
     assert "no SLA engine" in r.json()["detail"]
+
+
+def test_an_sla_notifying_an_unknown_channel_is_a_422_naming_the_entry(api: TestClient) -> None:
+    resp = api.post("/api/slas", json={**FRESH, "notify": ["slack-data", "slack-typo"]})
+    assert resp.status_code == 422
+    assert resp.json()["errors"] == [
+        {
+            "loc": ["body", "notify", 1],
+            "msg": "no channel named 'slack-typo' in channels: (email-oncall, slack-data)",
+        }
+    ]
+    assert api.get("/api/slas").json()["slas"] == []
+
+
+def test_channels_show_their_type_and_state(api: TestClient) -> None:
+    resp = api.get("/api/channels")
+    assert resp.status_code == 200
+    assert resp.json()["channels"] == [
+        {"name": "email-oncall", "type": "webhook", "status": "enabled", "disabled": None,
+         "last_error": None},
+        {"name": "slack-data", "type": "slack", "status": "enabled", "disabled": None,
+         "last_error": None},
+    ]  # fmt: skip

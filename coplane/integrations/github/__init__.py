@@ -1,0 +1,1 @@
+"""GitHub: an issue for each incident."""

@@ -1,0 +1,1 @@
+"""Jira Cloud: a ticket for each incident that needs one."""

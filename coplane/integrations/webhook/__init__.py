@@ -1,0 +1,1 @@
+"""Generic webhook: a signed JSON POST of every alert to a URL of the user's choosing."""
