@@ -1,4 +1,4 @@
-"""The `coplane` command: server, db upgrade, emit, jobs run."""
+"""The `coplane` command: server, db, emit, jobs, slas, incidents, alerts."""
 
 from __future__ import annotations
 
@@ -26,6 +26,14 @@ app.add_typer(db_app, name="db")
 app.add_typer(jobs_app, name="jobs")
 slas_app = typer.Typer(help="SLA definitions.", no_args_is_help=True)
 app.add_typer(slas_app, name="slas")
+incidents_app = typer.Typer(help="Incidents opened by SLA breaches.", no_args_is_help=True)
+app.add_typer(incidents_app, name="incidents")
+alerts_app = typer.Typer(help="Alert channels.", no_args_is_help=True)
+app.add_typer(alerts_app, name="alerts")
+ServerOption = Annotated[
+    str, typer.Option("--server", envvar="COPLANE_URL", help="coplane server URL")
+]
+DEFAULT_SERVER = "http://127.0.0.1:4200"
 # soft_wrap: an error naming a file or URL must stay on one line, whatever the terminal
 err = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
@@ -152,6 +160,121 @@ def slas_check(file: Annotated[str, typer.Argument(help="config file, e.g. copla
         f"{escape(file)}: {len(config.slas)} SLAs, {len(config.channels)} channels, OK",
         highlight=False,
     )
+
+
+def _get_json(server: str, path: str, params: dict[str, Any] | None = None) -> Any:
+    """GET a server's API; exit 1 naming the server when it cannot answer."""
+    url = server.rstrip("/") + path
+    try:
+        resp = httpx.get(url, params=params, timeout=30)
+    except httpx.HTTPError as exc:
+        err.print(f"[red]error:[/red] cannot reach {url}: {exc}", highlight=False)
+        raise typer.Exit(1) from None
+    if resp.status_code != 200:
+        detail = resp.text[:300]
+        err.print(f"[red]error:[/red] {url} answered {resp.status_code}: {detail}", markup=True)
+        raise typer.Exit(1)
+    return resp.json()
+
+
+def _when(value: str | None) -> str:
+    """An API time for a table: minutes, in UTC."""
+    if value is None:
+        return "-"
+    return datetime.fromisoformat(value).astimezone(UTC).strftime("%Y-%m-%d %H:%M")
+
+
+@slas_app.command("list")
+def slas_list(
+    server: ServerOption = DEFAULT_SERVER,
+    as_json: Annotated[bool, typer.Option("--json", help="print the API's JSON")] = False,
+) -> None:
+    """Each SLA with its status, next deadline and when it was last met."""
+    from rich.table import Table
+
+    slas = _get_json(server, "/api/slas")["slas"]
+    if as_json:
+        out.print_json(data=slas)
+        return
+    table = Table("name", "kind", "target", "status", "next deadline", "last met", "notify")
+    for s in slas:
+        target = s.get("target") or s.get("expect", {}).get("resource") or "-"
+        table.add_row(s["name"], s["kind"], target, _status(s["status"]),
+                      _when(s.get("next_deadline")), _when(s.get("last_met")),
+                      ", ".join(s.get("notify", [])))  # fmt: skip
+    out.print(table)
+    out.print(f"{len(slas)} SLAs")
+
+
+def _status(status: str | None) -> str:
+    colour = {"ok": "green", "at_risk": "yellow", "breached": "red"}.get(status or "", "dim")
+    return f"[{colour}]{status or 'unknown'}[/{colour}]"
+
+
+@incidents_app.command("list")
+def incidents_list(
+    state: Annotated[str | None, typer.Option(help="open or resolved [default: both]")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="at most this many")] = 50,
+    server: ServerOption = DEFAULT_SERVER,
+    as_json: Annotated[bool, typer.Option("--json", help="print the API's JSON")] = False,
+) -> None:
+    """Incidents, newest first, with their reason and where they were announced."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    if state not in (None, "open", "resolved"):
+        err.print(f"[red]error:[/red] --state {state!r}: use open or resolved")
+        raise typer.Exit(2)
+    params: dict[str, Any] = {"limit": limit} | ({"state": state} if state else {})
+    incidents = _get_json(server, "/api/incidents", params)["incidents"]
+    if as_json:
+        out.print_json(data=incidents)
+        return
+    table = Table("opened", "sla", "severity", "state", "reason", "alerts")
+    for i in incidents:
+        state_text = "resolved" if i["resolved"] else ("acked" if i["acked"] else "open")
+        alerts = ", ".join(f"{n['channel']}: {n['status']}" for n in i["notifications"])
+        table.add_row(_when(i["opened"]), escape(i["sla"]), i["severity"], state_text,
+                      escape(i["reason"]), escape(alerts) or "-")  # fmt: skip
+    out.print(table)
+    out.print(f"{len(incidents)} incidents")
+
+
+@alerts_app.command("test")
+def alerts_test(
+    channel: Annotated[str, typer.Argument(help="a channel name from channels:")],
+    config: Annotated[
+        str | None, typer.Option(help="coplane.yaml with channels: [COPLANE_CONFIG]")
+    ] = None,
+) -> None:
+    """Send a test message through one channel now, straight from this machine."""
+    from rich.markup import escape
+
+    from coplane.alerts.dispatcher import send_test
+    from coplane.alerts.notifier import IntegrationError
+
+    settings = _settings(config=config)
+    if settings.config is None:
+        err.print("[red]error:[/red] give --config coplane.yaml (or set COPLANE_CONFIG)")
+        raise typer.Exit(2)
+    loaded = _load_config_or_exit(settings.config)
+    if channel not in loaded.channels:
+        known = ", ".join(sorted(loaded.channels)) or "none are defined"
+        err.print(
+            f"[red]error:[/red] {escape(str(settings.config))}: no channel named "
+            f"{escape(repr(channel))} ({escape(known)})",
+            highlight=False,
+        )
+        raise typer.Exit(2)
+    try:
+        answer = send_test(loaded.channels[channel], channel, settings.link_base)
+    except IntegrationError as exc:
+        kind = "permanent" if exc.permanent else "transient"
+        err.print(f"[red]error:[/red] {escape(channel)}: {escape(exc.message)} ({kind})",
+                  highlight=False)  # fmt: skip
+        raise typer.Exit(1) from None
+    detail = f": {json.dumps(answer)}" if answer else ""
+    out.print(f"{escape(channel)}: test alert delivered{escape(detail)}", highlight=False)
 
 
 def _parse_related(values: list[str]) -> list[dict[str, str]]:

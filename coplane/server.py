@@ -51,7 +51,9 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
         app.state.store = store if store is not None else open_configured_store(settings)
         scheduler = Scheduler(app.state.store, settings)
         scheduler.start()
-        dispatcher = Dispatcher(app.state.store, {}, settings.link_base)
+        dispatcher = Dispatcher(
+            app.state.store, {}, settings.link_base, max_backoff=settings.alerts_max_backoff
+        )
         app.state.dispatcher = dispatcher
         engine = SlaEngine(app.state.store, scheduler, settings.config, dispatcher=dispatcher)
         app.state.sla_engine = engine

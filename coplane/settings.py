@@ -49,6 +49,12 @@ class Settings(BaseSettings):
         description="the address users reach coplane at, for links in alerts "
         "(default http://HOST:PORT)",
     )
+    alerts_max_backoff: float = Field(
+        60.0,
+        ge=1,
+        le=3600,
+        description="longest wait in seconds between retries of a failing alert channel",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="log level of the server"
     )
@@ -73,6 +79,12 @@ class Settings(BaseSettings):
     def link_base(self) -> str:
         """Where alert links point: PUBLIC_URL, or this server's own address."""
         return self.public_url or f"http://{self.host}:{self.port}"
+
+    @field_validator("config", "public_url", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        # COPLANE_CONFIG= (set but empty) means no file, not the current directory
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("database_url")
     @classmethod

@@ -139,18 +139,29 @@ def free_port() -> int:
 class LiveServer:
     """A real `coplane server` process on loopback, restartable."""
 
-    def __init__(self, database_url: str, log_path: Path) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        log_path: Path,
+        config: Path | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.database_url = database_url
+        self.config = config
+        self.env = env or {}
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        env = {**os.environ, "COPLANE_DATABASE_URL": self.database_url}
+        env = {**os.environ, "COPLANE_DATABASE_URL": self.database_url, **self.env}
+        args = [sys.executable, "-m", "coplane", "server", "--port", str(self.port)]
+        if self.config is not None:
+            args += ["--config", str(self.config)]
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "coplane", "server", "--port", str(self.port)],
+                args,
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -166,6 +177,13 @@ class LiveServer:
                 pass
             time.sleep(0.1)
         raise RuntimeError(f"server did not become healthy: {self.log_path.read_text()}")
+
+    def kill(self) -> None:
+        """SIGKILL: the process gets no chance to clean up."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

@@ -27,6 +27,7 @@ class Request:
     query: dict[str, list[str]]
     headers: dict[str, str]  # names lower-cased
     body: bytes
+    answered: int = 0  # the status the fake answered with
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -87,6 +88,7 @@ class FakeService:
                     reply = scripted or fake.respond(request)
                 except AssertionError as exc:  # a request that breaks the documented shape
                     reply = Reply(400, {"fake_error": f"bad request shape: {exc}"})
+                request.answered = reply.status
                 raw = (
                     reply.body
                     if isinstance(reply.body, bytes)

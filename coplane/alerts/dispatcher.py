@@ -52,9 +52,9 @@ STALE_CLAIM = timedelta(minutes=2)  # a claim this old belongs to a dispatcher t
 IN_FLIGHT_WAIT = timedelta(seconds=5)  # a resolve waits this long for its trigger's send
 
 
-def backoff(attempts: int) -> float:
-    """Seconds before retry number `attempts` (1-based): 2, 4, 8, ... up to 60, with jitter."""
-    base = min(MAX_BACKOFF, FIRST_BACKOFF * 2 ** max(0, attempts - 1))
+def backoff(attempts: int, cap: float = MAX_BACKOFF) -> float:
+    """Seconds before retry number `attempts` (1-based): 2, 4, 8, ... up to `cap`, jittered."""
+    base = min(cap, FIRST_BACKOFF * 2 ** max(0, attempts - 1))
     return float(base * random.uniform(0.8, 1.0))
 
 
@@ -76,8 +76,10 @@ class Dispatcher:
         public_url: str,
         *,
         build: Callable[[ChannelConfig], Notifier] = build_notifier,
+        max_backoff: float = MAX_BACKOFF,
     ) -> None:
         self._store = store
+        self._max_backoff = max_backoff
         self._public_url = public_url.rstrip("/")
         self._build = build
         self._lock = threading.Lock()
@@ -97,9 +99,13 @@ class Dispatcher:
             self._channels = dict(channels)
             hashes = {name: config_hash(c) for name, c in channels.items()}
             # keep notifiers whose config is unchanged (and their HTTP connections)
-            self._notifiers = {
+            kept = {
                 n: v for n, v in self._notifiers.items() if self._hashes.get(n) == hashes.get(n)
             }
+            for name, old in self._notifiers.items():
+                if name not in kept:
+                    close_notifier(old)
+            self._notifiers = kept
             self._hashes = hashes
 
     def notifier(self, channel: str) -> tuple[ChannelConfig, Notifier] | None:
@@ -133,6 +139,10 @@ class Dispatcher:
         if self._thread is not None:
             self._thread.join(timeout=30)
         self._pool.shutdown(wait=True)
+        with self._lock:
+            for notifier in self._notifiers.values():
+                close_notifier(notifier)
+            self._notifiers = {}
 
     def wake(self) -> None:
         """Look at the outbox now (new incidents were queued)."""
@@ -175,7 +185,9 @@ class Dispatcher:
             log.exception("delivering notification %s failed", row["id"])
             try:
                 with self._store.connect() as conn:
-                    retry = datetime.now(UTC) + timedelta(seconds=backoff(row["attempts"] + 1))
+                    retry = datetime.now(UTC) + timedelta(
+                        seconds=backoff(row["attempts"] + 1, self._max_backoff)
+                    )
                     mark_failed(conn, row["id"], datetime.now(UTC), str(exc), False, retry)
             except Exception:
                 log.exception("could not release notification %s", row["id"])
@@ -310,7 +322,11 @@ class Dispatcher:
                 error = f"gave up after {GIVE_UP_AFTER}: {exc.message}"
                 mark_failed(conn, row["id"], now, error, True, None)
                 return Outcome("dead", error)
-            wait = exc.retry_after if exc.retry_after is not None else backoff(row["attempts"] + 1)
+            wait = (
+                exc.retry_after
+                if exc.retry_after is not None
+                else backoff(row["attempts"] + 1, self._max_backoff)
+            )
             log.warning("channel %s failed, retrying in %.0f s: %s", channel, wait, exc.message)
             with contextlib.suppress(Conflict):  # released as stale meanwhile: sent again later
                 mark_failed(conn, row["id"], now, exc.message, False, now + timedelta(seconds=wait))
@@ -342,4 +358,15 @@ def send_test(config: ChannelConfig, name: str, public_url: str) -> dict[str, An
         opened=now,
         url=public_url.rstrip("/") + "/incidents",
     )
-    return build_notifier(config).send(alert)
+    notifier = build_notifier(config)
+    try:
+        return notifier.send(alert)
+    finally:
+        close_notifier(notifier)
+
+
+def close_notifier(notifier: Notifier) -> None:
+    """Release a notifier's connections, for those that hold any (an optional `close()`)."""
+    close = getattr(notifier, "close", None)
+    if callable(close):
+        close()

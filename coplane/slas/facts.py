@@ -22,6 +22,12 @@ class RunFact:
     state: str | None  # scheduled, running, completed, failed, cancelled
     started: datetime | None
     ended: datetime | None
+    key: str | None = None  # the producer's run key (Airflow run_id, ...), as users know it
+
+    @property
+    def label(self) -> str:
+        """How messages name the run: its key, else its id."""
+        return self.key or self.id
 
 
 @dataclass(frozen=True, slots=True)

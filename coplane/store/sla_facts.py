@@ -30,7 +30,7 @@ MAX_CHECKS = 1000  # latest check rows read per SLA
 
 _GLOB_CHARS = frozenset("*?[")
 _ESCAPE = " ESCAPE '\\'"
-_RUN_COLUMNS = "id, pipeline, state, started, ended, sort_at"
+_RUN_COLUMNS = "id, pipeline, run_key, state, started, ended, sort_at"
 
 
 def glob_like(pattern: str) -> str | None:
@@ -91,6 +91,7 @@ def _aware(value: datetime | None) -> datetime | None:
 def _run_fact(row: Row) -> RunFact:
     return RunFact(
         id=str(row["id"]),
+        key=row["run_key"],
         pipeline=row["pipeline"],
         state=row["state"],
         started=_aware(row["started"]),

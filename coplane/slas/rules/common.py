@@ -227,7 +227,7 @@ def deadline_evaluation(
             status="at_risk",
             next_deadline=upcoming,
             last_met=last,
-            explanation=f"{name}: run {run.id} is expected to finish {local(finish, tz)}, "
+            explanation=f"{name}: run {run.label} is expected to finish {local(finish, tz)}, "
             f"after the deadline {local_due(upcoming, tz, finish)}",
         )
     due_text = f"; next due {local(upcoming, tz)}" if upcoming else ""

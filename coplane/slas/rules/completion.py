@@ -80,7 +80,7 @@ def _within(sla: CompletionSLA, facts: Facts, now: datetime) -> Evaluation:
             finish = expected_finish(run, runs, now) if is_running(run, now) else None
             if finish is not None and finish > due:
                 risky.append(
-                    f"{sla.name}: run {run.id} is expected to finish {local(finish, tz)}, "
+                    f"{sla.name}: run {run.label} is expected to finish {local(finish, tz)}, "
                     f"after {local_due(due, tz, finish)}"
                 )
             continue
@@ -94,7 +94,7 @@ def _within(sla: CompletionSLA, facts: Facts, now: datetime) -> Evaluation:
             Breach(
                 key=f"{sla.name}:run:{run.id}",
                 due=due,
-                reason=f"{sla.name}: run {run.id} started {local(run.started, tz)} {state}; "
+                reason=f"{sla.name}: run {run.label} started {local(run.started, tz)} {state}; "
                 f"due {local_due(due, tz, run.started)} (within {span(sla.within)})",
                 window_start=run.started,
                 resource=run.pipeline,

@@ -77,7 +77,8 @@ def evaluate(sla: DurationSLA, facts: Facts, now: datetime) -> Evaluation:
             Breach(
                 key=f"{sla.name}:run:{run.id}",
                 due=due,
-                reason=f"{sla.name}: run {run.id} {state} since {local(run.started, 'UTC')}; {how}",
+                reason=f"{sla.name}: run {run.label} {state} "
+                f"since {local(run.started, 'UTC')}; {how}",
                 window_start=run.started,
                 resource=run.pipeline,
             )
