@@ -13,7 +13,7 @@ from fastapi import FastAPI
 
 from coplane import __version__
 from coplane.alerts.dispatcher import Dispatcher
-from coplane.collector import ingest, reads
+from coplane.collector import ingest, ping, reads
 from coplane.collector.errors import install_error_handlers
 from coplane.jobs.scheduler import Scheduler
 from coplane.settings import Settings
@@ -75,6 +75,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     install_error_handlers(app)
     app.include_router(ingest.router, tags=["ingest"])
     app.include_router(reads.router, tags=["read"])
+    app.include_router(ping.router, tags=["ping"])
     app.include_router(slas_api.router, tags=["slas"])
     return app
 

@@ -65,7 +65,7 @@ def evaluate(sla: HeartbeatSLA, facts: Facts, now: datetime) -> Evaluation:
                 due=last_end.at,
                 reason=f"{sla.name}: the job reported failure at {local(last_end.at, tz)}",
                 window_start=last_end.at,
-                resource=sla.target,
+                resource=f"cron.{sla.target}",
             )
         )
     else:
@@ -82,7 +82,7 @@ def evaluate(sla: HeartbeatSLA, facts: Facts, now: datetime) -> Evaluation:
                         reason=f"{sla.name}: {what}; expected {local(expected, tz)}, "
                         f"due {local_due(due, tz, expected)} (grace {span(sla.grace)})",
                         window_start=since,
-                        resource=sla.target,
+                        resource=f"cron.{sla.target}",
                     )
                 )
             else:
@@ -102,7 +102,7 @@ def evaluate(sla: HeartbeatSLA, facts: Facts, now: datetime) -> Evaluation:
                 reason=f"{sla.name}: {run}started {local(start.at, tz)} and has not ended; "
                 f"due {local_due(due, tz, start.at)} (max runtime {span(runtime)})",
                 window_start=start.at,
-                resource=sla.target,
+                resource=f"cron.{sla.target}",
             )
         )
 

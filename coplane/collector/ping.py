@@ -1,0 +1,244 @@
+"""Healthchecks.io-compatible cron pings (`/ping/{slug}`...), stored as runs of `cron.<slug>`.
+
+A ping is an ordinary run event on the pipeline `cron.<slug>` (labels {"source": "cron"}),
+written through the same writer as `POST /api/events`: a start ping is `run.started`, a
+success `run.completed`, a fail or nonzero exit code `run.failed`. The run key is the `rid`
+when one is given; a start without one gets a fresh key, and an end without one finishes
+the run of the latest start without one if that run is still running (else it is a run of
+its own). Heartbeat SLAs read these events back (`coplane.store.sla_facts.read_pings`).
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import PlainTextResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from coplane.collector.errors import ApiError
+from coplane.collector.ingest import store_of, write
+from coplane.events import names as n
+from coplane.events.model import Event, RelatedResource, Resource
+from coplane.store import Store
+from coplane.store.pings import is_monitor, open_plain_start
+
+router = APIRouter()
+
+PingKind = Literal["start", "success", "fail"]
+
+MAX_LOG_BYTES = 100 * 1024  # the body kept as the run's log: its last 100 KB
+ERROR_LOG_CHARS = 1000  # the log tail a failed run's error carries
+PIPELINE_PREFIX = "cron."
+SOURCE = "cron"
+RECENT_STARTS = 100  # newest runs searched for the start an end without rid finishes
+
+SLUG_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+MAX_SLUG_LENGTH = 200
+_EXIT_CODE = re.compile(r"^[+-]?\d{1,30}$")
+
+_EVENTS: dict[PingKind, str] = {
+    "start": n.RUN_STARTED,
+    "success": n.RUN_COMPLETED,
+    "fail": n.RUN_FAILED,
+}
+
+Slug = Annotated[str, Path(description="the monitor's slug (a heartbeat SLA's `target`)")]
+Rid = Annotated[
+    str | None, Query(description="a UUID pairing a start ping with its success or fail ping")
+]
+Create = Annotated[str | None, Query(description="`1`: accept a ping for a monitor not known yet")]
+
+
+def pipeline_of(slug: str) -> str:
+    """The pipeline resource id a monitor's pings are stored on."""
+    return PIPELINE_PREFIX + slug
+
+
+def valid_slug(slug: str) -> bool:
+    """True for a slug a monitor may have (as an SLA name: letters, digits, `_.-`)."""
+    return len(slug) <= MAX_SLUG_LENGTH and SLUG_PATTERN.match(slug) is not None
+
+
+def parse_rid(rid: str | None) -> str | None:
+    """The rid as a canonical UUID string (None when absent or empty); 400 when malformed."""
+    if not rid:
+        return None
+    try:
+        return str(uuid.UUID(rid))
+    except ValueError:
+        raise ApiError(400, f"rid: {rid!r} is not a UUID", ["query", "rid"]) from None
+
+
+def parse_exit_code(text: str) -> int | None:
+    """The exit code of `/ping/{slug}/{exit_code}`; None when it is not a number (404), 400
+    when it is one outside 0..255."""
+    if not _EXIT_CODE.match(text):
+        return None
+    code = int(text)
+    if not 0 <= code <= 255:
+        raise ApiError(
+            400, f"exit_code: {code} is not an exit code (0 to 255)", ["path", "exit_code"]
+        )
+    return code
+
+
+def clean_text(text: str) -> str:
+    """`text` without U+0000, which PostgreSQL cannot store in jsonb."""
+    return text.replace("\x00", "\ufffd")
+
+
+async def read_log(request: Request) -> str:
+    """The body's last MAX_LOG_BYTES as text (UTF-8, errors replaced); longer is not refused."""
+    tail = bytearray()
+    async for chunk in request.stream():
+        tail += chunk
+        if len(tail) > 2 * MAX_LOG_BYTES:
+            del tail[:-MAX_LOG_BYTES]
+    return clean_text(bytes(tail[-MAX_LOG_BYTES:]).decode("utf-8", errors="replace"))
+
+
+def run_key_for(
+    store: Store, slug: str, kind: PingKind, rid: str | None, create: bool
+) -> str | None:
+    """The run key a ping belongs to, or None when the monitor is unknown (and not created)."""
+    with store.connect() as conn:
+        if not create and not is_monitor(conn, slug, pipeline_of(slug)):
+            return None
+        if rid is not None:
+            return rid
+        if kind != "start":
+            key = open_plain_start(conn, pipeline_of(slug), RECENT_STARTS)
+            if key is not None:
+                return key
+    return str(uuid.uuid4())
+
+
+def ping_event(
+    slug: str,
+    kind: PingKind,
+    run_key: str,
+    *,
+    occurred: datetime,
+    exit_code: int | None = None,
+    log: str = "",
+    rid: str | None = None,
+    user_agent: str | None = None,
+    remote_addr: str | None = None,
+) -> Event:
+    """The run event one ping stands for."""
+    payload: dict[str, Any] = {
+        "ping": kind,
+        "exit_code": exit_code,
+        "log": log,
+        "rid": rid,
+        "user_agent": user_agent,
+        "remote_addr": remote_addr,
+    }
+    if kind == "fail":
+        what = f"exit code {exit_code}" if exit_code is not None else "failed"
+        tail = log[-ERROR_LOG_CHARS:].strip()
+        payload["error"] = f"{what}\n{tail}" if tail else what
+    return Event(
+        occurred=occurred,
+        event=_EVENTS[kind],
+        resource=Resource(
+            id=pipeline_of(slug), name=slug, kind=n.KIND_PIPELINE, labels={"source": SOURCE}
+        ),
+        related=[RelatedResource(id=run_key, role=n.ROLE_RUN)],
+        payload=payload,
+    )
+
+
+def _not_found() -> PlainTextResponse:
+    return PlainTextResponse("not found", status_code=404)
+
+
+async def handle_ping(
+    request: Request,
+    slug: str,
+    kind: PingKind,
+    *,
+    exit_code: int | None = None,
+    rid: str | None = None,
+    create: str | None = None,
+) -> Response:
+    """Validate a ping, find its run and store its event; "OK", or 404 "not found"."""
+    if not valid_slug(slug):
+        return _not_found()
+    run_id = parse_rid(rid)
+    log = await read_log(request)
+    store = store_of(request)
+    key = await run_in_threadpool(run_key_for, store, slug, kind, run_id, create == "1")
+    if key is None:
+        return _not_found()
+    agent = request.headers.get("user-agent")
+    event = ping_event(
+        slug,
+        kind,
+        key,
+        occurred=datetime.now(UTC),
+        exit_code=exit_code,
+        log=log,
+        rid=run_id,
+        user_agent=clean_text(agent) if agent is not None else None,
+        remote_addr=request.client.host if request.client else None,
+    )
+    await write(store, [event])
+    return PlainTextResponse("OK")
+
+
+@router.get("/ping/{slug}", response_class=PlainTextResponse, summary="Cron ping: success")
+@router.post("/ping/{slug}", response_class=PlainTextResponse, summary="Cron ping: success")
+@router.head("/ping/{slug}", response_class=PlainTextResponse, summary="Cron ping: success")
+async def ping_success(
+    request: Request, slug: Slug, rid: Rid = None, create: Create = None
+) -> Response:
+    """The job succeeded: `run.completed`."""
+    return await handle_ping(request, slug, "success", rid=rid, create=create)
+
+
+@router.get("/ping/{slug}/start", response_class=PlainTextResponse, summary="Cron ping: start")
+@router.post("/ping/{slug}/start", response_class=PlainTextResponse, summary="Cron ping: start")
+@router.head("/ping/{slug}/start", response_class=PlainTextResponse, summary="Cron ping: start")
+async def ping_start(
+    request: Request, slug: Slug, rid: Rid = None, create: Create = None
+) -> Response:
+    """The job started: `run.started`."""
+    return await handle_ping(request, slug, "start", rid=rid, create=create)
+
+
+@router.get("/ping/{slug}/fail", response_class=PlainTextResponse, summary="Cron ping: failure")
+@router.post("/ping/{slug}/fail", response_class=PlainTextResponse, summary="Cron ping: failure")
+@router.head("/ping/{slug}/fail", response_class=PlainTextResponse, summary="Cron ping: failure")
+async def ping_fail(
+    request: Request, slug: Slug, rid: Rid = None, create: Create = None
+) -> Response:
+    """The job failed: `run.failed`."""
+    return await handle_ping(request, slug, "fail", rid=rid, create=create)
+
+
+_EXIT_SUMMARY = "Cron ping: exit code (0 success, 1-255 failure)"
+
+
+@router.get("/ping/{slug}/{exit_code}", response_class=PlainTextResponse, summary=_EXIT_SUMMARY)
+@router.post("/ping/{slug}/{exit_code}", response_class=PlainTextResponse, summary=_EXIT_SUMMARY)
+@router.head("/ping/{slug}/{exit_code}", response_class=PlainTextResponse, summary=_EXIT_SUMMARY)
+async def ping_exit_code(
+    request: Request,
+    slug: Slug,
+    exit_code: Annotated[str, Path(description="the job's exit code, 0 to 255")],
+    rid: Rid = None,
+    create: Create = None,
+) -> Response:
+    """0 is a success (`run.completed`), 1 to 255 a failure (`run.failed`)."""
+    if not valid_slug(slug):
+        return _not_found()
+    code = parse_exit_code(exit_code)
+    if code is None:
+        return _not_found()
+    kind: PingKind = "success" if code == 0 else "fail"
+    return await handle_ping(request, slug, kind, exit_code=code, rid=rid, create=create)
