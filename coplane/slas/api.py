@@ -116,7 +116,7 @@ def _poke_engine(request: Request) -> None:
     """Ask the SLA engine (when one runs) to evaluate soon."""
     engine = getattr(request.app.state, "sla_engine", None)
     if engine is not None:
-        engine.request_evaluation()
+        engine.request_evaluation(())  # no events: the new or changed SLAs are evaluated
 
 
 def _one(conn: Conn, name: str) -> dict[str, Any]:

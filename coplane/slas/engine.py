@@ -12,30 +12,39 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from coplane.alerts.dispatcher import Dispatcher
 from coplane.events.model import Event, RelatedResource, Resource
 from coplane.events.names import KIND_PIPELINE, ROLE_INPUT
 from coplane.jobs.scheduler import Scheduler
 from coplane.slas.config import ChannelConfig, load_config
-from coplane.slas.facts import Breach, Evaluation
-from coplane.slas.model import SLA
+from coplane.slas.facts import Breach, Evaluation, Facts
+from coplane.slas.model import SLA, ExpectedEventSLA, HeartbeatSLA
 from coplane.slas.rules import evaluate
 from coplane.store import Conn, Store
 from coplane.store.dialects import Row
 from coplane.store.events import insert_events
-from coplane.store.incidents import apply_evaluation
+from coplane.store.incidents import apply_evaluation, open_incident_keys
 from coplane.store.leader import Leadership, notify_leader
-from coplane.store.sla_facts import downstream, read_facts
-from coplane.store.slas import list_slas, replace_file_slas, save_sla_state
+from coplane.store.sla_facts import downstream, glob_like, read_facts, read_facts_many
+from coplane.store.slas import (
+    list_sla_rows,
+    parse_sla,
+    replace_file_slas,
+    save_sla_states,
+    sla_version,
+)
 
 log = logging.getLogger(__name__)
 
 DEBOUNCE = timedelta(seconds=1)  # ingest wakes the engine at most this often
+FULL_RELOAD = timedelta(minutes=1)  # re-read every SLA at least this often, whatever changed
 _DEADLINE_JOB = "sla-evaluate-at-deadline"  # the earliest next_deadline of any SLA
 _SOON_JOB = "sla-evaluate-soon"  # after ingest or an API change
 REMEDIATION_REQUESTED = "remediation.requested"
@@ -71,6 +80,11 @@ class SlaEngine:
             store.db.url, on_lead=self._took_over, on_notify=self.request_evaluation
         )
         self._notified = 0.0  # monotonic time of the last NOTIFY sent to the leader
+        self._known: list[_Known] = []  # the stored SLAs, parsed
+        self._dirty: set[str] | None = set()  # resources changed since the last pass
+        self._dirty_lock = threading.Lock()
+        self._version: tuple[int, Any] | None = None  # sla_version() when they were read
+        self._loaded_at = 0.0
         self._lock = threading.Lock()  # one pass at a time
         self._last_pass = datetime.min.replace(tzinfo=UTC)
         self._pending: datetime | None = None  # when the requested pass is due
@@ -108,29 +122,66 @@ class SlaEngine:
         # Whatever the previous leader left undone (deadlines, missed windows) is caught up.
         self.evaluate_all()
 
-    def request_evaluation(self) -> None:
+    def request_evaluation(self, resources: Iterable[str] | None = None) -> None:
         """Ask for a pass soon (after ingest or an API change); cheap and debounced.
 
-        A replica that does not lead passes the request on to the one that does.
+        `resources`: the ids the new events name, so that the pass looks only at the SLAs
+        watching them (and those due); None when anything may have changed. A replica that
+        does not lead passes the request on to the one that does.
         """
-        if not self.leadership.is_leader:
-            if time.monotonic() - self._notified >= DEBOUNCE.total_seconds() / 2:
-                self._notified = time.monotonic()
-                try:
-                    with self._store.connect() as conn:
-                        notify_leader(conn)
-                except Exception:
-                    log.exception("could not ask the leading replica to evaluate")
-            return
+        with self._dirty_lock:
+            if resources is None:
+                self._dirty = None
+            elif self._dirty is not None:
+                self._dirty.update(resources)
         if self._scheduler is None:
             return
         if self._pending is not None:
-            return  # a pass is already on its way; it will see this change too
+            return  # a pass (or a hand-over) is already on its way; it will see this too
         self._pending = max(datetime.now(UTC), self._last_pass + DEBOUNCE)
-        self._scheduler.run_at(_SOON_JOB, self._pending, self.evaluate_all)
+        if self.leadership.is_leader:
+            self._scheduler.run_at(_SOON_JOB, self._pending, self.evaluate_changed)
+        else:
+            self._scheduler.run_at(_SOON_JOB, self._pending, self._hand_over)
+
+    def _take_dirty(self) -> set[str] | None:
+        with self._dirty_lock:
+            dirty, self._dirty = self._dirty, set()
+        return dirty
+
+    def _hand_over(self) -> None:
+        """Tell the leading replica what changed here (or evaluate, if this one leads now)."""
+        self._pending = None
+        self._last_pass = datetime.now(UTC)
+        if self.leadership.is_leader:
+            self.evaluate_changed()
+            return
+        dirty = self._take_dirty()
+        try:
+            with self._store.connect() as conn:
+                notify_leader(conn, dirty)
+        except Exception:
+            log.exception("could not ask the leading replica to evaluate")
+            self.request_evaluation(dirty)  # try again after the debounce
+
+    def evaluate_changed(self, now: datetime | None = None) -> PassResult:
+        """Evaluate the SLAs whose facts may have changed since the last pass, and those due."""
+        return self._pass(now, self._take_dirty())
 
     def evaluate_all(self, now: datetime | None = None) -> PassResult:
         """Evaluate every SLA at `now`, apply the outcome, and schedule the next wake-up."""
+        self._take_dirty()  # this pass covers whatever changed
+        return self._pass(now, None)
+
+    def _pass(self, now: datetime | None, dirty: set[str] | None) -> PassResult:
+        """Evaluate the SLAs that need it: all of them when `dirty` is None, else those
+        watching a resource in `dirty`, those due by `now`, and new or changed ones.
+
+        A rule's result depends only on its facts and on `now` reaching the `next_deadline`
+        it returned, so an SLA none of whose resources changed and that is not due yet keeps
+        its last result. One pass reads the facts in bulk, writes the states that changed,
+        and opens or resolves incidents only where the set of breaches changed.
+        """
         if not self.leadership.try_lead():
             return PassResult(0, 0, 0, None)  # another replica evaluates
         with self._lock:
@@ -140,33 +191,86 @@ class SlaEngine:
             opened = resolved = 0
             wakes: list[datetime] = []
             with self._store.connect() as conn:
-                stored = list_slas(conn)
-                for entry in stored:
+                known = self._known_slas(conn)
+                chosen: list[_Known] = []
+                for k in known:
+                    if _needs_pass(k, dirty, now):
+                        chosen.append(k)
+                    elif k.last is not None and k.last.next_deadline is not None:
+                        wakes.append(k.last.next_deadline)  # its result stands until then
+                facts = self._read_facts(conn, chosen, now)
+                open_keys = open_incident_keys(conn)
+                changed: list[tuple[str, Evaluation]] = []
+                for entry, entry_facts in zip(chosen, facts, strict=True):
                     sla = entry.sla
-                    evaluation = self._evaluate_one(conn, sla, entry.created, now)
+                    evaluation = self._evaluate_one(sla, entry_facts, now)
+                    entry.last = evaluation
+                    state = _state_of(evaluation)
+                    if state != entry.state:
+                        changed.append((sla.name, evaluation))
+                        entry.state = state
+                    if evaluation.next_deadline is not None:
+                        wakes.append(evaluation.next_deadline)
+                    if {b.key for b in evaluation.breaches} == open_keys.get(sla.name, set()):
+                        continue  # nothing opens or resolves
                     with conn.transaction():
-                        save_sla_state(conn, sla.name, evaluation, now)
                         new, gone = apply_evaluation(
-                            conn,
-                            sla,
-                            evaluation,
-                            partial(_affected, conn, sla),
-                            now,
+                            conn, sla, evaluation, partial(_affected, conn, sla), now
                         )
                         if sla.remediate is not None and new:
                             self._request_remediation(conn, sla, new, now)
                     opened += len(new)
                     resolved += len(gone)
-                    if evaluation.next_deadline is not None:
-                        wakes.append(evaluation.next_deadline)
+                save_sla_states(conn, changed, now)
             next_wake = min(wakes) if wakes else None
             if next_wake is not None and self._scheduler is not None:
-                self._scheduler.run_at(_DEADLINE_JOB, next_wake, self.evaluate_all)
+                self._scheduler.run_at(_DEADLINE_JOB, next_wake, self.evaluate_changed)
             if opened or resolved:
                 log.info("SLA pass: %d opened, %d resolved", opened, resolved)
                 if self._dispatcher is not None:
                     self._dispatcher.wake()
-            return PassResult(len(stored), opened, resolved, next_wake)
+            return PassResult(len(chosen), opened, resolved, next_wake)
+
+    def _known_slas(self, conn: Conn) -> list[_Known]:
+        """Every stored SLA, parsed once per change rather than once per pass."""
+        version = sla_version(conn)
+        stale = time.monotonic() - self._loaded_at > FULL_RELOAD.total_seconds()
+        if version == self._version and not stale:
+            return self._known
+        previous = {k.sla.name: k for k in self._known}
+        known: list[_Known] = []
+        for row in list_sla_rows(conn):
+            old = previous.get(row["name"])
+            state = _stored_state(row)
+            if old is not None and old.updated == row["updated"]:
+                if old.state != state:  # written by another replica: evaluate afresh
+                    old.state, old.last = state, None
+                known.append(old)
+                continue
+            try:
+                sla = parse_sla(row["definition"])
+            except ValueError:  # a definition this version cannot read: skip, say so
+                log.exception("cannot read the stored SLA %s", row["name"])
+                continue
+            known.append(_Known(sla, row["created"], row["updated"], state, _watches(sla)))
+        self._known, self._version, self._loaded_at = known, version, time.monotonic()
+        return known
+
+    def _read_facts(
+        self, conn: Conn, known: list[_Known], now: datetime
+    ) -> list[Facts | Exception]:
+        """Every SLA's facts, or the error that kept them from being read."""
+        try:
+            return list(read_facts_many(conn, [(k.sla, k.created) for k in known], now))
+        except Exception:  # find the SLA that breaks it; the others still get evaluated
+            log.exception("reading SLA facts in bulk failed; reading them one by one")
+        out: list[Facts | Exception] = []
+        for k in known:
+            try:
+                out.append(read_facts(conn, k.sla, now, k.created))
+            except Exception as exc:
+                out.append(exc)
+        return out
 
     def _request_remediation(
         self, conn: Conn, sla: SLA, incidents: list[Row], now: datetime
@@ -180,14 +284,71 @@ class SlaEngine:
         events = [remediation_event(sla, incident, now) for incident in incidents]
         insert_events(conn, events, now, self._store.partitions)
 
-    def _evaluate_one(
-        self, conn: Conn, sla: SLA, created: datetime | None, now: datetime
-    ) -> Evaluation:
+    def _evaluate_one(self, sla: SLA, facts: Facts | Exception, now: datetime) -> Evaluation:
         try:
-            return evaluate(sla, read_facts(conn, sla, now, created), now)
+            if isinstance(facts, Exception):
+                raise facts
+            return evaluate(sla, facts, now)
         except Exception as exc:  # one broken SLA must not stop the others
             log.exception("evaluating SLA %s failed", sla.name)
             return Evaluation(status="unknown", explanation=f"{sla.name}: evaluation failed: {exc}")
+
+
+@dataclass(slots=True)
+class _Known:
+    """A stored SLA as the engine keeps it between passes."""
+
+    sla: SLA
+    created: datetime
+    updated: datetime
+    state: tuple[Any, ...] | None  # the last saved (status, next_deadline, last_met, text)
+    watches: frozenset[str] | None  # resource ids whose events can change it; None: any
+    last: Evaluation | None = None  # its latest evaluation in this process
+
+
+def _watches(sla: SLA) -> frozenset[str] | None:
+    """The resources whose events can change an SLA's result; None when any event can."""
+    match sla:
+        case HeartbeatSLA():
+            return frozenset({f"cron.{sla.target}"})
+        case ExpectedEventSLA():
+            matchers = [m for m in (sla.after, sla.expect) if m is not None]
+            ids = [m.resource for m in matchers]
+            if any(r is None or glob_like(r) is not None for r in ids):
+                return None
+            return frozenset(r for r in ids if r is not None)
+        case _:
+            target = sla.target
+            return None if glob_like(target) is not None else frozenset({target})
+
+
+def _needs_pass(known: _Known, dirty: set[str] | None, now: datetime) -> bool:
+    """Whether an SLA must be evaluated in a pass (see `SlaEngine._pass`)."""
+    last = known.last
+    if dirty is None or last is None or known.watches is None:
+        return True
+    if last.next_deadline is not None and last.next_deadline <= now:
+        return True
+    return not known.watches.isdisjoint(dirty)
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    return None if value is None else value.astimezone(UTC)
+
+
+def _state_of(evaluation: Evaluation) -> tuple[Any, ...]:
+    return (
+        evaluation.status,
+        _utc(evaluation.next_deadline),
+        _utc(evaluation.last_met),
+        evaluation.explanation,
+    )
+
+
+def _stored_state(row: Row) -> tuple[Any, ...] | None:
+    if row["state_sla"] is None:
+        return None
+    return (row["status"], _utc(row["next_deadline"]), _utc(row["last_met"]), row["explanation"])
 
 
 def remediation_event(sla: SLA, incident: Row, now: datetime) -> Event:

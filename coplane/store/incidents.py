@@ -121,6 +121,14 @@ def _release_inhibited(conn: Conn, cause_id: uuid.UUID | str, now: datetime) -> 
         _queue_notifications(conn, child["id"], notify, "trigger", now)
 
 
+def open_incident_keys(conn: Conn) -> dict[str, set[str]]:
+    """The keys of every open incident, by SLA: what an evaluation is compared against."""
+    out: dict[str, set[str]] = {}
+    for row in conn.query("SELECT sla, key FROM incidents WHERE resolved IS NULL"):
+        out.setdefault(row["sla"], set()).add(row["key"])
+    return out
+
+
 def read_incident(conn: Conn, incident_id: uuid.UUID | str) -> Row:
     """One incident; NotFound when there is none with that id."""
     uid = _parse_id(incident_id, "incident")

@@ -10,9 +10,11 @@ one process: it always leads.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from functools import partial
 
 import psycopg
 
@@ -24,10 +26,29 @@ LOCK_KEY = 0x636F706C616E65  # "coplane": the advisory lock of SLA evaluation
 CHANNEL = "coplane_evaluate"
 
 
-def notify_leader(conn: Conn) -> None:
-    """Ask the leading replica to evaluate soon (events were stored here)."""
-    if conn.dialect == "postgresql":
-        conn.execute(f"NOTIFY {CHANNEL}")
+MAX_PAYLOAD = 7000  # bytes; PostgreSQL refuses NOTIFY payloads of 8000 or more
+
+
+def notify_leader(conn: Conn, resources: Iterable[str] | None) -> None:
+    """Ask the leading replica to evaluate soon: events naming `resources` (None: anything)
+    were stored here."""
+    if conn.dialect != "postgresql":
+        return
+    payload = "*" if resources is None else json.dumps(sorted(resources))
+    if len(payload.encode()) > MAX_PAYLOAD:
+        payload = "*"  # too many to list: the leader looks at everything
+    conn.execute("SELECT pg_notify(?, ?)", (CHANNEL, payload))
+
+
+def parse_notification(payload: str) -> set[str] | None:
+    """The resources a notification names; None for 'anything may have changed'."""
+    try:
+        value = json.loads(payload)
+    except ValueError:
+        return None
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return set(value)
+    return None
 
 
 class Leadership:
@@ -37,7 +58,7 @@ class Leadership:
         self,
         url: str,
         on_lead: Callable[[], None],
-        on_notify: Callable[[], None],
+        on_notify: Callable[[set[str] | None], None],
         retry: float = 2.0,
     ) -> None:
         self._url = url
@@ -96,11 +117,14 @@ class Leadership:
                 continue
             try:
                 assert self._conn is not None
+                changed: set[str] | None = set()
                 notified = False
-                for _ in self._conn.notifies(timeout=1.0, stop_after=1):
+                for note in self._conn.notifies(timeout=1.0, stop_after=1):
                     notified = True
+                    named = parse_notification(note.payload)
+                    changed = None if named is None or changed is None else changed | named
                 if notified:
-                    self._call(self._on_notify)
+                    self._call(partial(self._on_notify, changed))
                 # A dead session raises here, even when no notification came
                 self._conn.execute("SELECT 1")
             except (psycopg.Error, AssertionError) as exc:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
-from coplane.events.names import ASSET_UPDATED
-from coplane.slas.facts import CheckFact, EventFact, Facts, RunFact
+from coplane.events.names import ASSET_UPDATED, RUN_COMPLETED, RUN_FAILED, RUN_STARTED
+from coplane.slas.facts import CheckFact, EventFact, Facts, PingFact, RunFact
 from coplane.slas.model import (
     CompletionSLA,
     DurationSLA,
@@ -207,6 +207,62 @@ def read_checks(
     return facts
 
 
+_PING_EVENTS: dict[str, Literal["start", "success", "fail"]] = {
+    RUN_STARTED: "start",
+    RUN_COMPLETED: "success",
+    RUN_FAILED: "fail",
+}
+
+
+def read_pings(conn: Conn, slug: str, since: datetime, now: datetime) -> list[PingFact]:
+    """The pings of cron monitor `slug` in (since, now], ascending: the run.started,
+    run.completed and run.failed events of pipeline `cron.<slug>` (the newest MAX_EVENTS).
+
+    A ping's kind is its payload's `ping` (else its event's name); its rid the payload's
+    `rid`, else, for a run event not sent as a ping, its run key. When no success (or no
+    end at all) lies in the window, the latest one before it comes from the runs table, so
+    a monitor with a period longer than the lookback keeps its last ping.
+    """
+    pipeline = f"cron.{slug}"
+    if conn.dialect == "postgresql":
+        ping, rid = "e.payload ->> 'ping'", "e.payload ->> 'rid'"
+    else:
+        ping, rid = "json_extract(e.payload, '$.ping')", "json_extract(e.payload, '$.rid')"
+    events = list(_PING_EVENTS)
+    rows = conn.query(
+        f"SELECT e.event, e.occurred, {ping} AS ping, {rid} AS rid, r.run_key FROM events e "
+        "LEFT JOIN runs r ON r.id = e.run_id "
+        f"WHERE e.resource_id = ? AND e.event IN ({', '.join('?' * len(events))}) "
+        "AND e.occurred > ? AND e.occurred <= ? ORDER BY e.occurred DESC, e.id DESC LIMIT ?",
+        (pipeline, *events, conn.time(since), conn.time(now), MAX_EVENTS),
+    )
+    pings: list[PingFact] = []
+    for row in reversed(rows):
+        at = _aware(row["occurred"])
+        assert at is not None
+        sent = row["ping"]
+        kind = sent if sent in ("start", "success", "fail") else _PING_EVENTS[row["event"]]
+        key = row["rid"] or (None if sent is not None else row["run_key"])
+        pings.append(PingFact(kind=kind, at=at, rid=None if key is None else str(key)))
+    kinds = {p.kind for p in pings}
+    before: list[tuple[Literal["success", "fail"], str]] = []
+    if "success" not in kinds:
+        before.append(("success", "completed"))
+    if not kinds - {"start"}:
+        before.append(("fail", "failed"))
+    for kind, state in before:
+        last = conn.one(
+            "SELECT ended FROM runs WHERE pipeline = ? AND state = ? AND sort_at <= ? "
+            "AND ended <= ? ORDER BY sort_at DESC, id DESC LIMIT 1",
+            (pipeline, state, conn.time(since), conn.time(since)),
+        )
+        ended = _aware(last["ended"]) if last is not None else None
+        if ended is not None:
+            pings.append(PingFact(kind=kind, at=ended))
+    pings.sort(key=lambda p: p.at)
+    return pings
+
+
 def read_facts(conn: Conn, sla: AnySLA, now: datetime, created: datetime | None) -> Facts:
     """What `sla`'s rule needs at `now`, read with a few bounded, indexed queries."""
     if now.tzinfo is None or now.utcoffset() is None:
@@ -232,12 +288,177 @@ def read_facts(conn: Conn, sla: AnySLA, now: datetime, created: datetime | None)
             events = read_events(conn, matchers, since - sla.within, now)
             return Facts(events=events, created=created)
         case HeartbeatSLA():
-            # No ping storage exists yet: a heartbeat SLA sees no pings (so it reads unknown,
-            # or breached once its first expected ping is overdue after `created`).
-            return Facts(created=created)
+            return Facts(pings=read_pings(conn, sla.target, since, now), created=created)
         case QualitySLA():
             return Facts(checks=read_checks(conn, sla.target, sla.checks, now), created=created)
     raise TypeError(f"not an SLA: {type(sla).__name__}")
+
+
+BULK_CHUNK = 500  # targets per query when reading many SLAs' facts at once
+
+
+def read_facts_many(
+    conn: Conn, items: Sequence[tuple[AnySLA, datetime | None]], now: datetime
+) -> list[Facts]:
+    """`read_facts` of many SLAs at once, equal to calling it for each (SLA, created).
+
+    Freshness, completion, duration and quality SLAs on exact targets are read together,
+    a few queries per 500 targets, instead of several queries per SLA; the others (globs,
+    expected events, heartbeats) are read one by one.
+    """
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError("read_facts_many needs a timezone-aware `now`")
+    now = now.astimezone(UTC)
+    out: list[Facts | None] = [None] * len(items)
+    run_needs: dict[int, tuple[str, datetime, int]] = {}
+    update_needs: dict[int, str] = {}
+    check_needs: dict[int, str] = {}
+    since = now - MAX_LOOKBACK
+    for i, (sla, created) in enumerate(items):
+        match sla:
+            case FreshnessSLA() if glob_like(sla.target) is None:
+                run_needs[i] = (sla.target, since - (sla.max_age or timedelta(0)), RECENT_RUNS)
+                update_needs[i] = sla.target
+            case CompletionSLA() if glob_like(sla.target) is None:
+                run_needs[i] = (sla.target, since - (sla.within or timedelta(0)), RECENT_RUNS)
+            case DurationSLA() if glob_like(sla.target) is None:
+                span = sla.max_duration or timedelta(0)
+                run_needs[i] = (sla.target, since - span, sla.history)
+            case QualitySLA() if glob_like(sla.target) is None:
+                check_needs[i] = sla.target
+            case _:
+                out[i] = read_facts(conn, sla, now, created)
+    runs = _bulk_runs(conn, run_needs.values(), now)
+    earliest = min((run_needs[i][1] for i in update_needs), default=now)
+    updated, latest = _bulk_updates(conn, list(update_needs.values()), earliest, now)
+    checks = _bulk_checks(conn, list(check_needs.values()), now)
+    for i, (sla, created) in enumerate(items):
+        if out[i] is not None:
+            continue
+        if i in check_needs:
+            wanted = sla.checks if isinstance(sla, QualitySLA) else None
+            found = [
+                c for c in checks.get(check_needs[i], []) if wanted is None or c.check in wanted
+            ]
+            out[i] = Facts(checks=found[:MAX_CHECKS], created=created)
+            continue
+        target, after, completed = run_needs[i]
+        facts_runs = _runs_for(runs.get(target, []), after, now, completed)
+        if i not in update_needs:
+            out[i] = Facts(runs=facts_runs, created=created)
+            continue
+        times = {at for at in updated.get(target, []) if at > after}
+        if target in latest:
+            times.add(latest[target])
+        times |= {r.ended for r in facts_runs
+                  if r.state == "completed" and r.ended and r.ended <= now}  # fmt: skip
+        out[i] = Facts(updates=sorted(times)[-MAX_EVENTS:], runs=facts_runs, created=created)
+    return [f for f in out if f is not None]
+
+
+def _chunks(values: Sequence[str]) -> list[Sequence[str]]:
+    return [values[i : i + BULK_CHUNK] for i in range(0, len(values), BULK_CHUNK)]
+
+
+def _bulk_runs(
+    conn: Conn, needs: Iterable[tuple[str, datetime, int]], now: datetime
+) -> dict[str, list[tuple[datetime, str, RunFact, bool]]]:
+    """Per pipeline: its runs in (earliest since, now] and its newest completed ones, as
+    (sort_at, id, fact, completed-by-now) newest first."""
+    needs = list(needs)
+    if not needs:
+        return {}
+    targets = sorted({t for t, _, _ in needs})
+    since = min(s for _, s, _ in needs)
+    completed = max(max(c for _, _, c in needs), 0)
+    found: dict[str, dict[str, tuple[datetime, str, RunFact, bool]]] = {}
+    t = conn.time
+    for chunk in _chunks(targets):
+        marks = ", ".join("?" * len(chunk))
+        recent = conn.query(
+            f"SELECT {_RUN_COLUMNS} FROM runs WHERE pipeline IN ({marks}) "
+            "AND sort_at > ? AND sort_at <= ?",
+            (*chunk, t(since), t(now)),
+        )
+        done = conn.query(
+            f"SELECT {_RUN_COLUMNS} FROM (SELECT {_RUN_COLUMNS}, ROW_NUMBER() OVER "
+            "(PARTITION BY pipeline ORDER BY sort_at DESC, id DESC) AS n FROM runs "
+            f"WHERE pipeline IN ({marks}) AND state = 'completed' AND sort_at <= ? "
+            "AND ended <= ?) ranked WHERE n <= ?",
+            (*chunk, t(now), t(now), completed),
+        )
+        done_ids = {str(r["id"]) for r in done}
+        for row in [*recent, *done]:
+            rid = str(row["id"])
+            sort_at = _aware(row["sort_at"])
+            assert sort_at is not None
+            found.setdefault(row["pipeline"], {})[rid] = (
+                sort_at, rid, _run_fact(row), rid in done_ids
+            )  # fmt: skip
+    return {
+        pipeline: sorted(rows.values(), key=lambda r: (r[0], r[1]), reverse=True)
+        for pipeline, rows in found.items()
+    }
+
+
+def _runs_for(
+    rows: list[tuple[datetime, str, RunFact, bool]], since: datetime, now: datetime, completed: int
+) -> list[RunFact]:
+    """One SLA's runs out of its pipeline's bulk rows, as `read_runs` returns them."""
+    recent = [r for r in rows if since < r[0] <= now][:MAX_RUNS]
+    done = [r for r in rows if r[3]][: max(0, completed)]
+    chosen = {r[1]: r for r in [*recent, *done]}
+    ordered = sorted(chosen.values(), key=lambda r: (r[0], r[1]), reverse=True)
+    return [r[2] for r in ordered][:MAX_RUNS]
+
+
+def _bulk_updates(
+    conn: Conn, targets: Sequence[str], since: datetime, now: datetime
+) -> tuple[dict[str, list[datetime]], dict[str, datetime]]:
+    """Per asset: its asset.updated times in (since, now] (the newest MAX_EVENTS), and its
+    latest update from the assets table (which outlives the lookback)."""
+    updated: dict[str, list[datetime]] = {}
+    latest: dict[str, datetime] = {}
+    t = conn.time
+    for chunk in _chunks(sorted(set(targets))):
+        marks = ", ".join("?" * len(chunk))
+        rows = conn.query(
+            f"SELECT resource_id, occurred FROM events WHERE event = ? AND resource_id IN "
+            f"({marks}) AND occurred > ? AND occurred <= ?",
+            (ASSET_UPDATED, *chunk, t(since), t(now)),
+        )
+        for row in rows:
+            occurred = _aware(row["occurred"])
+            if occurred is not None:
+                updated.setdefault(row["resource_id"], []).append(occurred)
+        for row in conn.query(
+            f"SELECT id, updated FROM assets WHERE id IN ({marks}) AND updated <= ?",
+            (*chunk, t(now)),
+        ):
+            at = _aware(row["updated"])
+            if at is not None:
+                latest[row["id"]] = at
+    return {k: sorted(v)[-MAX_EVENTS:] for k, v in updated.items()}, latest
+
+
+def _bulk_checks(conn: Conn, targets: Sequence[str], now: datetime) -> dict[str, list[CheckFact]]:
+    """Per asset: the latest result of each check, by check name."""
+    out: dict[str, list[CheckFact]] = {}
+    for chunk in _chunks(sorted(set(targets))):
+        marks = ", ".join("?" * len(chunk))
+        rows = conn.query(
+            "SELECT asset, check_name, passed, at, message FROM checks "
+            f"WHERE asset IN ({marks}) AND at <= ? ORDER BY asset, check_name",
+            (*chunk, conn.time(now)),
+        )
+        for row in rows:
+            at = _aware(row["at"])
+            if at is not None:
+                fact = CheckFact(
+                    row["asset"], row["check_name"], bool(row["passed"]), at, row["message"]
+                )
+                out.setdefault(row["asset"], []).append(fact)
+    return out
 
 
 def downstream(conn: Conn, resources: list[str], depth: int = 5, limit: int = 200) -> list[str]:

@@ -123,6 +123,42 @@ def save_sla_state(conn: Conn, name: str, evaluation: Evaluation, now: datetime)
     )
 
 
+def sla_version(conn: Conn) -> tuple[int, Any]:
+    """A token that changes whenever an SLA is added, changed or deleted."""
+    row = conn.one("SELECT count(*) AS n, max(updated) AS latest FROM slas")
+    assert row is not None
+    return int(row["n"]), row["latest"]
+
+
+def list_sla_rows(conn: Conn) -> list[Row]:
+    """Every SLA's stored row (definition not parsed: callers cache the parsed ones), with its
+    `updated` time and latest evaluation, by name."""
+    return conn.query(
+        f"SELECT s.name, s.definition, s.origin, s.created, s.updated, st.sla AS state_sla, "
+        f"{STATE_COLUMNS} FROM slas s LEFT JOIN sla_states st ON st.sla = s.name ORDER BY s.name"
+    )
+
+
+def save_sla_states(conn: Conn, states: Sequence[tuple[str, Evaluation]], now: datetime) -> None:
+    """Record the latest evaluation of several SLAs in one transaction."""
+    if not states:
+        return
+    t = conn.time
+    rows = [
+        (name, e.status, t(e.next_deadline), t(e.last_met), t(now), e.explanation)
+        for name, e in sorted(states, key=lambda item: item[0])
+    ]
+    with conn.transaction():
+        conn.executemany(
+            "INSERT INTO sla_states (sla, status, next_deadline, last_met, evaluated, "
+            "explanation) SELECT ?, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM slas WHERE name = ?) "
+            "ON CONFLICT (sla) DO UPDATE SET status = excluded.status, "
+            "next_deadline = excluded.next_deadline, last_met = excluded.last_met, "
+            "evaluated = excluded.evaluated, explanation = excluded.explanation",
+            [(*row, row[0]) for row in rows],
+        )
+
+
 def _state(row: Row) -> Row | None:
     if row["state_sla"] is None:
         return None

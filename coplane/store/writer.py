@@ -46,7 +46,7 @@ class EventWriter:
         self._partitions = partitions
         self._known = known
         self._max = max_group_events
-        self._listeners: list[Callable[[], None]] = []
+        self._listeners: list[Callable[[set[str]], None]] = []
         self._queue: queue.Queue[_Pending | None] = queue.Queue()
         self._threads = [
             threading.Thread(target=self._run, name=f"coplane-writer-{i}", daemon=True)
@@ -55,8 +55,9 @@ class EventWriter:
         for t in self._threads:
             t.start()
 
-    def add_listener(self, listener: Callable[[], None]) -> None:
-        """Call `listener` (in the writer thread; keep it quick) after each commit."""
+    def add_listener(self, listener: Callable[[set[str]], None]) -> None:
+        """Call `listener` (in the writer thread; keep it quick) after each commit, with the
+        ids of the resources the committed events name (their own and related ones)."""
         self._listeners.append(listener)
 
     def submit(self, events: list[Event]) -> Future[InsertResult]:
@@ -124,9 +125,13 @@ class EventWriter:
             return
         for p, result in zip(group, results, strict=True):
             p.future.set_result(result)
+        if not self._listeners:
+            return
+        touched = {e.resource.id for p in group for e in p.events}
+        touched |= {r.id for p in group for e in p.events for r in e.related}
         for listener in self._listeners:
             try:
-                listener()
+                listener(touched)
             except Exception:  # a listener must never break ingest
                 log.exception("commit listener failed")
 

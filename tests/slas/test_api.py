@@ -44,7 +44,7 @@ class FakeEngine:
             "email-oncall": WebhookChannel(type="webhook", url="https://mail.invalid/x"),
         }
 
-    def request_evaluation(self) -> None:
+    def request_evaluation(self, resources: object = None) -> None:
         self.requests += 1
 
 

@@ -189,7 +189,11 @@ def test_one_failing_sla_does_not_stop_the_others(
             raise RuntimeError("facts unreadable")
         return real(conn, sla, now, created)
 
+    def read_facts_many(*args: Any) -> Any:
+        raise RuntimeError("one of them is unreadable")
+
     monkeypatch.setattr("coplane.slas.engine.read_facts", read_facts)
+    monkeypatch.setattr("coplane.slas.engine.read_facts_many", read_facts_many)
     result = engine.evaluate_all(CREATED + timedelta(hours=3))
     assert (result.evaluated, result.opened) == (2, 1)
     with store.connect() as conn:
@@ -215,3 +219,31 @@ def test_a_breach_with_remediate_records_one_remediation_request(store: Store) -
         "incident": incident["id"],
         "reason": incident["reason"],
     }
+
+
+def test_after_ingest_only_the_slas_watching_the_changed_resources_are_evaluated(
+    store: Store,
+) -> None:
+    engine = _engine(store, _sla(), _sla(name="orders_fresh", target="wh.orders"))
+    now = CREATED + timedelta(hours=3)
+    assert engine.evaluate_all(now).evaluated == 2
+    _update(store, now)  # wh.sales is updated
+    engine.request_evaluation({TABLE, "airflow.etl"})  # as the writer reports it
+    result = engine.evaluate_changed(now + timedelta(minutes=1))
+    assert (result.evaluated, result.resolved) == (1, 1)  # sales only, and it resolves
+    # nothing changed and nothing is due: nothing to evaluate
+    assert engine.evaluate_changed(now + timedelta(minutes=2)).evaluated == 0
+    # the next deadline (09:00 Berlin the next day) makes both due again
+    assert engine.evaluate_changed(now + timedelta(days=1)).evaluated == 2
+
+
+def test_an_sla_changed_through_the_api_is_evaluated_without_any_event(store: Store) -> None:
+    engine = _engine(store, _sla())
+    now = CREATED + timedelta(hours=3)
+    engine.evaluate_all(now)
+    with store.connect() as conn:
+        upsert_slas(conn, [_sla(name="orders_fresh", target="wh.orders")], "api", now)
+    engine.request_evaluation(())
+    result = engine.evaluate_changed(now + timedelta(minutes=1))
+    assert result.evaluated == 1
+    assert {i["sla"] for i in _incidents(store, "open")} == {"sales_fresh"}

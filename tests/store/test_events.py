@@ -225,15 +225,21 @@ def test_one_failing_batch_does_not_fail_those_grouped_with_it(store: Store) -> 
 
 def test_a_failing_commit_listener_does_not_break_ingest(store: Store) -> None:
     heard = threading.Event()
+    touched: list[set[str]] = []
 
-    def broken() -> None:
+    def broken(resources: set[str]) -> None:
         raise RuntimeError("listener bug")
 
+    def listener(resources: set[str]) -> None:
+        touched.append(resources)
+        heard.set()
+
     store.writer.add_listener(broken)
-    store.writer.add_listener(heard.set)
+    store.writer.add_listener(listener)
     result = store.writer.submit(events(event_dict("run.started", PIPE, run="r1")))
     assert result.result(timeout=30).accepted == 1
     assert heard.wait(timeout=30)  # the next listener still ran
+    assert PIPE in touched[0]  # it hears which resources the events name
     # and the writer keeps writing
     assert (
         store.writer.submit(events(event_dict("run.started", PIPE, run="r2"))).result(30).accepted

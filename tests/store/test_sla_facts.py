@@ -13,7 +13,7 @@ from coplane.slas.model import SLA
 from coplane.slas.rules import AnySLA, evaluate
 from coplane.store import Conn, Store
 from coplane.store.events import insert_events
-from coplane.store.sla_facts import downstream, glob_like, read_facts
+from coplane.store.sla_facts import downstream, glob_like, read_facts, read_facts_many
 from tests.factories import at, event_dict, events
 
 DAY = 24 * 60  # minutes
@@ -267,3 +267,42 @@ def test_downstream_walks_lineage_with_depth_and_limit(conn: Conn, store: Store)
     assert downstream(conn, ["a", "b"]) == ["c", "p", "q"]
     assert downstream(conn, ["c"]) == []
     assert downstream(conn, []) == []
+
+
+def test_reading_many_slas_at_once_equals_reading_each(conn: Conn, store: Store) -> None:
+    import random
+
+    rng = random.Random(5)
+    dicts: list[dict[str, Any]] = []
+    for p in range(12):
+        pipeline, asset = f"airflow.p{p}", f"wh.t{p}"
+        for r in range(rng.randint(0, 30)):
+            start = rng.uniform(-12 * DAY, 80)
+            end = None if rng.random() < 0.1 else start + rng.uniform(1, 300)
+            how = rng.choice(["completed", "completed", "failed"])
+            dicts += run(pipeline, f"r{r}", start, end, how)
+            if end is not None and how == "completed":
+                dicts.append(updated(asset, end, pipeline))
+        for c in range(rng.randint(0, 3)):
+            name = rng.choice(["check.passed", "check.failed"])
+            dicts.append(event_dict(name, asset, minutes=rng.uniform(-DAY, 80),
+                                    payload={"check": f"c{c}"}))  # fmt: skip
+    put(conn, store, *dicts)
+    slas: list[tuple[AnySLA, datetime | None]] = []
+    for p in range(14):  # two targets with nothing stored
+        pipeline, asset = f"airflow.p{p}", f"wh.t{p}"
+        slas += [
+            (sla(kind="freshness", target=asset, max_age="2h"), CREATED),
+            (sla(kind="freshness", target=asset, deadline="0 9 * * *"), None),
+            (sla(kind="completion", target=pipeline, deadline="0 9 * * *"), CREATED),
+            (sla(kind="completion", target=pipeline, within="1h"), CREATED),
+            (sla(kind="duration", target=pipeline, factor=2, history=5), None),
+            (sla(kind="duration", target=pipeline, max_duration="2h"), None),
+            (sla(kind="quality", target=asset), None),
+            (sla(kind="quality", target=asset, checks=["c1"]), None),
+        ]
+    slas.append((sla(kind="freshness", target="wh.t*", max_age="1h"), CREATED))  # one by one
+    many = read_facts_many(conn, slas, NOW)
+    assert many == [read_facts(conn, s, NOW, created) for s, created in slas]
+    assert any(f.runs for f in many) and any(f.updates for f in many)
+    assert any(f.checks for f in many)

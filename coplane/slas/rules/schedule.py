@@ -15,6 +15,7 @@ cron reports a bounded number of missed windows.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -94,8 +95,53 @@ def _fold_slack(now: datetime, tz: ZoneInfo) -> timedelta:
     return max(before - current, timedelta(0))
 
 
+class _Memo:
+    """A deadline sequence computed once and replayed: SLAs sharing a schedule share it.
+
+    Stepping croniter is the costliest part of evaluating an SLA, and in one pass every SLA
+    with the same cron and zone asks for the same deadlines at the same `now`.
+    """
+
+    def __init__(self, source: Iterator[datetime]) -> None:
+        self._source = source
+        self._seen: list[datetime] = []
+        self._lock = threading.Lock()
+
+    def __iter__(self) -> Iterator[datetime]:
+        i = 0
+        while True:
+            with self._lock:
+                if i == len(self._seen):
+                    item = next(self._source, None)
+                    if item is None:
+                        return
+                    self._seen.append(item)
+                value = self._seen[i]
+            yield value
+            i += 1
+
+
+@lru_cache(maxsize=4096)
+def _memo_backwards(cron: str, tz: ZoneInfo, now: datetime) -> _Memo:
+    return _Memo(_compute_backwards(cron, tz, now))
+
+
+@lru_cache(maxsize=4096)
+def _memo_forwards(cron: str, tz: ZoneInfo, now: datetime) -> _Memo:
+    return _Memo(_compute_forwards(cron, tz, now))
+
+
 def _backwards(cron: str, tz: ZoneInfo, now: datetime) -> Iterator[datetime]:
     """Deadlines at or before `now`, newest first, as UTC instants without repeats."""
+    return iter(_memo_backwards(cron, tz, now))
+
+
+def _forwards(cron: str, tz: ZoneInfo, now: datetime) -> Iterator[datetime]:
+    """Deadlines strictly after `now`, oldest first, as UTC instants without repeats."""
+    return iter(_memo_forwards(cron, tz, now))
+
+
+def _compute_backwards(cron: str, tz: ZoneInfo, now: datetime) -> Iterator[datetime]:
     it = _croniter(cron, _wall(now, tz) + _fold_slack(now, tz) + timedelta(microseconds=1))
     last: datetime | None = None
     for _ in range(_MAX_STEPS):
@@ -111,8 +157,7 @@ def _backwards(cron: str, tz: ZoneInfo, now: datetime) -> Iterator[datetime]:
     return
 
 
-def _forwards(cron: str, tz: ZoneInfo, now: datetime) -> Iterator[datetime]:
-    """Deadlines strictly after `now`, oldest first, as UTC instants without repeats."""
+def _compute_forwards(cron: str, tz: ZoneInfo, now: datetime) -> Iterator[datetime]:
     it = _croniter(cron, _wall(now, tz))
     last: datetime | None = None
     for _ in range(_MAX_STEPS):
