@@ -114,6 +114,9 @@ class Scheduler:
             id=job_id,
             replace_existing=True,
             misfire_grace_time=None,  # a deadline passed while busy still runs, late
+            # the run before may still be going: this one must not be skipped (the function
+            # serialises itself)
+            max_instances=4,
         )
 
     def shutdown(self) -> None:

@@ -199,7 +199,8 @@ class SlaEngine:
                     elif k.last is not None and k.last.next_deadline is not None:
                         wakes.append(k.last.next_deadline)  # its result stands until then
                 facts = self._read_facts(conn, chosen, now)
-                open_keys = open_incident_keys(conn)
+                few = len(chosen) < len(known) // 4  # else one scan of open incidents
+                open_keys = open_incident_keys(conn, [k.sla.name for k in chosen] if few else None)
                 changed: list[tuple[str, Evaluation]] = []
                 for entry, entry_facts in zip(chosen, facts, strict=True):
                     sla = entry.sla

@@ -121,10 +121,23 @@ def _release_inhibited(conn: Conn, cause_id: uuid.UUID | str, now: datetime) -> 
         _queue_notifications(conn, child["id"], notify, "trigger", now)
 
 
-def open_incident_keys(conn: Conn) -> dict[str, set[str]]:
-    """The keys of every open incident, by SLA: what an evaluation is compared against."""
+def open_incident_keys(conn: Conn, slas: Sequence[str] | None = None) -> dict[str, set[str]]:
+    """The keys of the open incidents of `slas` (all when None), by SLA: what an evaluation
+    is compared against."""
     out: dict[str, set[str]] = {}
-    for row in conn.query("SELECT sla, key FROM incidents WHERE resolved IS NULL"):
+    if slas is None:
+        rows = conn.query("SELECT sla, key FROM incidents WHERE resolved IS NULL")
+    else:
+        names = sorted(set(slas))
+        rows = []
+        for i in range(0, len(names), 500):
+            chunk = names[i : i + 500]
+            rows += conn.query(
+                f"SELECT sla, key FROM incidents WHERE resolved IS NULL "
+                f"AND sla IN ({', '.join('?' * len(chunk))})",
+                chunk,
+            )
+    for row in rows:
         out.setdefault(row["sla"], set()).add(row["key"])
     return out
 
