@@ -11,6 +11,7 @@ from coplane.slas.facts import Breach, Evaluation
 from coplane.slas.model import SLA
 from coplane.store.dialects import Conn, Row
 from coplane.store.errors import Conflict, NotFound
+from coplane.store.sla_facts import upstream
 
 INCIDENT_COLUMNS = (
     "id, sla, key, severity, reason, resource, due, window_start, affected, opened, acked, "
@@ -48,19 +49,11 @@ def apply_evaluation(
         open_keys = {row["key"] for row in still_open}
         # Key order: concurrent evaluators wait on the same keys in the same order. Only new
         # breaches are inserted, so `affected` (a lineage walk) runs once per incident.
-        upstream: list[Row] | None = None  # other SLAs' open incidents, read when first needed
         for key in sorted(breaches.keys() - open_keys):
             b = breaches[key]
             incident_id = uuid.uuid4()
             downstream = list(affected(b))
-            if upstream is None:
-                upstream = conn.query(
-                    "SELECT id, resource, affected FROM incidents "
-                    "WHERE resolved IS NULL AND sla <> ? AND resource IS NOT NULL "
-                    "ORDER BY opened, id",
-                    (sla.name,),
-                )
-            cause = _root_cause(upstream, b.resource)
+            cause = _root_cause(conn, sla.name, b.resource)
             inserted = conn.execute(
                 f"INSERT INTO incidents ({INCIDENT_COLUMNS}) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?) "
@@ -92,14 +85,26 @@ def apply_evaluation(
     return opened, resolved
 
 
-def _root_cause(upstream: Sequence[Row], resource: str | None) -> Any:
+def _root_cause(conn: Conn, sla: str, resource: str | None) -> Any:
     """The oldest open incident of another SLA that lists `resource` as affected downstream:
-    the breach is a consequence of it, so it is attached to it instead of alerting again."""
+    the breach is a consequence of it, so it is attached to it instead of alerting again.
+
+    Looked up from the resource's upstream lineage (indexed), not by scanning every open
+    incident, so opening many incidents at once stays linear.
+    """
     if resource is None:
         return None
-    for row in upstream:
-        if resource in row["affected"] and row["resource"] != resource:
-            return row["id"]
+    causes = upstream(conn, [resource])
+    for i in range(0, len(causes), 500):
+        chunk = causes[i : i + 500]
+        rows = conn.query(
+            "SELECT id, affected FROM incidents WHERE resolved IS NULL AND sla <> ? "
+            f"AND resource IN ({', '.join('?' * len(chunk))}) ORDER BY opened, id",
+            (sla, *chunk),
+        )
+        for row in rows:
+            if resource in row["affected"]:
+                return row["id"]
     return None
 
 

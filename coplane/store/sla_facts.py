@@ -364,7 +364,7 @@ def _bulk_runs(
     conn: Conn, needs: Iterable[tuple[str, datetime, int]], now: datetime
 ) -> dict[str, list[tuple[datetime, str, RunFact, bool]]]:
     """Per pipeline: its runs in (earliest since, now] and its newest completed ones, as
-    (sort_at, id, fact, completed-by-now) newest first."""
+    (sort_at, id, fact, completed by now) newest first."""
     needs = list(needs)
     if not needs:
         return {}
@@ -375,25 +375,24 @@ def _bulk_runs(
     t = conn.time
     for chunk in _chunks(targets):
         marks = ", ".join("?" * len(chunk))
-        recent = conn.query(
-            f"SELECT {_RUN_COLUMNS} FROM runs WHERE pipeline IN ({marks}) "
-            "AND sort_at > ? AND sort_at <= ?",
-            (*chunk, t(since), t(now)),
+        # One scan per chunk: each pipeline's runs in the window, and its newest completed
+        # ones (numbered among the completed runs only).
+        rows = conn.query(
+            f"SELECT {_RUN_COLUMNS}, done FROM (SELECT {_RUN_COLUMNS}, "
+            "CASE WHEN state = 'completed' AND ended <= ? THEN 1 ELSE 0 END AS done, "
+            "ROW_NUMBER() OVER (PARTITION BY pipeline, "
+            "CASE WHEN state = 'completed' AND ended <= ? THEN 1 ELSE 0 END "
+            "ORDER BY sort_at DESC, id DESC) AS n "
+            f"FROM runs WHERE pipeline IN ({marks}) AND sort_at <= ?) ranked "
+            "WHERE sort_at > ? OR (done = 1 AND n <= ?)",
+            (t(now), t(now), *chunk, t(now), t(since), completed),
         )
-        done = conn.query(
-            f"SELECT {_RUN_COLUMNS} FROM (SELECT {_RUN_COLUMNS}, ROW_NUMBER() OVER "
-            "(PARTITION BY pipeline ORDER BY sort_at DESC, id DESC) AS n FROM runs "
-            f"WHERE pipeline IN ({marks}) AND state = 'completed' AND sort_at <= ? "
-            "AND ended <= ?) ranked WHERE n <= ?",
-            (*chunk, t(now), t(now), completed),
-        )
-        done_ids = {str(r["id"]) for r in done}
-        for row in [*recent, *done]:
+        for row in rows:
             rid = str(row["id"])
             sort_at = _aware(row["sort_at"])
             assert sort_at is not None
             found.setdefault(row["pipeline"], {})[rid] = (
-                sort_at, rid, _run_fact(row), rid in done_ids
+                sort_at, rid, _run_fact(row), bool(row["done"])
             )  # fmt: skip
     return {
         pipeline: sorted(rows.values(), key=lambda r: (r[0], r[1]), reverse=True)
@@ -463,6 +462,17 @@ def _bulk_checks(conn: Conn, targets: Sequence[str], now: datetime) -> dict[str,
 
 def downstream(conn: Conn, resources: list[str], depth: int = 5, limit: int = 200) -> list[str]:
     """Resource ids downstream of `resources` through lineage edges (breadth-first), sorted."""
+    return _walk(conn, resources, depth, limit, "source", "target")
+
+
+def upstream(conn: Conn, resources: list[str], depth: int = 5, limit: int = 200) -> list[str]:
+    """Resource ids upstream of `resources` through lineage edges (breadth-first), sorted."""
+    return _walk(conn, resources, depth, limit, "target", "source")
+
+
+def _walk(
+    conn: Conn, resources: list[str], depth: int, limit: int, start: str, end: str
+) -> list[str]:
     seen = set(resources)
     found: list[str] = []
     frontier = sorted(seen)
@@ -470,11 +480,11 @@ def downstream(conn: Conn, resources: list[str], depth: int = 5, limit: int = 20
         if not frontier or len(found) >= limit:
             break
         rows = conn.query(
-            f"SELECT DISTINCT target FROM lineage_edges WHERE source IN "
-            f"({', '.join('?' * len(frontier))}) ORDER BY target",
+            f"SELECT DISTINCT {end} AS node FROM lineage_edges WHERE {start} IN "
+            f"({', '.join('?' * len(frontier))}) ORDER BY node",
             frontier,
         )
-        frontier = [r["target"] for r in rows if r["target"] not in seen]
+        frontier = [r["node"] for r in rows if r["node"] not in seen]
         seen.update(frontier)
         found.extend(frontier)
     return sorted(found[:limit])

@@ -16,6 +16,7 @@ from coplane.slas.facts import Breach, Evaluation
 from coplane.slas.model import FreshnessSLA
 from coplane.store import Store
 from coplane.store.channels import list_channel_states
+from coplane.store.events import insert_events
 from coplane.store.incidents import (
     ack_incident,
     apply_evaluation,
@@ -23,6 +24,7 @@ from coplane.store.incidents import (
     resolve_incident,
 )
 from coplane.store.slas import upsert_slas
+from tests.factories import events
 
 LATER = timedelta(minutes=5)
 
@@ -86,6 +88,15 @@ class Harness:
             apply_evaluation(
                 conn, sla, Evaluation("breached", [b]), lambda _: list(affected), datetime.now(UTC)
             )
+
+    def lineage(self, source: str, pipeline: str, target: str) -> None:
+        """A run of `pipeline` reading `source` and writing `target`: lineage between them."""
+        event = {"occurred": datetime.now(UTC).isoformat(), "event": "run.completed",
+                 "resource": {"id": pipeline, "kind": "pipeline"},
+                 "related": [{"role": "run", "id": "r1"}, {"role": "input", "id": source},
+                             {"role": "output", "id": target}]}  # fmt: skip
+        with self.store.connect() as conn:
+            insert_events(conn, events(event), datetime.now(UTC), self.store.partitions)
 
     def fix(self, sla: FreshnessSLA) -> None:
         with self.store.connect() as conn:
@@ -225,6 +236,7 @@ def test_an_incident_caused_upstream_is_attached_not_announced_until_the_cause_r
     harness_of: Callable[..., Harness],
 ) -> None:
     h = harness_of(ops=channel())
+    h.lineage("raw.orders", "airflow.load_sales", "wh.sales")
     upstream = h.sla("ingest", target="raw.orders")
     downstream = h.sla("sales", target="wh.sales")
     h.breach(upstream, resource="raw.orders", affected=("wh.sales", "dash.revenue"))

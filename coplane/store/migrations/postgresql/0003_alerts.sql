@@ -11,6 +11,8 @@ ALTER TABLE notifications ADD CONSTRAINT notifications_action_check
 
 ALTER TABLE incidents ADD COLUMN inhibited_by uuid;
 CREATE INDEX incidents_inhibited_by ON incidents (inhibited_by) WHERE inhibited_by IS NOT NULL;
+-- open incidents by resource: finding the upstream incident a new one is caused by
+CREATE INDEX incidents_open_resource ON incidents (resource) WHERE resolved IS NULL;
 
 CREATE TABLE channel_states (
     channel     text PRIMARY KEY,

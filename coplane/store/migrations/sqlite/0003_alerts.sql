@@ -26,6 +26,8 @@ CREATE INDEX notifications_incident ON notifications (incident_id);
 
 ALTER TABLE incidents ADD COLUMN inhibited_by UUID;
 CREATE INDEX incidents_inhibited_by ON incidents (inhibited_by) WHERE inhibited_by IS NOT NULL;
+-- open incidents by resource: finding the upstream incident a new one is caused by
+CREATE INDEX incidents_open_resource ON incidents (resource) WHERE resolved IS NULL;
 
 CREATE TABLE channel_states (
     channel     TEXT PRIMARY KEY,
