@@ -36,6 +36,7 @@ from coplane.store.sla_facts import downstream, glob_like, read_facts, read_fact
 from coplane.store.slas import (
     list_sla_rows,
     parse_sla,
+    read_sla_definitions,
     replace_file_slas,
     save_sla_states,
     sla_version,
@@ -44,7 +45,7 @@ from coplane.store.slas import (
 log = logging.getLogger(__name__)
 
 DEBOUNCE = timedelta(seconds=1)  # ingest wakes the engine at most this often
-FULL_RELOAD = timedelta(minutes=1)  # re-read every SLA at least this often, whatever changed
+FULL_RELOAD = timedelta(minutes=5)  # re-list the SLAs at least this often, whatever changed
 _DEADLINE_JOB = "sla-evaluate-at-deadline"  # the earliest next_deadline of any SLA
 _SOON_JOB = "sla-evaluate-soon"  # after ingest or an API change
 REMEDIATION_REQUESTED = "remediation.requested"
@@ -239,18 +240,25 @@ class SlaEngine:
         if version == self._version and not stale:
             return self._known
         previous = {k.sla.name: k for k in self._known}
+        rows = list_sla_rows(conn)
+        changed = [
+            row["name"]
+            for row in rows
+            if row["name"] not in previous or previous[row["name"]].updated != row["updated"]
+        ]
+        definitions = read_sla_definitions(conn, changed)
         known: list[_Known] = []
-        for row in list_sla_rows(conn):
-            old = previous.get(row["name"])
+        for row in rows:
             state = _stored_state(row)
-            if old is not None and old.updated == row["updated"]:
+            old = previous.get(row["name"])
+            if row["name"] not in definitions and old is not None:
                 if old.state != state:  # written by another replica: evaluate afresh
                     old.state, old.last = state, None
                 known.append(old)
                 continue
             try:
-                sla = parse_sla(row["definition"])
-            except ValueError:  # a definition this version cannot read: skip, say so
+                sla = parse_sla(definitions[row["name"]])
+            except (KeyError, ValueError):  # deleted meanwhile, or unreadable by this version
                 log.exception("cannot read the stored SLA %s", row["name"])
                 continue
             known.append(_Known(sla, row["created"], row["updated"], state, _watches(sla)))

@@ -131,12 +131,25 @@ def sla_version(conn: Conn) -> tuple[int, Any]:
 
 
 def list_sla_rows(conn: Conn) -> list[Row]:
-    """Every SLA's stored row (definition not parsed: callers cache the parsed ones), with its
-    `updated` time and latest evaluation, by name."""
+    """Every SLA's name, origin, `created` and `updated` times and latest evaluation, by name,
+    without its definition (callers cache the parsed ones: see `read_sla_definitions`)."""
     return conn.query(
-        f"SELECT s.name, s.definition, s.origin, s.created, s.updated, st.sla AS state_sla, "
+        f"SELECT s.name, s.origin, s.created, s.updated, st.sla AS state_sla, "
         f"{STATE_COLUMNS} FROM slas s LEFT JOIN sla_states st ON st.sla = s.name ORDER BY s.name"
     )
+
+
+def read_sla_definitions(conn: Conn, names: Sequence[str]) -> dict[str, Any]:
+    """The stored definitions (JSON, not parsed) of these SLAs, by name."""
+    out: dict[str, Any] = {}
+    for i in range(0, len(names), 500):
+        chunk = list(names[i : i + 500])
+        rows = conn.query(
+            f"SELECT name, definition FROM slas WHERE name IN ({', '.join('?' * len(chunk))})",
+            chunk,
+        )
+        out.update({row["name"]: row["definition"] for row in rows})
+    return out
 
 
 def save_sla_states(conn: Conn, states: Sequence[tuple[str, Evaluation]], now: datetime) -> None:
