@@ -1,4 +1,4 @@
-"""The `coplane` command: server, db, emit, jobs, slas, incidents, alerts."""
+"""The `coplane` command: server, db, emit, jobs, slas, incidents, alerts, cron."""
 
 from __future__ import annotations
 
@@ -30,6 +30,8 @@ incidents_app = typer.Typer(help="Incidents opened by SLA breaches.", no_args_is
 app.add_typer(incidents_app, name="incidents")
 alerts_app = typer.Typer(help="Alert channels.", no_args_is_help=True)
 app.add_typer(alerts_app, name="alerts")
+cron_app = typer.Typer(help="Cron jobs.", no_args_is_help=True)
+app.add_typer(cron_app, name="cron")
 ServerOption = Annotated[
     str, typer.Option("--server", envvar="COPLANE_URL", help="coplane server URL")
 ]
@@ -339,6 +341,58 @@ def emit(
         err.print(f"[red]error:[/red] {response.status_code} {response.text}")
         raise typer.Exit(1)
     out.print(encode_json(response.json()).decode())
+
+
+@cron_app.command(
+    "wrap",
+    # everything from the command on is the command's: `wrap --slug s ls -l` runs `ls -l`
+    context_settings={"allow_interspersed_args": False, "ignore_unknown_options": True},
+)
+def cron_wrap(
+    command: Annotated[
+        list[str], typer.Argument(help="the command to run, after --", metavar="CMD")
+    ],
+    slug: Annotated[str, typer.Option(help="the monitor: pings go to /ping/SLUG")],
+    server: ServerOption = DEFAULT_SERVER,
+    rid: Annotated[
+        str, typer.Option(help="run id pairing the pings: auto (a new UUID) or a UUID")
+    ] = "auto",
+    create: Annotated[
+        bool, typer.Option("--create", help="accept a monitor the server does not know yet")
+    ] = False,
+    timeout: Annotated[
+        float | None, typer.Option(help="kill the command after SECONDS and exit 124")
+    ] = None,
+) -> None:
+    """Run a command, pinging its start and its exit code with its output's tail."""
+    import logging
+
+    from rich.markup import escape
+
+    from coplane.client import CoplaneClient
+    from coplane.integrations.cron.wrap import wrap
+
+    if rid != "auto":
+        try:
+            rid = str(uuid.UUID(rid))
+        except ValueError:
+            err.print(f"[red]error:[/red] --rid {escape(repr(rid))}: use auto or a UUID")
+            raise typer.Exit(2) from None
+    if timeout is not None and timeout <= 0:
+        err.print(f"[red]error:[/red] --timeout {timeout:g}: must be more than 0 seconds")
+        raise typer.Exit(2)
+    try:
+        client = CoplaneClient(server)
+    except ValueError as exc:
+        err.print(f"[red]error:[/red] --server: {escape(str(exc))}", highlight=False)
+        raise typer.Exit(2) from None
+    # the wrapper prints its own single warning line when a ping fails
+    client_log = logging.getLogger("coplane.client")
+    client_log.addHandler(logging.NullHandler())
+    client_log.propagate = False
+    with client:
+        code = wrap(client, slug, command, timeout, create, rid=None if rid == "auto" else rid)
+    raise typer.Exit(code)
 
 
 def main() -> None:
