@@ -1,4 +1,4 @@
-"""The `coplane` command: server, db, emit, jobs, slas, incidents, alerts, cron."""
+"""The `coplane` command: server, db, emit, jobs, slas, incidents, alerts, cron, dbt."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from coplane.events.model import EventDecodeError, decode_events, encode_json
 from coplane.settings import Settings
 
 if TYPE_CHECKING:
+    from coplane.client import CoplaneClient
     from coplane.slas.config import CoplaneConfig
 
 app = typer.Typer(help="coplane: observability and SLAs for pipelines.", no_args_is_help=True)
@@ -32,6 +33,8 @@ alerts_app = typer.Typer(help="Alert channels.", no_args_is_help=True)
 app.add_typer(alerts_app, name="alerts")
 cron_app = typer.Typer(help="Cron jobs.", no_args_is_help=True)
 app.add_typer(cron_app, name="cron")
+dbt_app = typer.Typer(help="dbt projects.", no_args_is_help=True)
+app.add_typer(dbt_app, name="dbt")
 ServerOption = Annotated[
     str, typer.Option("--server", envvar="COPLANE_URL", help="coplane server URL")
 ]
@@ -392,6 +395,99 @@ def cron_wrap(
     client_log.propagate = False
     with client:
         code = wrap(client, slug, command, timeout, create, rid=None if rid == "auto" else rid)
+    raise typer.Exit(code)
+
+
+def _dbt_client(server: str) -> CoplaneClient:
+    """A client for the dbt commands; exit 2 for a server URL that is not one."""
+    from rich.markup import escape
+
+    from coplane.client import CoplaneClient
+
+    try:
+        return CoplaneClient(server)
+    except ValueError as exc:
+        err.print(f"[red]error:[/red] --server: {escape(str(exc))}", highlight=False)
+        raise typer.Exit(2) from None
+
+
+@dbt_app.command("ingest")
+def dbt_ingest(
+    target: Annotated[
+        Path, typer.Argument(help="dbt's target directory, e.g. target/", show_default=False)
+    ],
+    server: ServerOption = DEFAULT_SERVER,
+) -> None:
+    """Send a dbt invocation's runs, tests and source freshness from its target directory."""
+    from rich.markup import escape
+
+    from coplane.client import ClientError
+    from coplane.integrations.dbt.artifacts import ArtifactError
+    from coplane.integrations.dbt.ingest import ingest
+
+    with _dbt_client(server) as client:
+        try:
+            summary = ingest(target, client)
+        except ArtifactError as exc:
+            err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
+            raise typer.Exit(2) from None
+        except ClientError as exc:
+            err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
+            raise typer.Exit(1) from None
+    for line in summary.lines():
+        out.print(escape(line), highlight=False)
+    if not summary.sent.delivered:
+        err.print(
+            "[yellow]warning:[/yellow] not every event reached the server; spooled events are "
+            "sent by the next coplane client call",
+            highlight=False,
+        )
+        raise typer.Exit(1)
+
+
+@dbt_app.command(
+    "run",
+    # everything after `run` is dbt's: `coplane dbt run build --select x` runs `dbt build ...`
+    context_settings={"allow_interspersed_args": False, "ignore_unknown_options": True},
+)
+def dbt_run(
+    args: Annotated[list[str], typer.Argument(help="dbt's arguments, after --", metavar="ARGS")],
+    server: ServerOption = DEFAULT_SERVER,
+) -> None:
+    """Run dbt with ARGS, then send what it wrote to its target directory; exit with dbt's code."""
+    import os
+
+    from rich.markup import escape
+
+    from coplane.client import ClientError
+    from coplane.integrations.dbt import ingest as dbt
+    from coplane.integrations.dbt.artifacts import ArtifactError
+
+    executable = dbt.dbt_executable()
+    if executable is None:
+        err.print("[red]error:[/red] dbt not found beside this Python or on PATH", highlight=False)
+        raise typer.Exit(dbt.EXIT_NOT_FOUND)
+    target = dbt.target_dir(args, Path.cwd(), os.environ)
+    with _dbt_client(server) as client:  # a bad --server is refused before dbt runs
+        before = dbt.stamps(target)
+        code = dbt.run_dbt(executable, args)
+        written = dbt.rewritten(before, dbt.stamps(target))
+        if not written:
+            err.print(
+                f"coplane: dbt wrote no run results to {escape(str(target))}: nothing reported",
+                highlight=False,
+            )
+            raise typer.Exit(code)
+        try:
+            summary = dbt.ingest(target, client, written)
+        except (ArtifactError, ClientError) as exc:
+            err.print(f"coplane: [red]not reported:[/red] {escape(str(exc))}", highlight=False)
+        except Exception as exc:  # whatever went wrong, the exit code stays dbt's
+            problem = f"{type(exc).__name__}: {exc}"
+            err.print(f"coplane: [red]not reported:[/red] {escape(problem)}", highlight=False)
+        else:
+            for line in summary.lines():
+                err.print(f"coplane: {escape(line)}", highlight=False)
     raise typer.Exit(code)
 
 
