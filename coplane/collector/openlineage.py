@@ -40,6 +40,7 @@ from coplane.events.names import (
     RUN_STARTED,
     RUN_UPDATED,
 )
+from coplane.integrations.airflow import naming
 
 # Fixed forever: changing it would give every already-stored OpenLineage event a new id, and
 # a producer's retry of an old event would then be stored twice.
@@ -172,6 +173,10 @@ def _translate_run(ev: _RunEvent) -> list[Event]:
     ]
 
     parent = _parent(run_facets, ev.job)
+    airflow = _airflow(run_facets)
+    named = _airflow_names(ev.job.namespace, airflow)
+    if named is not None:  # named as the Airflow plugin and poller name it: one run, merged
+        job_id, run_id, parent = named
     kind = KIND_TASK if parent is not None else KIND_PIPELINE
     related = [RelatedResource(role=ROLE_RUN, id=run_id)]
     if parent is not None:
@@ -190,7 +195,6 @@ def _translate_run(ev: _RunEvent) -> list[Event]:
         value = _str(_dig(run_facets, "nominalTime", field))
         if value is not None:
             payload[out] = value
-    airflow = _airflow(run_facets)
     if airflow:
         payload["airflow"] = airflow
 
@@ -429,13 +433,42 @@ def _airflow(run_facets: object) -> dict[str, object]:
         }
         if facet == "airflow":
             candidates["task_id"] = _str(_dig(run_facets, facet, "task", "task_id"))
-            try_number = _dig(run_facets, facet, "taskInstance", "try_number")
-            if isinstance(try_number, int) and not isinstance(try_number, bool):
-                candidates["try_number"] = try_number
+            for field in ("try_number", "map_index"):
+                number = _dig(run_facets, facet, "taskInstance", field)
+                if isinstance(number, int) and not isinstance(number, bool):
+                    candidates[field] = number
         for key, value in candidates.items():
             if value is not None and key not in found:
                 found[key] = value
     return found
+
+
+def _airflow_names(
+    namespace: str, airflow: dict[str, object]
+) -> tuple[str, str, list[RelatedResource] | None] | None:
+    """(resource id, run key, parent related) of an Airflow DAG run or task try, named as
+    coplane's Airflow plugin and poller name them (the OpenLineage namespace is the
+    instance); None when the event does not carry dag_id and run_id."""
+    dag_id, dag_run = airflow.get("dag_id"), airflow.get("run_id")
+    if not isinstance(dag_id, str) or not isinstance(dag_run, str):
+        return None
+    task_id = airflow.get("task_id")
+    if not isinstance(task_id, str):
+        return naming.dag_resource(namespace, dag_id), naming.dag_run_key(dag_run), None
+    try_number = airflow.get("try_number")
+    map_index = airflow.get("map_index")
+    key = naming.task_run_key(
+        dag_run,
+        task_id,
+        try_number if isinstance(try_number, int) else 1,
+        map_index if isinstance(map_index, int) else -1,
+    )
+    dag = naming.dag_resource(namespace, dag_id)
+    parent = [
+        RelatedResource(role=ROLE_PARENT, id=dag, kind=KIND_PIPELINE, name=dag_id),
+        RelatedResource(role=ROLE_PARENT_RUN, id=naming.dag_run_key(dag_run)),
+    ]
+    return naming.task_resource(namespace, dag_id, task_id), key, parent
 
 
 def _output_stats(ds: _Dataset, producer: str) -> dict[str, object]:

@@ -25,6 +25,7 @@ SAMPLES = Path(__file__).resolve().parents[1] / "fixtures" / "airflow-3.3-openli
 RUN_ID = "3f1b6c2a-9d4e-4f8a-b1c7-5e2d8a9f0b13"
 PRODUCER = "https://github.com/OpenLineage/OpenLineage/tree/1.20.0/client/python"
 DAG_RUN_ID = "01a209e1-abfd-71b2-ad6f-056e55404340"
+AIRFLOW_RUN_ID = "manual__2026-11-23T19:28:35.686677+00:00"  # the DAG run's run_id
 
 
 def run_event(
@@ -82,24 +83,25 @@ def test_airflow_task_events_are_tasks_under_their_dag() -> None:
     translated = [translate_openlineage(s) for s in samples]
     task_events = [events[0] for events in translated[:4]]
 
+    # named as coplane's Airflow plugin names them, so that their reports merge
     assert [(e.event, e.resource.id) for e in task_events] == [
-        ("run.started", "feas/feas_ok_dag.a"),
-        ("run.completed", "feas/feas_ok_dag.a"),
-        ("run.started", "feas/feas_ok_dag.b"),
-        ("run.completed", "feas/feas_ok_dag.b"),
+        ("run.started", "airflow.feas.feas_ok_dag.a"),
+        ("run.completed", "airflow.feas.feas_ok_dag.a"),
+        ("run.started", "airflow.feas.feas_ok_dag.b"),
+        ("run.completed", "airflow.feas.feas_ok_dag.b"),
     ]
     for e in task_events:
         assert e.resource.kind == "task"
         parent = e.first_related(ROLE_PARENT)
         assert parent is not None
         assert (parent.id, parent.kind, parent.name) == (
-            "feas/feas_ok_dag",
+            "airflow.feas.feas_ok_dag",
             "pipeline",
             "feas_ok_dag",
         )
         parent_run = e.first_related(ROLE_PARENT_RUN)
         assert parent_run is not None
-        assert parent_run.id == DAG_RUN_ID
+        assert parent_run.id == AIRFLOW_RUN_ID  # the DAG run's run_id, as the plugin keys it
         source = e.first_related(ROLE_SOURCE)
         assert source is not None
         assert source.id == "airflow"
@@ -107,7 +109,7 @@ def test_airflow_task_events_are_tasks_under_their_dag() -> None:
     first = task_events[0]
     run = first.first_related(ROLE_RUN)
     assert run is not None
-    assert run.id == "01a209e1-abfd-7f1a-879a-67fe2b5dcbb4"
+    assert run.id == f"{AIRFLOW_RUN_ID}/a/1"  # run_id/task_id/try_number
     assert first.resource.name == "feas_ok_dag.a"
     assert first.resource.labels == {
         "namespace": "feas",
@@ -134,12 +136,12 @@ def test_airflow_dag_completion_is_a_pipeline_run() -> None:
     assert len(events) == 1
     dag = events[0]
     assert dag.event == "run.completed"
-    assert dag.resource.id == "feas/feas_ok_dag"
+    assert dag.resource.id == "airflow.feas.feas_ok_dag"
     assert dag.resource.kind == "pipeline"
     assert dag.resource.labels["job_type"] == "DAG"
     assert dag.related_with(ROLE_PARENT) == []
     assert dag.related_with(ROLE_PARENT_RUN) == []
-    assert [r.id for r in dag.related_with(ROLE_RUN)] == [DAG_RUN_ID]
+    assert [r.id for r in dag.related_with(ROLE_RUN)] == [AIRFLOW_RUN_ID]
     assert [r.id for r in dag.related_with(ROLE_SOURCE)] == ["airflow"]
     assert dag.payload["airflow"] == {
         "dag_id": "feas_ok_dag",
@@ -545,3 +547,21 @@ def test_unknown_fields_and_facets_are_accepted() -> None:
     events = translate_openlineage(sent)
 
     assert [e.event for e in events] == ["run.started"]
+
+
+def test_a_mapped_airflow_task_try_is_keyed_by_map_index_and_try() -> None:
+    facets = {
+        "airflow": {
+            "dag": {"dag_id": "loads"},
+            "dagRun": {"dag_id": "loads", "run_id": "scheduled__2026-11-24"},
+            "task": {"task_id": "copy"},
+            "taskInstance": {"try_number": 3, "map_index": 2},
+        }
+    }
+    [event] = translate_openlineage(
+        run_event("FAIL", namespace="prod", name="loads.copy", run_facets=facets)
+    )
+    assert event.resource.id == "airflow.prod.loads.copy"
+    assert [r.id for r in event.related_with(ROLE_RUN)] == ["scheduled__2026-11-24/copy/2/3"]
+    assert [r.id for r in event.related_with(ROLE_PARENT)] == ["airflow.prod.loads"]
+    assert [r.id for r in event.related_with(ROLE_PARENT_RUN)] == ["scheduled__2026-11-24"]
