@@ -38,18 +38,12 @@ from coplane.integrations.dbt.artifacts import (
 )
 from coplane.integrations.dbt.ingest import rewritten, stamps, target_dir
 from tests.conftest import LiveServer
+from tests.venvs import program_venv
 
 pytestmark = pytest.mark.slow
 
 runner = CliRunner()
-# dbt pins its own dependencies (an old pathspec, protobuf, ...), so it lives in a virtualenv
-# of its own, made here on first use and reused while its requirements stay the same, as a
-# user's dbt lives apart from coplane. COPLANE_TEST_DBT_VENV moves it.
 DBT_REQUIREMENTS = ("dbt-core>=1.8,<1.12", "dbt-duckdb>=1.8,<1.12")
-DBT_VENV = Path(
-    os.environ.get("COPLANE_TEST_DBT_VENV")
-    or Path(__file__).resolve().parents[2] / ".test-venvs" / "dbt"
-)
 PIPELINE = "dbt.shop"
 
 PROJECT_FILES = {
@@ -130,17 +124,8 @@ class Project:
 
 
 def dbt_installed() -> Path:
-    """The `dbt` executable of the test virtualenv, which is made (or remade) when needed."""
-    marker = DBT_VENV / "requirements.txt"
-    dbt_bin = DBT_VENV / "bin" / "dbt"
-    wanted = "\n".join(DBT_REQUIREMENTS) + "\n"
-    if dbt_bin.is_file() and marker.is_file() and marker.read_text() == wanted:
-        return dbt_bin
-    subprocess.run([sys.executable, "-m", "venv", "--clear", str(DBT_VENV)], check=True)
-    pip = [str(DBT_VENV / "bin" / "python"), "-m", "pip", "install", "--quiet"]
-    subprocess.run([*pip, *DBT_REQUIREMENTS], check=True, timeout=900)
-    marker.write_text(wanted)
-    return dbt_bin
+    """The `dbt` executable of its own test virtualenv (see tests/venvs.py)."""
+    return program_venv("dbt", DBT_REQUIREMENTS) / "bin" / "dbt"
 
 
 DBT = dbt_installed  # resolved when the first test needs it
