@@ -1,4 +1,4 @@
-"""The `coplane` command: server, db, emit, jobs, slas, incidents, alerts, cron, dbt."""
+"""The `coplane` command: server, db, emit, jobs, slas, incidents, alerts, cron, dbt, airflow."""
 
 from __future__ import annotations
 
@@ -35,6 +35,8 @@ cron_app = typer.Typer(help="Cron jobs.", no_args_is_help=True)
 app.add_typer(cron_app, name="cron")
 dbt_app = typer.Typer(help="dbt projects.", no_args_is_help=True)
 app.add_typer(dbt_app, name="dbt")
+airflow_app = typer.Typer(help="Airflow deployments.", no_args_is_help=True)
+app.add_typer(airflow_app, name="airflow")
 ServerOption = Annotated[
     str, typer.Option("--server", envvar="COPLANE_URL", help="coplane server URL")
 ]
@@ -489,6 +491,52 @@ def dbt_run(
             for line in summary.lines():
                 err.print(f"coplane: {escape(line)}", highlight=False)
     raise typer.Exit(code)
+
+
+@airflow_app.command("poll")
+def airflow_poll(
+    url: Annotated[str, typer.Option("--url", help="Airflow's API server URL", show_default=False)],
+    username: Annotated[
+        str, typer.Option("--username", envvar="AIRFLOW_USERNAME", show_default=False)
+    ],
+    password: Annotated[
+        str, typer.Option("--password", envvar="AIRFLOW_PASSWORD", show_default=False)
+    ],
+    instance: Annotated[
+        str, typer.Option("--instance", help="names this Airflow in coplane's pipeline ids")
+    ] = "default",
+    once: Annotated[bool, typer.Option("--once", help="poll once, then exit")] = False,
+    interval: Annotated[float, typer.Option("--interval", help="seconds between polls")] = 60.0,
+    server: ServerOption = DEFAULT_SERVER,
+) -> None:
+    """Send the DAG runs and task tries that Airflow's REST API shows, since the last poll."""
+    from rich.markup import escape
+
+    from coplane.client import ClientError
+    from coplane.integrations.airflow.poller import PollError, PollResult, poll
+
+    def report(result: PollResult) -> None:
+        sent = result.sent
+        stored = f"{sent.accepted} new, {sent.duplicates} known" if sent else "none sent"
+        out.print(
+            f"{result.dag_runs} DAG runs, {result.task_instances} task instances: "
+            f"{len(result.events)} events ({stored})",
+            highlight=False,
+        )
+
+    with _dbt_client(server) as client:
+        try:
+            result = poll(
+                url, username, password, client, instance=instance, once=once,
+                interval=interval, report=report,
+            )  # fmt: skip
+        except (PollError, ClientError) as exc:
+            err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            raise typer.Exit(130) from None
+    if result.sent is not None and not result.sent.delivered:
+        raise typer.Exit(1)
 
 
 def main() -> None:

@@ -78,7 +78,8 @@ def get_events(
 def get_runs(
     request: Request,
     pipeline: Annotated[str | None, Query(description="resource id of the pipeline")] = None,
-    state: Literal["scheduled", "running", "completed", "failed", "cancelled"] | None = None,
+    state: Literal["scheduled", "running", "completed", "failed", "retrying", "cancelled"]
+    | None = None,
     since: AwareDatetime | None = None,
     limit: Limit = 100,
     cursor: Cursor = None,

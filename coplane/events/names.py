@@ -11,6 +11,7 @@ RUN_HEARTBEAT: Final = "run.heartbeat"
 RUN_UPDATED: Final = "run.updated"
 RUN_COMPLETED: Final = "run.completed"
 RUN_FAILED: Final = "run.failed"
+RUN_RETRYING: Final = "run.retrying"  # this try failed; the orchestrator will try again
 RUN_CANCELLED: Final = "run.cancelled"
 ASSET_UPDATED: Final = "asset.updated"
 ASSET_DECLARED: Final = "asset.declared"
@@ -27,6 +28,7 @@ RUN_STATES: Final[dict[str, tuple[str, int]]] = {
     RUN_HEARTBEAT: ("running", 1),
     RUN_COMPLETED: ("completed", 2),
     RUN_FAILED: ("failed", 2),
+    RUN_RETRYING: ("retrying", 2),
     RUN_CANCELLED: ("cancelled", 2),
 }
 TERMINAL_RANK: Final = 2

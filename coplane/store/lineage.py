@@ -13,6 +13,7 @@ Direction = Literal["both", "upstream", "downstream"]
 _RUN_STATUS = {
     "completed": "ok",
     "failed": "failed",
+    "retrying": "running",  # a try failed and another is coming: the task is not done
     "cancelled": "cancelled",
     "running": "running",
     "scheduled": "scheduled",
