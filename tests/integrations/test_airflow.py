@@ -511,3 +511,38 @@ def test_the_poller_maps_each_task_state_as_the_listener_does() -> None:
     claims = base64.urlsafe_b64encode(json.dumps({"exp": 1234}).encode()).decode().rstrip("=")
     assert _jwt_expiry(f"header.{claims}.signature") == 1234.0
     assert _jwt_expiry("not-a-jwt") is None
+
+
+def test_openlineage_and_the_plugin_report_one_run(
+    airflow: Airflow, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """With Airflow's OpenLineage provider sending to coplane as well, a DAG run is still one
+    run with one child run per try: both name it by dag_id and run_id."""
+    tmp = tmp_path_factory.mktemp("airflow-openlineage")
+    live = LiveServer(f"sqlite:///{tmp / 'c.sqlite'}", tmp / "server.log")
+    live.start()
+    try:
+        transport = {"type": "http", "url": live.url, "endpoint": "api/v1/lineage"}
+        env = airflow.env | {
+            "AIRFLOW__COPLANE__URL": live.url,
+            "AIRFLOW__OPENLINEAGE__DISABLED": "False",
+            "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps(transport),
+        }
+        done = subprocess.run(
+            [str(airflow.bin / "airflow"), "dags", "test", DAG_ID],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 1, done.stdout + done.stderr
+        runs = get(live, "/api/runs", pipeline=PIPELINE)["runs"]
+        assert len(runs) == 1
+        run = the_run(live)
+        assert set(tasks_of(run)) == {"flaky/1", "flaky/2", "after_flaky/1", "broken/1"}
+        events = get(live, "/api/events", limit=1000)["events"]
+        producers = {str(e["payload"].get("producer", "coplane-plugin")) for e in events}
+        assert any("openlineage" in p for p in producers), producers  # OpenLineage reported
+        assert "coplane-plugin" in producers  # and so did the plugin, into the same run
+    finally:
+        live.stop()
