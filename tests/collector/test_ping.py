@@ -279,3 +279,45 @@ def test_ping_while_the_database_is_down_is_503(own_database: str) -> None:
                 _set_outage(own_database, down=False)
     finally:
         store.close()
+
+
+def test_concurrent_runs_are_paired_by_rid(client: TestClient) -> None:
+    first, second = str(uuid.uuid4()), str(uuid.uuid4())
+    r = client.post("/api/slas", json={"name": "backup", "kind": "heartbeat", "target": SLUG,
+                                       "period": "1h"})  # fmt: skip
+    assert r.status_code == 201, r.text
+    ok(ping(client, f"{SLUG}/start?rid={first}"))
+    ok(ping(client, f"{SLUG}/start?rid={second}"))  # a second run before the first ends
+    ok(ping(client, f"{SLUG}/2?rid={second}"))
+    ok(ping(client, f"{SLUG}?rid={first}"))
+    by_key = {r["run_key"]: r for r in runs(client)}
+    assert set(by_key) == {first, second}
+    assert by_key[first]["state"] == "completed"
+    assert by_key[second]["state"] == "failed" and "exit code 2" in by_key[second]["error"]
+    assert by_key[first]["started"] < by_key[second]["started"] < by_key[second]["ended"]
+    assert by_key[second]["ended"] < by_key[first]["ended"]
+
+
+def test_a_late_finish_breaches_max_runtime_then_resolves(client: TestClient, store: Store) -> None:
+    import time
+
+    definition = {"name": "backup", "kind": "heartbeat", "target": SLUG, "period": "1h",
+                  "max_runtime": "1s"}  # fmt: skip
+    assert client.post("/api/slas", json=definition).status_code == 201
+
+    def status() -> str:
+        now = datetime.now(UTC)
+        with store.connect() as conn:
+            stored = read_sla(conn, "backup")
+            facts = read_facts(conn, stored.sla, now, stored.created)
+        return evaluate(stored.sla, facts, now).status
+
+    rid = str(uuid.uuid4())
+    ok(ping(client, f"{SLUG}/start?rid={rid}"))
+    assert status() == "ok"
+    time.sleep(1.2)  # the job runs past max_runtime
+    assert status() == "breached"
+    ok(ping(client, f"{SLUG}?rid={rid}"))  # it does finish, late
+    assert status() == "ok"
+    [run] = runs(client)
+    assert run["state"] == "completed" and run["duration_s"] > 1
