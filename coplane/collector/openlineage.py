@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Final, Literal, TypeVar
 
@@ -41,6 +43,7 @@ from coplane.events.names import (
     RUN_UPDATED,
 )
 from coplane.integrations.airflow import naming
+from coplane.integrations.dbt import naming as dbt_naming
 
 # Fixed forever: changing it would give every already-stored OpenLineage event a new id, and
 # a producer's retry of an old event would then be stored twice.
@@ -56,6 +59,9 @@ AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
 NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
 
 _T = TypeVar("_T")
+
+# How a dataset becomes an asset id: (dataset, location in the event) -> id.
+_AssetOf = Callable[["_Dataset", list[str | int]], str]
 
 _EVENT_NAMES: Final[dict[str, str]] = {
     "START": RUN_STARTED,
@@ -177,12 +183,22 @@ def _translate_run(ev: _RunEvent) -> list[Event]:
     named = _airflow_names(ev.job.namespace, airflow)
     if named is not None:  # named as the Airflow plugin and poller name it: one run, merged
         job_id, run_id, parent = named
+    dbt = _dbt_names(ev) if source == dbt_naming.SOURCE else None
+    asset_of: _AssetOf = _asset_id
+    job_name = ev.job.name
+    if dbt is not None:  # named as `coplane dbt ingest` names it: one run, merged
+        job_id, run_id, parent, job_name = dbt.job_id, dbt.run_key, dbt.parent, dbt.name
+        asset_of = _dbt_asset_id
     kind = KIND_TASK if parent is not None else KIND_PIPELINE
+    if dbt is not None and dbt.test:
+        # dbt-ol reports a model's tests as a job of their own; `coplane dbt ingest` makes
+        # them checks of the invocation, not runs, so only the checks are kept
+        return _dbt_test_checks(ev, dbt, source, key_base)
     related = [RelatedResource(role=ROLE_RUN, id=run_id)]
     if parent is not None:
         related.extend(parent)
-    related.extend(_dataset_related(inputs, "inputs", ROLE_INPUT))
-    related.extend(_dataset_related(outputs, "outputs", ROLE_OUTPUT))
+    related.extend(_dataset_related(inputs, "inputs", ROLE_INPUT, asset_of))
+    related.extend(_dataset_related(outputs, "outputs", ROLE_OUTPUT, asset_of))
     related.append(RelatedResource(role=ROLE_SOURCE, id=source))
 
     payload: dict[str, object] = {"producer": ev.producer}
@@ -197,13 +213,15 @@ def _translate_run(ev: _RunEvent) -> list[Event]:
             payload[out] = value
     if airflow:
         payload["airflow"] = airflow
+    if dbt is not None:
+        payload.update(dbt.payload)
 
     events = [
         Event(
             id=_event_id(key_base),
             occurred=ev.eventTime,
             event=_EVENT_NAMES[event_type],
-            resource=Resource(id=job_id, name=ev.job.name, kind=kind, labels=_job_labels(ev.job)),
+            resource=Resource(id=job_id, name=job_name, kind=kind, labels=_job_labels(ev.job)),
             related=related,
             payload=payload,
         )
@@ -212,13 +230,13 @@ def _translate_run(ev: _RunEvent) -> list[Event]:
     # Links from a derived event back to the run and the job that produced it.
     derived_related = [
         RelatedResource(role=ROLE_RUN, id=run_id),
-        RelatedResource(role=ROLE_PRODUCER, id=job_id, kind=kind, name=ev.job.name),
+        RelatedResource(role=ROLE_PRODUCER, id=job_id, kind=kind, name=job_name),
         RelatedResource(role=ROLE_SOURCE, id=source),
     ]
     if event_type == "COMPLETE":
         seen: set[str] = set()
         for index, ds in enumerate(outputs):
-            ds_id = _resource_id(ds.namespace, ds.name, ["outputs", index])
+            ds_id = asset_of(ds, ["outputs", index])
             # The same dataset listed twice was still updated once.
             if ds_id in seen:
                 continue
@@ -236,7 +254,9 @@ def _translate_run(ev: _RunEvent) -> list[Event]:
 
     for side, datasets in (("inputs", inputs), ("outputs", outputs)):
         for index, ds in enumerate(datasets):
-            events.extend(_check_events(ev, ds, side, index, key_base, derived_related))
+            events.extend(
+                _check_events(ev, ds, side, index, key_base, derived_related, asset_of, dbt)
+            )
     return events
 
 
@@ -247,6 +267,8 @@ def _check_events(
     index: int,
     key_base: list[str],
     derived_related: list[RelatedResource],
+    asset_of: _AssetOf,
+    dbt: _DbtNames | None = None,
 ) -> list[Event]:
     """One check.passed / check.failed per well-formed `dataQualityAssertions` assertion."""
     # The spec puts this facet under inputFacets, but producers also send it elsewhere; only
@@ -264,7 +286,7 @@ def _check_events(
     if not isinstance(assertions, list):
         return []
 
-    ds_id = _resource_id(ds.namespace, ds.name, [side, index])
+    ds_id = asset_of(ds, [side, index])
     events: list[Event] = []
     for number, item in enumerate(assertions):
         name = _str(_dig(item, "assertion"))
@@ -276,6 +298,11 @@ def _check_events(
         if column is not None:
             payload["column"] = column
         payload["success"] = success
+        if dbt is not None:
+            # named and described as `coplane dbt ingest` reports the test, so its check is
+            # one check, not one per column (`column` would name it `<check>(<column>)`)
+            payload.pop("column", None)
+            payload.update(_dbt_check_payload(item, name, dbt))
         events.append(
             Event(
                 # The side is in the key because one dataset can be both input and output.
@@ -360,12 +387,19 @@ def _dataset_resource(ds: _Dataset, ds_id: str) -> Resource:
     return Resource(id=ds_id, name=ds.name, kind=KIND_ASSET, labels={"namespace": ds.namespace})
 
 
-def _dataset_related(datasets: list[_Dataset], side: str, role: str) -> list[RelatedResource]:
+def _asset_id(ds: _Dataset, loc: list[str | int]) -> str:
+    """A dataset's asset id: `<namespace>/<name>`."""
+    return _resource_id(ds.namespace, ds.name, loc)
+
+
+def _dataset_related(
+    datasets: list[_Dataset], side: str, role: str, asset_of: _AssetOf = _asset_id
+) -> list[RelatedResource]:
     """Datasets as related assets, each once."""
     related: list[RelatedResource] = []
     seen: set[str] = set()
     for index, ds in enumerate(datasets):
-        ds_id = _resource_id(ds.namespace, ds.name, [side, index])
+        ds_id = asset_of(ds, [side, index])
         if ds_id not in seen:
             seen.add(ds_id)
             related.append(RelatedResource(role=role, id=ds_id, name=ds.name, kind=KIND_ASSET))
@@ -469,6 +503,120 @@ def _airflow_names(
         RelatedResource(role=ROLE_PARENT_RUN, id=naming.dag_run_key(dag_run)),
     ]
     return naming.task_resource(namespace, dag_id, task_id), key, parent
+
+
+@dataclass(frozen=True, slots=True)
+class _DbtNames:
+    """A dbt-ol event's job and run, named as `coplane dbt ingest` names them."""
+
+    job_id: str  # `dbt.<project>` or `dbt.<project>.<unique_id>`
+    run_key: str  # the invocation_id, or `<invocation_id>:<unique_id>`
+    parent: list[RelatedResource] | None  # the invocation, for a node
+    name: str  # the project's, or the node's
+    pipeline: str  # `dbt.<project>`
+    invocation_key: str  # the invocation's run key
+    test: bool  # a job of tests: only its assertions are reported
+    payload: dict[str, object]
+
+
+def _dbt_names(ev: _RunEvent) -> _DbtNames | None:
+    """The names of a dbt-ol event's job and run: a node's when the `dbt_node` job facet
+    gives its unique_id, else the invocation's; None when it lacks the `dbt_run` run facet's
+    invocation_id or the project's name."""
+    facets = ev.run.facets
+    invocation = _str(_dig(facets, "dbt_run", "invocation_id"))
+    if invocation is None:
+        return None
+    unique_id = _str(_dig(ev.job.facets, "dbt_node", "unique_id"))
+    project = _str(_dig(facets, "dbt_run", "project_name"))
+    if project is None:  # older dbt-ol: the invocation's job is `dbt-run-<project>`
+        job = _str(_dig(facets, "parent", "job", "name")) if unique_id else ev.job.name
+        if job is not None and job.startswith("dbt-run-") and len(job) > len("dbt-run-"):
+            project = job.removeprefix("dbt-run-")
+    if project is None:
+        return None
+    pipeline = dbt_naming.pipeline_resource(project)
+    invocation_key = dbt_naming.invocation_run_key(invocation)
+    payload: dict[str, object] = {"invocation_id": invocation}
+    version = _str(_dig(facets, "dbt_version", "version"))
+    if version is not None:
+        payload["dbt_version"] = version
+    if unique_id is None:  # the invocation (a parent it names, e.g. Airflow's, is dropped)
+        if len(pipeline) > _MAX_ID or len(invocation_key) > _MAX_ID:
+            return None
+        return _DbtNames(
+            pipeline, invocation_key, None, project, pipeline, invocation_key, False, payload
+        )
+    job_id = dbt_naming.node_resource(project, unique_id)
+    run_key = dbt_naming.node_run_key(invocation, unique_id)
+    if len(job_id) > _MAX_ID or len(run_key) > _MAX_ID:
+        return None
+    parent = [
+        RelatedResource(role=ROLE_PARENT, id=pipeline, kind=KIND_PIPELINE, name=project),
+        RelatedResource(role=ROLE_PARENT_RUN, id=invocation_key),
+    ]
+    test = _str(_dig(ev.job.facets, "jobType", "jobType")) == "TEST" or unique_id.startswith(
+        "test."
+    )
+    payload["unique_id"] = unique_id
+    name = unique_id.rsplit(".", 1)[-1]
+    return _DbtNames(job_id, run_key, parent, name, pipeline, invocation_key, test, payload)
+
+
+def _dbt_asset_id(ds: _Dataset, loc: list[str | int]) -> str:
+    """A dbt-ol dataset's asset id, as `coplane dbt ingest` names the relation."""
+    asset = dbt_naming.openlineage_asset_id(ds.namespace, ds.name)
+    if len(asset) > _MAX_ID:
+        raise EventDecodeError(
+            f"the asset id is {len(asset)} characters, more than {_MAX_ID}",
+            [*loc, "name"],
+            unreadable=False,
+        )
+    return asset
+
+
+def _dbt_test_checks(
+    ev: _RunEvent, dbt: _DbtNames, source: str, key_base: list[str]
+) -> list[Event]:
+    """The checks of a dbt-ol test job, in the invocation's run as `coplane dbt ingest` puts
+    them; nothing for its START, which only says the tests were about to run."""
+    if ev.eventType not in ("COMPLETE", "FAIL"):
+        return []
+    derived_related = [
+        RelatedResource(role=ROLE_RUN, id=dbt.invocation_key),
+        RelatedResource(role=ROLE_PRODUCER, id=dbt.pipeline, kind=KIND_PIPELINE),
+        RelatedResource(role=ROLE_SOURCE, id=source),
+    ]
+    events: list[Event] = []
+    for side, datasets in (("inputs", ev.inputs or []), ("outputs", ev.outputs or [])):
+        for index, ds in enumerate(datasets):
+            events.extend(
+                _check_events(ev, ds, side, index, key_base, derived_related, _dbt_asset_id, dbt)
+            )
+    return events
+
+
+def _dbt_check_payload(item: object, assertion: str, dbt: _DbtNames) -> dict[str, object]:
+    """A dbt assertion's check as `coplane dbt ingest` reports it: named after the test, with
+    the generic test's name, severity, failures and the tested model."""
+    payload: dict[str, object] = {"test": assertion}
+    name = _str(_dig(item, "name"))
+    if name is not None:
+        payload["check"] = name
+    severity = _str(_dig(item, "severity"))
+    if severity is not None:
+        payload["severity"] = severity.lower()
+    actual = _str(_dig(item, "actual"))
+    if actual is not None and actual.isdigit():
+        payload["failures"] = int(actual)
+    column = _str(_dig(item, "column"))
+    if column is not None:
+        payload["column_name"] = column
+    unique_id = dbt.payload.get("unique_id")
+    if isinstance(unique_id, str) and not unique_id.startswith("test."):
+        payload["model"] = unique_id
+    payload["invocation_id"] = dbt.payload["invocation_id"]
+    return payload
 
 
 def _output_stats(ds: _Dataset, producer: str) -> dict[str, object]:

@@ -565,3 +565,92 @@ def test_a_mapped_airflow_task_try_is_keyed_by_map_index_and_try() -> None:
     assert [r.id for r in event.related_with(ROLE_RUN)] == ["scheduled__2026-11-24/copy/2/3"]
     assert [r.id for r in event.related_with(ROLE_PARENT)] == ["airflow.prod.loads"]
     assert [r.id for r in event.related_with(ROLE_PARENT_RUN)] == ["scheduled__2026-11-24"]
+
+
+# What openlineage-dbt 1.54.0's `dbt-ol build` (dbt-core 1.11, dbt-duckdb) really sent for
+# the project of tests/integrations/test_dbt.py, trimmed to eight events and fewer facets.
+DBT_SAMPLES = Path(__file__).resolve().parents[1] / "fixtures" / "dbt-ol-events.jsonl"
+INVOCATION = "ec91fa38-c62e-41d7-8e52-605b0759f35e"
+
+
+def load_dbt_samples() -> list[dict[str, Any]]:
+    return [json.loads(line) for line in DBT_SAMPLES.read_text().splitlines() if line.strip()]
+
+
+def test_dbt_ol_events_are_named_as_coplane_dbt_ingest_names_them() -> None:
+    samples = load_dbt_samples()
+    assert len(samples) == 8
+    translated = [translate_openlineage(s) for s in samples]
+    main = [events[0] for events in translated if events and events[0].event.startswith("run.")]
+    assert [(e.event, e.resource.id, e.resource.kind) for e in main] == [
+        ("run.started", "dbt.shop", "pipeline"),
+        ("run.started", "dbt.shop.model.shop.orders", "task"),
+        ("run.completed", "dbt.shop.model.shop.orders", "task"),
+        ("run.failed", "dbt.shop.model.shop.broken", "task"),
+        ("run.failed", "dbt.shop", "pipeline"),
+    ]
+    invocation, orders = main[0], main[2]
+    assert [r.id for r in invocation.related_with(ROLE_RUN)] == [INVOCATION]
+    assert invocation.related_with(ROLE_PARENT) == []
+    assert invocation.resource.name == "shop"
+    assert invocation.payload["invocation_id"] == INVOCATION
+    assert invocation.payload["dbt_version"] == "1.11.16"
+    assert [r.id for r in orders.related_with(ROLE_RUN)] == [f"{INVOCATION}:model.shop.orders"]
+    assert [r.id for r in orders.related_with(ROLE_PARENT)] == ["dbt.shop"]
+    assert [r.id for r in orders.related_with(ROLE_PARENT_RUN)] == [INVOCATION]
+    assert [r.id for r in orders.related_with(ROLE_SOURCE)] == ["dbt"]
+    assert orders.resource.name == "orders"
+    assert orders.payload["unique_id"] == "model.shop.orders"
+    # relations are assets `<adapter>://<database>.<schema>.<identifier>`, the path of the
+    # duckdb file in the OpenLineage namespace left out
+    assert [r.id for r in orders.related_with(ROLE_INPUT)] == [
+        "duckdb://dev.main.stg_orders",
+        "duckdb://dev.landing.customers",
+    ]
+    assert [r.id for r in orders.related_with(ROLE_OUTPUT)] == ["duckdb://dev.main.orders"]
+    [updated] = only(translated[2], "asset.updated")
+    assert updated.resource.id == "duckdb://dev.main.orders"
+    producer = updated.first_related(ROLE_PRODUCER)
+    assert producer is not None and producer.id == "dbt.shop.model.shop.orders"
+    everything = [e for events in translated for e in events]
+    assert decode_events(encode_json(everything)) == everything
+
+
+def test_dbt_ol_test_jobs_are_only_checks_of_the_invocation() -> None:
+    samples = load_dbt_samples()
+    assert translate_openlineage(samples[3]) == []  # the START of the stg_orders tests
+    checks = translate_openlineage(samples[4])
+    assert [(e.event, e.resource.id, e.payload["check"]) for e in checks] == [
+        (
+            "check.failed",
+            "duckdb://dev.main.stg_orders",
+            "accepted_values_stg_orders_status__placed",
+        ),
+        ("check.passed", "duckdb://dev.main.stg_orders", "not_null_stg_orders_id"),
+        ("check.passed", "duckdb://dev.main.stg_orders", "unique_stg_orders_id"),
+    ]
+    warned = checks[0]
+    assert [r.id for r in warned.related_with(ROLE_RUN)] == [INVOCATION]
+    assert [r.id for r in warned.related_with(ROLE_PRODUCER)] == ["dbt.shop"]
+    assert {k: warned.payload[k] for k in ("test", "severity", "failures", "column_name")} == {
+        "test": "accepted_values",
+        "severity": "warn",
+        "failures": 1,
+        "column_name": "status",
+    }
+    assert warned.payload["model"] == "model.shop.stg_orders"
+    # a singular test's own job repeats what the model's tests job said: nothing more
+    assert translate_openlineage(samples[5]) == []
+
+
+def test_non_dbt_producers_keep_openlineage_names_with_dbt_like_facets() -> None:
+    facets = {"dbt_run": {"invocation_id": "x", "project_name": "p"}}
+    [event] = translate_openlineage(
+        run_event("START", run_facets=facets, inputs=[dataset("db.s.t")])
+    )
+    assert event.resource.id == "warehouse/nightly"
+    assert [r.id for r in event.related_with(ROLE_INPUT)] == ["postgres://db:5432/db.s.t"]
+    # a dbt producer without an invocation_id is translated as any producer
+    dbt = "https://github.com/OpenLineage/OpenLineage/tree/1.54.0/integration/dbt"
+    [plain] = translate_openlineage(run_event("START", producer=dbt))
+    assert plain.resource.id == "warehouse/nightly"

@@ -43,7 +43,8 @@ from tests.venvs import program_venv
 pytestmark = pytest.mark.slow
 
 runner = CliRunner()
-DBT_REQUIREMENTS = ("dbt-core>=1.8,<1.12", "dbt-duckdb>=1.8,<1.12")
+# openlineage-dbt brings `dbt-ol`, the OpenLineage wrapper, compared with `coplane dbt ingest`
+DBT_REQUIREMENTS = ("dbt-core>=1.8,<1.12", "dbt-duckdb>=1.8,<1.12", "openlineage-dbt>=1.30,<2")
 PIPELINE = "dbt.shop"
 
 PROJECT_FILES = {
@@ -142,10 +143,9 @@ def dbt(project: Path, profiles: Path, env: dict[str, str], *args: str) -> int:
     return done.returncode
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> Project:
-    """The project, built with `dbt build` and checked with `dbt source freshness`."""
-    root = tmp_path_factory.mktemp("shop")
+def write_project(root: Path) -> Path:
+    """The project's files under `root`, with a profile whose database is there; the
+    profiles directory."""
     for name, text in PROJECT_FILES.items():
         path = root / name
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -159,6 +159,14 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Project:
         }
     }
     (profiles / "profiles.yml").write_text(json.dumps(profile))  # JSON is YAML
+    return profiles
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Project:
+    """The project, built with `dbt build` and checked with `dbt source freshness`."""
+    root = tmp_path_factory.mktemp("shop")
+    profiles = write_project(root)
     env = {**os.environ, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false", "DO_NOT_TRACK": "1",
            "COPLANE_DBT": str(DBT())}  # fmt: skip
     assert dbt(root, profiles, env, "build") == 1  # the failing test and model
@@ -423,6 +431,90 @@ def test_dbt_run_reports_nothing_when_dbt_writes_no_results(
     assert done.returncode == 2  # dbt's usage error
     assert b"nothing reported" in done.stderr
     assert event_count(server) == before
+
+
+def lineage_edges(server: LiveServer) -> set[tuple[str, str]]:
+    return {(e["source"], e["target"]) for e in get(server, "/api/lineage")["edges"]}
+
+
+def test_dbt_ol_gives_the_picture_coplane_dbt_ingest_gives(
+    project: Project, tmp_path: Path
+) -> None:
+    """`dbt-ol build` sending to coplane, then `coplane dbt ingest` of the artifacts that same
+    run wrote: one pipeline run, the same child runs and lineage, less what dbt-ol leaves
+    out (seeds, skipped nodes)."""
+    root = tmp_path / "shop"
+    profiles = write_project(root)
+    live = LiveServer(f"sqlite:///{tmp_path / 'ol.sqlite'}", tmp_path / "server.log")
+    live.start()
+    try:
+        env = {
+            **project.env,
+            "PATH": f"{DBT().parent}{os.pathsep}{os.environ.get('PATH', '')}",  # dbt-ol runs dbt
+            "OPENLINEAGE_URL": live.url,
+            "OPENLINEAGE_ENDPOINT": "api/v1/lineage",
+            "OPENLINEAGE_NAMESPACE": "dev",
+        }
+        done = subprocess.run(
+            [str(DBT().parent / "dbt-ol"), "build", "--project-dir", str(root),
+             "--profiles-dir", str(profiles)],
+            env=env, cwd=root, capture_output=True, timeout=300,
+        )  # fmt: skip
+        output = done.stdout.decode() + done.stderr.decode()
+        assert done.returncode == 1, output  # the failing test and model, as `dbt build`
+        assert "Emitted" in output, output
+        target = root / "target"
+        manifest = parse_manifest((target / "manifest.json").read_bytes())
+        results = parse_run_results((target / "run_results.json").read_bytes())
+        invocation = results.metadata.invocation_id
+        assert invocation is not None
+        # what `coplane dbt ingest` of these artifacts makes, and what dbt-ol cannot know:
+        # it reports no seeds and no skipped nodes
+        expected = translate(manifest, results).events
+        tasks = {e["resource"]["id"] for e in expected if e["resource"].get("kind") == "task"}
+        edges: set[tuple[str, str]] = set()
+        for e in expected:
+            if e["resource"].get("kind") == "task":
+                for r in e["related"]:
+                    if r["role"] == "input":
+                        edges.add((r["id"], e["resource"]["id"]))
+                    elif r["role"] == "output":
+                        edges.add((e["resource"]["id"], r["id"]))
+        seed = f"{PIPELINE}.seed.shop.raw_orders"
+        left_out = {seed, f"{PIPELINE}.model.shop.after_broken"}
+        # ... and no seed as an input
+        stg_orders = f"{PIPELINE}.model.shop.stg_orders"
+        left_out_edges = {e for e in edges if left_out & set(e)} | {
+            (asset("raw_orders"), stg_orders)
+        }
+
+        run = the_run(live, invocation)  # the same pipeline and run key
+        assert run["state"] == "failed" and run["source"] == "dbt"
+        assert {t["pipeline"] for t in run["tasks"]} == tasks - left_out
+        by_key = {t["run_key"]: t for t in run["tasks"]}
+        assert by_key[f"{invocation}:model.shop.orders"]["state"] == "completed"
+        assert by_key[f"{invocation}:model.shop.broken"]["state"] == "failed"
+        assert all(t["parent_run"] == run["id"] for t in run["tasks"])
+        assert lineage_edges(live) == edges - left_out_edges
+        checks = get(live, f"/api/assets/{asset('stg_orders')}")["checks"]
+        assert {c["name"]: c["status"] for c in checks} == {
+            "unique_stg_orders_id": "passed",
+            "not_null_stg_orders_id": "passed",
+            "accepted_values_stg_orders_status__placed": "failed",
+        }
+
+        # the artifacts of the same run merge into that run: no second one
+        ingest = runner.invoke(app, ["dbt", "ingest", str(target), "--server", live.url])
+        assert ingest.exit_code == 0, ingest.output
+        runs = get(live, "/api/runs", pipeline=PIPELINE)["runs"]
+        assert [r["run_key"] for r in runs] == [invocation]
+        merged = the_run(live, invocation)
+        assert merged["id"] == run["id"]
+        assert {t["pipeline"] for t in merged["tasks"]} == tasks
+        assert len(merged["tasks"]) == len(tasks)  # one child run per node, not two
+        assert lineage_edges(live) == edges
+    finally:
+        live.stop()
 
 
 # artifacts.py on small hand-written artifacts

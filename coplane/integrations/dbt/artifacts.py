@@ -39,9 +39,11 @@ from typing import Any, TypeVar
 import msgspec
 
 from coplane.events import names as n
+from coplane.integrations.dbt import naming
+from coplane.integrations.dbt.naming import SOURCE as SOURCE
+from coplane.integrations.dbt.naming import asset_id as asset_id  # re-exported
 
 EVENT_NAMESPACE = uuid.UUID("039ae033-f80e-45c8-a4a5-e98f2a2387cf")
-SOURCE = "dbt"
 
 # `dbt <command>`s whose node results built something; others (compile, show, docs
 # generate, ...) only compiled, so their results are not reported as runs.
@@ -284,16 +286,6 @@ def event_id(invocation_id: str, unique_id: str, event: str) -> str:
     return str(uuid.uuid5(EVENT_NAMESPACE, f"{invocation_id}\n{unique_id}\n{event}"))
 
 
-def asset_id(
-    adapter: str, database: str | None, schema: str | None, identifier: str | None
-) -> str | None:
-    """`<adapter>://<database>.<schema>.<identifier>` in lower case, leaving out unset parts."""
-    if not identifier:
-        return None
-    parts = [p for p in (database, schema, identifier) if p]
-    return f"{adapter}://{'.'.join(parts)}".lower()
-
-
 def relation_of(node: Node, adapter: str) -> str | None:
     """The asset id of a node's relation, or None (ephemeral models, tests, ...)."""
     if node.resource_type == "source":
@@ -320,7 +312,7 @@ def translate(
 ) -> Translation:
     """The events that a manifest and the run results and freshness results of it make."""
     project = project_name(manifest)
-    t = Translation(project=project, pipeline=f"dbt.{project}")
+    t = Translation(project=project, pipeline=naming.pipeline_resource(project))
     ctx = _Context(manifest, t)
     if run_results is not None:
         ctx.add_invocation(run_results)
@@ -467,7 +459,7 @@ class _Context:
             "name": self.out.project,
             "labels": {"adapter": self.adapter},
         }
-        run_rel = [{"role": n.ROLE_RUN, "id": invocation}]
+        run_rel = [{"role": n.ROLE_RUN, "id": naming.invocation_run_key(invocation)}]
         base = {"invocation_id": invocation, "command": command, "dbt_version": md.dbt_version}
         self.emit(
             invocation, self.pipeline, n.RUN_STARTED, started, pipeline_resource, run_rel, base
@@ -526,7 +518,7 @@ class _Context:
         end: datetime,
     ) -> None:
         uid = result.unique_id
-        task = f"{self.pipeline}.{uid}"
+        task = naming.node_resource(self.out.project, uid)
         labels = {"resource_type": resource_type}
         if node is not None and node.config.materialized:
             labels["materialized"] = node.config.materialized
@@ -536,11 +528,11 @@ class _Context:
             "name": node.name if node is not None else uid.rsplit(".", 1)[-1],
             "labels": labels,
         }
-        run_key = f"{invocation}:{uid}"
+        run_key = naming.node_run_key(invocation, uid)
         related: list[dict[str, Any]] = [
             {"role": n.ROLE_RUN, "id": run_key},
             {"role": n.ROLE_PARENT, "id": self.pipeline, "kind": n.KIND_PIPELINE},
-            {"role": n.ROLE_PARENT_RUN, "id": invocation},
+            {"role": n.ROLE_PARENT_RUN, "id": naming.invocation_run_key(invocation)},
         ]
         payload: dict[str, Any] = {
             "unique_id": uid,
@@ -611,7 +603,7 @@ class _Context:
         event = n.CHECK_PASSED if status in ("pass", "success") else n.CHECK_FAILED
         related = [
             {"role": n.ROLE_PRODUCER, "id": self.pipeline, "kind": n.KIND_PIPELINE},
-            {"role": n.ROLE_RUN, "id": invocation},
+            {"role": n.ROLE_RUN, "id": naming.invocation_run_key(invocation)},
         ]
         self.emit(invocation, uid, event, at, resource, related, payload)
         self.out.checks += 1
