@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
 from coplane import __version__
 from coplane.alerts.dispatcher import Dispatcher
@@ -20,6 +21,7 @@ from coplane.settings import Settings
 from coplane.slas import api as slas_api
 from coplane.slas.engine import SlaEngine
 from coplane.store import Store, open_store
+from coplane.web import routes as web_routes
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +79,8 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     app.include_router(reads.router, tags=["read"])
     app.include_router(ping.router, tags=["ping"])
     app.include_router(slas_api.router, tags=["slas"])
+    app.include_router(web_routes.router)
+    app.mount("/static", StaticFiles(directory=web_routes.STATIC_DIR), name="static")
     return app
 
 

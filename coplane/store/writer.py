@@ -60,6 +60,10 @@ class EventWriter:
         ids of the resources the committed events name (their own and related ones)."""
         self._listeners.append(listener)
 
+    def remove_listener(self, listener: Callable[[set[str]], None]) -> None:
+        """Stop calling `listener` after commits."""
+        self._listeners.remove(listener)
+
     def submit(self, events: list[Event]) -> Future[InsertResult]:
         """Queue a batch; the future resolves once it is committed (or fails with the error)."""
         future: Future[InsertResult] = Future()

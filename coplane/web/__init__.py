@@ -1,0 +1,1 @@
+"""The server-rendered web UI: health, SLA and incident pages (Jinja2, no JavaScript)."""
