@@ -36,7 +36,6 @@ import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
@@ -45,6 +44,7 @@ from urllib.parse import quote
 import httpx
 
 from coplane import __version__
+from coplane.alerts.http import retry_after
 
 log = logging.getLogger(__name__)
 
@@ -284,7 +284,7 @@ class CoplaneClient:
                 if response.status_code not in TRANSIENT_STATUSES:
                     raise _refusal(response, batch.offset)
                 reason = f"{url} answered {response.status_code}"
-                wait = _retry_after(response.headers)
+                wait = retry_after(response.headers)
             budget.spend(time.monotonic() - started)
             if attempt >= self.retries:
                 raise _Unreachable(f"{reason} ({attempt + 1} attempts)")
@@ -506,22 +506,6 @@ def _refusal(response: httpx.Response, offset: int) -> ClientError:
         where = ".".join(str(p) for p in errors[0]["loc"][1:])
         detail = f"{where}: {errors[0]['msg']}"
     return ClientError(response.status_code, detail, errors)
-
-
-def _retry_after(headers: httpx.Headers) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date), if any."""
-    value = headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 def _claim(path: Path) -> Path | None:

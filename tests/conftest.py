@@ -205,3 +205,22 @@ def live_server(db_url: str, tmp_path: Path) -> Iterator[LiveServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def own_database(pg_url: str) -> Iterator[str]:
+    """A database of this test's own, which it can close to connections."""
+    with throwaway_database(pg_url) as url:
+        yield url
+
+
+def set_database_outage(url: str, down: bool) -> None:
+    """Close (or reopen) a database to connections, ending the open ones: an outage."""
+    admin_url, name = url.rsplit("/", 1)
+    with psycopg.connect(f"{admin_url}/postgres", autocommit=True) as admin:
+        admin.execute(f"ALTER DATABASE {name} ALLOW_CONNECTIONS {'false' if down else 'true'}")
+        if down:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                (name,),
+            )

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
@@ -19,7 +17,7 @@ from coplane.slas.rules import evaluate
 from coplane.store import Store, open_store
 from coplane.store.sla_facts import read_facts
 from coplane.store.slas import read_sla
-from tests.conftest import throwaway_database
+from tests.conftest import set_database_outage
 from tests.factories import event_dict
 
 SLUG = "backup-db"
@@ -244,24 +242,6 @@ def test_heartbeat_keeps_a_success_older_than_the_lookback(
     assert result.status == "ok" and result.last_met == done
 
 
-@pytest.fixture
-def own_database(pg_url: str) -> Iterator[str]:
-    """A database of this test's own, which it can close to connections."""
-    with throwaway_database(pg_url) as url:
-        yield url
-
-
-def _set_outage(url: str, down: bool) -> None:
-    admin_url, name = url.rsplit("/", 1)
-    with psycopg.connect(f"{admin_url}/postgres", autocommit=True) as admin:
-        admin.execute(f"ALTER DATABASE {name} ALLOW_CONNECTIONS {'false' if down else 'true'}")
-        if down:
-            admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
-                (name,),
-            )
-
-
 @pytest.mark.postgresql
 def test_ping_while_the_database_is_down_is_503(own_database: str) -> None:
     store = open_store(own_database, pool_size=2, timeout=1.0)
@@ -269,14 +249,14 @@ def test_ping_while_the_database_is_down_is_503(own_database: str) -> None:
     try:
         with TestClient(app) as client:
             ok(ping(client, f"{SLUG}?create=1"))
-            _set_outage(own_database, down=True)
+            set_database_outage(own_database, down=True)
             try:
                 r = ping(client, SLUG)
                 assert r.status_code == 503, r.text
                 assert r.headers["retry-after"]
                 assert "database" in r.json()["detail"]
             finally:
-                _set_outage(own_database, down=False)
+                set_database_outage(own_database, down=False)
     finally:
         store.close()
 
