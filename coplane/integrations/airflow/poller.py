@@ -89,6 +89,10 @@ class TokenSource:
         self.token: str | None = None
         self.expires = 0.0
 
+    def invalidate(self) -> None:
+        """Forget the token: the next `get` fetches a new one."""
+        self.token = None
+
     def get(self) -> str:
         if self.token is None or time.time() > self.expires - TOKEN_MARGIN:
             self._fetch()
@@ -159,7 +163,16 @@ class AirflowReader:
     def _call(self, f: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         self.config.access_token = self.tokens.get()
         try:
-            return f(*args, **kwargs)
+            try:
+                return f(*args, **kwargs)
+            except self.ac.ApiException as exc:
+                if exc.status != 401:
+                    raise
+                # The token was refused before its expiry (a restarted API server with a new
+                # secret): fetch a new one and try once more.
+                self.tokens.invalidate()
+                self.config.access_token = self.tokens.get()
+                return f(*args, **kwargs)
         except self.ac.ApiException as exc:
             raise PollError(f"Airflow API: {exc.status} {exc.reason}") from None
         except Exception as exc:  # urllib3's connection errors and the like
