@@ -22,6 +22,7 @@ from typing import Any
 from coplane.alerts.notifier import Action, Alert, IntegrationError, Notifier
 from coplane.alerts.registry import build_notifier, config_hash
 from coplane.slas.config import ChannelConfig, Quiet
+from coplane.slas.model import SLA
 from coplane.store import NotFound, Store
 from coplane.store.channels import disable_channel, disabled_channels
 from coplane.store.dialects import Conn, Row
@@ -118,10 +119,6 @@ class Dispatcher:
                 self._notifiers[channel] = self._build(config)
             return config, self._notifiers[channel]
 
-    def channel_hash(self, channel: str) -> str | None:
-        with self._lock:
-            return self._hashes.get(channel)
-
     def incident_url(self, incident_id: str) -> str:
         """The incident's page, linked from every message."""
         return f"{self._public_url}/incidents/{incident_id}"
@@ -207,10 +204,12 @@ class Dispatcher:
                 incident = read_incident(conn, row["incident_id"])
             except NotFound:
                 return Outcome("dead", "the incident is gone")
-            held, thread = self._hold(conn, row, incident, config, now)
+            sla = _read_sla_or_none(conn, incident["sla"])  # None once the SLA was deleted
+            labels = dict(sla.labels) if sla is not None else {}
+            held, thread = self._hold(conn, row, incident, config, labels, now)
             if held is not None:
                 return held
-            alert = self._alert(conn, row, incident, thread)
+            alert = self._alert(row, incident, sla, thread)
             if not notifier.wants(alert):
                 note = f"the {config.type} channel does not announce this"
                 settle_notification(conn, row["id"], "skipped", note)
@@ -229,7 +228,13 @@ class Dispatcher:
         return Outcome("sent")
 
     def _hold(
-        self, conn: Conn, row: Row, incident: Row, config: ChannelConfig, now: datetime
+        self,
+        conn: Conn,
+        row: Row,
+        incident: Row,
+        config: ChannelConfig,
+        labels: dict[str, str],
+        now: datetime,
     ) -> tuple[Outcome | None, dict[str, Any] | None]:
         """Why this notification must not be sent now (an Outcome), else its thread."""
         action = row["action"]
@@ -246,7 +251,7 @@ class Dispatcher:
             settle_notification(conn, row["id"], "inhibited", note)
             return Outcome("inhibited", note), None
         if action != "resolve":
-            quiet = _quiet_for(config.quiet, self._sla_labels(conn, incident["sla"]), now)
+            quiet = _quiet_for(config.quiet, labels, now)
             if quiet is not None:
                 note = f"quiet until {quiet.until.isoformat()}" + (
                     f": {quiet.reason}" if quiet.reason else ""
@@ -274,20 +279,17 @@ class Dispatcher:
         thread = trigger["response"]
         return None, thread if isinstance(thread, dict) else None
 
-    def _alert(self, conn: Conn, row: Row, incident: Row, thread: dict[str, Any] | None) -> Alert:
-        kind, owners, labels = "unknown", [], {}
-        try:
-            definition = read_sla(conn, incident["sla"]).sla
-            kind, owners, labels = definition.kind, definition.owners, definition.labels
-        except NotFound:
-            pass  # the SLA was deleted; its incident is still announced
+    def _alert(
+        self, row: Row, incident: Row, sla: SLA | None, thread: dict[str, Any] | None
+    ) -> Alert:
+        """The alert for a notification; an incident whose SLA was deleted is still announced."""
         action: Action = row["action"]
         return Alert(
             action=action,
             channel=row["channel"],
             incident_id=str(incident["id"]),
             sla=incident["sla"],
-            kind=kind,
+            kind=sla.kind if sla is not None else "unknown",
             severity=incident["severity"],
             reason=incident["reason"],
             resource=incident["resource"],
@@ -297,17 +299,11 @@ class Dispatcher:
             url=self.incident_url(str(incident["id"])),
             acked=incident["acked"],
             resolved=incident["resolved"],
-            owners=list(owners),
-            labels=dict(labels),
+            owners=list(sla.owners) if sla is not None else [],
+            labels=dict(sla.labels) if sla is not None else {},
             attempt=row["attempts"],
             thread=thread,
         )
-
-    def _sla_labels(self, conn: Conn, sla: str) -> dict[str, str]:
-        try:
-            return dict(read_sla(conn, sla).sla.labels)
-        except NotFound:
-            return {}
 
     def _failed(self, row: Row, exc: IntegrationError, config: ChannelConfig) -> Outcome:
         now = datetime.now(UTC)
@@ -331,6 +327,13 @@ class Dispatcher:
             with contextlib.suppress(Conflict):  # released as stale meanwhile: sent again later
                 mark_failed(conn, row["id"], now, exc.message, False, now + timedelta(seconds=wait))
             return Outcome("retry", exc.message)
+
+
+def _read_sla_or_none(conn: Conn, name: str) -> SLA | None:
+    try:
+        return read_sla(conn, name).sla
+    except NotFound:
+        return None
 
 
 def _quiet_for(quiets: list[Quiet], labels: Mapping[str, str], now: datetime) -> Quiet | None:

@@ -191,6 +191,8 @@ async def handle_ping(
     return PlainTextResponse("OK")
 
 
+# One decorator per method rather than api_route(methods=[...]): FastAPI gives a multi-method
+# route one operationId for all its methods, a duplicate in the OpenAPI schema.
 @router.get("/ping/{slug}", response_class=PlainTextResponse, summary="Cron ping: success")
 @router.post("/ping/{slug}", response_class=PlainTextResponse, summary="Cron ping: success")
 @router.head("/ping/{slug}", response_class=PlainTextResponse, summary="Cron ping: success")

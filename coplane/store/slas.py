@@ -105,22 +105,8 @@ def read_sla(conn: Conn, name: str) -> StoredSla:
 
 
 def save_sla_state(conn: Conn, name: str, evaluation: Evaluation, now: datetime) -> None:
-    """Record the latest evaluation of an SLA (replacing the one before)."""
-    t = conn.time
-    conn.execute(
-        "INSERT INTO sla_states (sla, status, next_deadline, last_met, evaluated, explanation) "
-        "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (sla) DO UPDATE SET status = excluded.status, "
-        "next_deadline = excluded.next_deadline, last_met = excluded.last_met, "
-        "evaluated = excluded.evaluated, explanation = excluded.explanation",
-        (
-            name,
-            evaluation.status,
-            t(evaluation.next_deadline),
-            t(evaluation.last_met),
-            t(now),
-            evaluation.explanation,
-        ),
-    )
+    """Record the latest evaluation of one SLA (replacing the one before)."""
+    save_sla_states(conn, [(name, evaluation)], now)
 
 
 def sla_version(conn: Conn) -> tuple[int, Any]:

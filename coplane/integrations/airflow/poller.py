@@ -180,37 +180,27 @@ class AirflowReader:
 
     def dag_runs(self, since: datetime | None) -> Iterator[Any]:
         api = self.ac.DagRunApi(self.api)
-        offset = 0
-        while True:
-            page = self._call(
-                api.get_dag_runs,
-                dag_id="~",
-                updated_at_gte=since,
-                limit=PAGE,
-                offset=offset,
-                order_by=["id"],
-            )
-            yield from page.dag_runs
-            offset += len(page.dag_runs)
-            if not page.dag_runs or offset >= page.total_entries:
-                return
+        return self._pages(api.get_dag_runs, "dag_runs", dag_id="~", updated_at_gte=since)
 
     def task_instances(self, since: datetime | None) -> Iterator[Any]:
         api = self.ac.TaskInstanceApi(self.api)
+        return self._pages(
+            api.get_task_instances,
+            "task_instances",
+            dag_id="~",
+            dag_run_id="~",
+            updated_at_gte=since,
+        )
+
+    def _pages(self, fetch: Callable[..., Any], field: str, **query: Any) -> Iterator[Any]:
+        """Every item of a paged list endpoint, PAGE at a time in id order."""
         offset = 0
         while True:
-            page = self._call(
-                api.get_task_instances,
-                dag_id="~",
-                dag_run_id="~",
-                updated_at_gte=since,
-                limit=PAGE,
-                offset=offset,
-                order_by=["id"],
-            )
-            yield from page.task_instances
-            offset += len(page.task_instances)
-            if not page.task_instances or offset >= page.total_entries:
+            page = self._call(fetch, limit=PAGE, offset=offset, order_by=["id"], **query)
+            items = getattr(page, field)
+            yield from items
+            offset += len(items)
+            if not items or offset >= page.total_entries:
                 return
 
     def tries(self, ti: Any) -> list[Any]:
