@@ -196,6 +196,17 @@ class LiveServer:
         self.process = None
 
 
+@contextmanager
+def sqlite_server(folder: Path) -> Iterator[LiveServer]:
+    """A running `coplane server` over a new SQLite file in `folder`, stopped afterwards."""
+    server = LiveServer(f"sqlite:///{folder / 'coplane.sqlite'}", folder / "server.log")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture
 def live_server(db_url: str, tmp_path: Path) -> Iterator[LiveServer]:
     """A running `coplane server` over an empty database."""

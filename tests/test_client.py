@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from coplane.client import ClientError, CoplaneClient
-from tests.conftest import LiveServer, free_port
+from tests.conftest import LiveServer, free_port, sqlite_server
 from tests.fake_http import Reply, Request, fake_service
 
 pytestmark = pytest.mark.slow
@@ -28,13 +28,8 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """One real `coplane server` on SQLite for the module; each test uses its own resources."""
-    tmp = tmp_path_factory.mktemp("client-server")
-    live = LiveServer(f"sqlite:///{tmp / 'c.sqlite'}", tmp / "server.log")
-    live.start()
-    try:
+    with sqlite_server(tmp_path_factory.mktemp("client-server")) as live:
         yield live
-    finally:
-        live.stop()
 
 
 def closed_url() -> str:

@@ -323,3 +323,35 @@ def test_two_dispatchers_send_each_alert_once(harness_of: Callable[..., Harness]
         t.join()
     sent = [a.sla for a in first.recorders["ops"].sent]
     assert sorted(sent) == sorted(f"s{i}" for i in range(20))
+
+
+def test_a_notifier_that_crashes_is_retried_not_lost(harness_of: Callable[..., Harness]) -> None:
+    h = harness_of(ops=channel())
+    crash = [RuntimeError("bug in a plugin")]
+
+    def send(alert: Alert) -> dict[str, Any] | None:
+        if crash:
+            raise crash.pop()
+        return Recorder.send(h.recorders["ops"], alert)
+
+    h.recorders["ops"].send = send  # type: ignore[method-assign]
+    h.breach(h.sla())
+    h.run()
+    [n] = h.notifications()
+    assert (n["status"], n["attempts"], n["last_error"]) == ("pending", 1, "bug in a plugin")
+    h.run(LATER)
+    assert [n["status"] for n in h.notifications()] == ["sent"]
+
+
+def test_an_alert_failing_for_a_day_is_given_up(
+    harness_of: Callable[..., Harness], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("coplane.alerts.dispatcher.GIVE_UP_AFTER", timedelta(0))
+    h = harness_of(ops=channel())
+    h.recorders["ops"].fail = [IntegrationError("503 again")]
+    h.breach(h.sla())
+    h.run()
+    [n] = h.notifications()
+    assert n["status"] == "dead" and n["last_error"].startswith("gave up after")
+    with h.store.connect() as conn:
+        assert list_channel_states(conn) == {}  # the channel itself stays enabled

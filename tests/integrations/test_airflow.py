@@ -34,7 +34,7 @@ import httpx
 import pytest
 
 from coplane.integrations.airflow.listener import event_id
-from tests.conftest import LiveServer, free_port
+from tests.conftest import LiveServer, free_port, sqlite_server
 from tests.venvs import program_venv
 
 pytestmark = pytest.mark.slow
@@ -132,13 +132,8 @@ class Airflow:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """The coplane server the plugin reports to, on SQLite."""
-    tmp = tmp_path_factory.mktemp("airflow-server")
-    live = LiveServer(f"sqlite:///{tmp / 'c.sqlite'}", tmp / "server.log")
-    live.start()
-    try:
+    with sqlite_server(tmp_path_factory.mktemp("airflow-server")) as live:
         yield live
-    finally:
-        live.stop()
 
 
 @pytest.fixture(scope="module")
@@ -324,13 +319,9 @@ def test_the_poller_adds_only_what_no_listener_saw(
 def test_the_poller_alone_reports_the_same_runs(
     airflow: Airflow, server: LiveServer, api_server: str, tmp_path: Path
 ) -> None:
-    alone = LiveServer(f"sqlite:///{tmp_path / 'alone.sqlite'}", tmp_path / "alone.log")
-    alone.start()
-    try:
+    with sqlite_server(tmp_path) as alone:
         poll(airflow, api_server, alone, tmp_path / "state")
         from_poller = the_run(alone)
-    finally:
-        alone.stop()
     from_both = the_run(server)
 
     def summary(run: dict[str, Any]) -> set[tuple[str, str, str, bool]]:
@@ -518,10 +509,7 @@ def test_openlineage_and_the_plugin_report_one_run(
 ) -> None:
     """With Airflow's OpenLineage provider sending to coplane as well, a DAG run is still one
     run with one child run per try: both name it by dag_id and run_id."""
-    tmp = tmp_path_factory.mktemp("airflow-openlineage")
-    live = LiveServer(f"sqlite:///{tmp / 'c.sqlite'}", tmp / "server.log")
-    live.start()
-    try:
+    with sqlite_server(tmp_path_factory.mktemp("airflow-openlineage")) as live:
         transport = {"type": "http", "url": live.url, "endpoint": "api/v1/lineage"}
         env = airflow.env | {
             "AIRFLOW__COPLANE__URL": live.url,
@@ -544,5 +532,3 @@ def test_openlineage_and_the_plugin_report_one_run(
         producers = {str(e["payload"].get("producer", "coplane-plugin")) for e in events}
         assert any("openlineage" in p for p in producers), producers  # OpenLineage reported
         assert "coplane-plugin" in producers  # and so did the plugin, into the same run
-    finally:
-        live.stop()

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from coplane.client import PING_BODY_MAX
-from tests.conftest import LiveServer, free_port
+from tests.conftest import LiveServer, free_port, sqlite_server
 
 pytestmark = pytest.mark.slow
 
@@ -24,13 +24,8 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """One real `coplane server` on SQLite for the module; each test has its own slug."""
-    tmp = tmp_path_factory.mktemp("cron-server")
-    live = LiveServer(f"sqlite:///{tmp / 'c.sqlite'}", tmp / "server.log")
-    live.start()
-    try:
+    with sqlite_server(tmp_path_factory.mktemp("cron-server")) as live:
         yield live
-    finally:
-        live.stop()
 
 
 def new_slug() -> str:

@@ -37,7 +37,7 @@ from coplane.integrations.dbt.artifacts import (
     translate,
 )
 from coplane.integrations.dbt.ingest import rewritten, stamps, target_dir
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, sqlite_server
 from tests.venvs import program_venv
 
 pytestmark = pytest.mark.slow
@@ -183,13 +183,8 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Project:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """One real `coplane server` on SQLite for the module."""
-    tmp = tmp_path_factory.mktemp("dbt-server")
-    live = LiveServer(f"sqlite:///{tmp / 'd.sqlite'}", tmp / "server.log")
-    live.start()
-    try:
+    with sqlite_server(tmp_path_factory.mktemp("dbt-server")) as live:
         yield live
-    finally:
-        live.stop()
 
 
 @pytest.fixture(scope="module")
@@ -445,9 +440,7 @@ def test_dbt_ol_gives_the_picture_coplane_dbt_ingest_gives(
     out (seeds, skipped nodes)."""
     root = tmp_path / "shop"
     profiles = write_project(root)
-    live = LiveServer(f"sqlite:///{tmp_path / 'ol.sqlite'}", tmp_path / "server.log")
-    live.start()
-    try:
+    with sqlite_server(tmp_path) as live:
         env = {
             **project.env,
             "PATH": f"{DBT().parent}{os.pathsep}{os.environ.get('PATH', '')}",  # dbt-ol runs dbt
@@ -513,8 +506,6 @@ def test_dbt_ol_gives_the_picture_coplane_dbt_ingest_gives(
         assert {t["pipeline"] for t in merged["tasks"]} == tasks
         assert len(merged["tasks"]) == len(tasks)  # one child run per node, not two
         assert lineage_edges(live) == edges
-    finally:
-        live.stop()
 
 
 # artifacts.py on small hand-written artifacts

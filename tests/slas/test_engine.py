@@ -300,3 +300,15 @@ def test_incremental_passes_agree_with_evaluating_everything(store: Store) -> No
                     fresh.status,
                     sorted(b.key for b in fresh.breaches),
                 ), f"{known.sla.name} at {now}"
+
+
+def test_a_stored_definition_this_version_cannot_read_is_skipped(store: Store) -> None:
+    engine = _engine(store, _sla())
+    with store.connect() as conn:
+        conn.execute(
+            "INSERT INTO slas (name, definition, origin, created, updated) VALUES (?, ?, ?, ?, ?)",
+            ("from_the_future", conn.json({"name": "from_the_future", "kind": "teleport"}),
+             "api", conn.time(CREATED), conn.time(CREATED)),
+        )  # fmt: skip
+    result = engine.evaluate_all(CREATED + timedelta(hours=3))
+    assert (result.evaluated, result.opened) == (1, 1)  # the readable one still is
