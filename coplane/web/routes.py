@@ -1,26 +1,23 @@
-"""The web UI's routes: HTML pages over the store, and the CSRF-checked ack and resolve forms."""
+"""The web UI's routes: the SLA and incident pages, the CSRF-checked ack and resolve forms, and
+the routers of the other pages."""
 
 from __future__ import annotations
 
 import hmac
 import secrets
 import uuid
-from collections.abc import Mapping
-from datetime import UTC, datetime
-from pathlib import Path
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from jinja2 import Environment, FileSystemLoader, select_autoescape
-from markupsafe import Markup
 from starlette.concurrency import run_in_threadpool
 
 from coplane.collector.ingest import store_of
-from coplane.events import names as n
 from coplane.slas.api import sla_json
 from coplane.store.errors import Conflict, NotFound
+from coplane.store.health import breach_windows, compliance
 from coplane.store.incidents import (
     IncidentState,
     ack_incident,
@@ -30,192 +27,52 @@ from coplane.store.incidents import (
     read_incident,
     resolve_incident,
 )
-from coplane.store.resources import list_resources, pipelines_json
 from coplane.store.slas import list_slas, read_sla
+from coplane.web import events, graph, health, resources
+from coplane.web.render import STATIC_DIR, error_page, render
 
 # Hidden from the OpenAPI schema: it documents the JSON API, which the README lists route by route.
 router = APIRouter(include_in_schema=False)
+for _pages in (health, graph, resources, events):
+    router.include_router(_pages.router)
 
-HERE = Path(__file__).parent
-STATIC_DIR = HERE / "static"
+__all__ = ["CSRF_COOKIE", "STATIC_DIR", "router"]
+
 CSRF_COOKIE = "coplane_csrf"
 CSRF_FIELD = "csrf_token"
 INCIDENT_LIMIT = 500  # the incident pages show this many, newest first
-PAGE_SIZE = 500  # pipelines are read in pages of this size
 STATES: dict[str, IncidentState | None] = {"": None, "open": "open", "resolved": "resolved"}
-
-# Worst first: the order of the health page and of its status filter.
-STATUSES = ("breached", "at_risk", "failing", "unknown", "ok")
-# Every status is shown as a symbol and a word; colour only repeats what they say.
-ICONS = {
-    "breached": "✖",
-    "at_risk": "▲",
-    "failing": "◆",
-    "unknown": "?",
-    "ok": "✓",
-    "open": "●",
-    "acked": "◐",
-    "resolved": "✓",
-    "sent": "✓",
-    "pending": "…",
-    "dead": "✖",
-    "skipped": "⊘",
-    "silenced": "⊘",
-    "inhibited": "⊘",
-}
-# What each shown status looks like (its CSS class): incident and delivery states map onto the
-# five health colours so that one scheme covers every page.
-TONES = {
-    "open": "breached",
-    "acked": "at_risk",
-    "resolved": "ok",
-    "sent": "ok",
-    "pending": "unknown",
-    "dead": "breached",
-    "skipped": "unknown",
-    "silenced": "unknown",
-    "inhibited": "unknown",
-}
-# A pipeline's status is that of its last run.
-RUN_STATUS = {
-    "failed": "failing",
-    "retrying": "at_risk",
-    "cancelled": "unknown",
-    "completed": "ok",
-    "running": "ok",
-    "scheduled": "ok",
-}
-
-
-def status_badge(status: str) -> Markup:
-    """A status as icon (hidden from screen readers, which read the word) and text."""
-    tone = TONES.get(status, status if status in STATUSES else "unknown")
-    icon = ICONS.get(status, "?")
-    label = status.replace("_", " ")
-    return Markup(
-        '<span class="status status-{}"><span class="icon" aria-hidden="true">{}</span> {}</span>'
-    ).format(tone, icon, label)
-
-
-def when(value: str | None) -> Markup:
-    """An ISO timestamp as a `<time>` in UTC, to the minute; a dash when there is none."""
-    if not value:
-        return Markup('<span class="none">—</span>')
-    at = datetime.fromisoformat(value).astimezone(UTC)
-    return Markup('<time datetime="{}">{}</time>').format(
-        at.isoformat(), at.strftime("%Y-%m-%d %H:%M UTC")
-    )
-
-
-def duration(seconds: float | None) -> str:
-    """Seconds in words, such as `1h 2m` or `42s`; a dash when unknown."""
-    if seconds is None:
-        return "—"
-    total = round(seconds)
-    hours, rest = divmod(total, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}h {minutes}m"
-    if minutes:
-        return f"{minutes}m {secs}s"
-    return f"{secs}s"
-
-
-def _environment() -> Environment:
-    env = Environment(
-        loader=FileSystemLoader(HERE / "templates"),
-        autoescape=select_autoescape(["html"]),
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    env.globals["status_badge"] = status_badge
-    env.globals["statuses"] = STATUSES
-    env.filters["when"] = when
-    env.filters["duration"] = duration
-    return env
-
-
-ENV = _environment()
-
-
-def render(
-    request: Request, template: str, context: Mapping[str, Any], status_code: int = 200
-) -> HTMLResponse:
-    """A template as a page; `path` lets the navigation mark the current page."""
-    html = ENV.get_template(template).render(path=request.url.path, **context)
-    return HTMLResponse(html, status_code=status_code)
-
-
-def error_page(request: Request, status_code: int, title: str, message: str) -> HTMLResponse:
-    return render(request, "error.html", {"title": title, "message": message}, status_code)
-
-
-# --- health -----------------------------------------------------------------------------------
-
-
-def _all_pipelines(request: Request) -> list[dict[str, Any]]:
-    """Every pipeline with its last run, read page by page as GET /api/pipelines does."""
-    out: list[dict[str, Any]] = []
-    cursor: str | None = None
-    with store_of(request).connect() as conn:
-        while True:
-            rows, cursor = list_resources(conn, (n.KIND_PIPELINE,), PAGE_SIZE, cursor)
-            out += pipelines_json(conn, rows)
-            if cursor is None:
-                return out
-
-
-def _tiles(request: Request) -> list[dict[str, Any]]:
-    tiles: list[dict[str, Any]] = []
-    for p in _all_pipelines(request):
-        run = p["last_run"]
-        tiles.append(
-            {
-                "type": "pipeline",
-                "name": p["id"],
-                "status": "unknown" if run is None else RUN_STATUS.get(run["state"], "unknown"),
-                "run": run,
-            }
-        )
-    with store_of(request).connect() as conn:
-        slas = [sla_json(s.sla, s.state, s.origin) for s in list_slas(conn)]
-    for s in slas:
-        tiles.append({"type": "sla", "name": s["name"], "status": s["status"], "sla": s})
-    rank = {status: i for i, status in enumerate(STATUSES)}
-    tiles.sort(key=lambda t: (rank.get(t["status"], len(STATUSES)), t["type"], t["name"]))
-    return tiles
-
-
-@router.get("/")
-def health_page(request: Request, status: str = "", q: str = "") -> HTMLResponse:
-    """One tile per pipeline and per SLA, worst first, filtered by status and text."""
-    tiles = _tiles(request)
-    total = len(tiles)
-    if status in STATUSES:
-        tiles = [t for t in tiles if t["status"] == status]
-    else:
-        status = ""  # an unknown status filters nothing, and the form shows "any"
-    needle = q.strip().lower()
-    if needle:
-        tiles = [t for t in tiles if needle in t["name"].lower()]
-    return render(
-        request, "health.html", {"tiles": tiles, "total": total, "status": status, "q": q}
-    )
 
 
 # --- SLAs -------------------------------------------------------------------------------------
 
 
+COMPLIANCE_DAYS = (7, 30)
+
+
 @router.get("/slas")
 def slas_page(request: Request) -> HTMLResponse:
-    """Every SLA with its status, next deadline, last met, explanation and open incidents."""
+    """Every SLA with its status, next deadline, compliance over 7 and 30 days, explanation and
+    open incidents."""
+    now = datetime.now(UTC)
+    month = now - timedelta(days=max(COMPLIANCE_DAYS))
     with store_of(request).connect() as conn:
-        slas = [sla_json(s.sla, s.state, s.origin) for s in list_slas(conn)]
+        stored = list_slas(conn)
         incidents = list_incidents(conn, "open", INCIDENT_LIMIT)
+        windows = breach_windows(conn, month)
     open_count: dict[str, int] = {}
     for i in incidents:
         open_count[i["sla"]] = open_count.get(i["sla"], 0) + 1
-    return render(request, "slas.html", {"slas": slas, "open_count": open_count})
+    slas = []
+    for s in stored:
+        mine = windows.get(s.sla.name, [])
+        shares = {
+            days: compliance(mine, max(now - timedelta(days=days), s.created), now)
+            for days in COMPLIANCE_DAYS
+        }
+        slas.append({**sla_json(s.sla, s.state, s.origin), "compliance": shares})
+    context = {"slas": slas, "open_count": open_count, "days": COMPLIANCE_DAYS}
+    return render(request, "slas.html", context, blocks=("sla-table",))
 
 
 # --- incidents --------------------------------------------------------------------------------

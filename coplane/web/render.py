@@ -1,0 +1,166 @@
+"""Rendering pages: the Jinja environment, its filters, and whole pages or one htmx block."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from jinja2_fragments import render_block
+from markupsafe import Markup
+
+HERE = Path(__file__).parent
+STATIC_DIR = HERE / "static"
+
+# Worst first: the order of the health page and of its status filter.
+STATUSES = ("breached", "failed", "failing_checks", "at_risk", "late", "unknown", "ok")
+# Every status is shown as a symbol and a word; colour only repeats what they say.
+ICONS = {
+    "breached": "✖",
+    "failed": "✖",
+    "failing_checks": "◆",
+    "at_risk": "▲",
+    "late": "◷",
+    "unknown": "?",
+    "ok": "✓",
+    "open": "●",
+    "acked": "◐",
+    "resolved": "✓",
+    "sent": "✓",
+    "pending": "…",
+    "dead": "✖",
+    "skipped": "⊘",
+    "silenced": "⊘",
+    "inhibited": "⊘",
+    "completed": "✓",
+    "running": "▶",
+    "scheduled": "…",
+    "retrying": "↻",
+    "cancelled": "⊘",
+    "passed": "✓",
+}
+# What each shown status looks like (its CSS class): run, incident and delivery states map
+# onto the health colours so that one scheme covers every page.
+TONES = {
+    "open": "breached",
+    "acked": "at_risk",
+    "resolved": "ok",
+    "sent": "ok",
+    "pending": "unknown",
+    "dead": "breached",
+    "skipped": "unknown",
+    "silenced": "unknown",
+    "inhibited": "unknown",
+    "completed": "ok",
+    "passed": "ok",
+    "running": "running",
+    "scheduled": "unknown",
+    "retrying": "at_risk",
+    "cancelled": "unknown",
+}
+
+
+def tone(status: str) -> str:
+    """The CSS tone of any shown status."""
+    return TONES.get(status, status if status in STATUSES else "unknown")
+
+
+def status_badge(status: str) -> Markup:
+    """A status as icon (hidden from screen readers, which read the word) and text."""
+    icon = ICONS.get(status, "?")
+    label = status.replace("_", " ")
+    return Markup(
+        '<span class="status status-{}"><span class="icon" aria-hidden="true">{}</span> {}</span>'
+    ).format(tone(status), icon, label)
+
+
+def _utc(value: str | datetime) -> datetime:
+    at = value if isinstance(value, datetime) else datetime.fromisoformat(value)
+    return at.astimezone(UTC)
+
+
+def when(value: str | datetime | None) -> Markup:
+    """A timestamp as a `<time>` in UTC, to the minute; a dash when there is none."""
+    if not value:
+        return Markup('<span class="none">—</span>')
+    at = _utc(value)
+    return Markup('<time datetime="{}">{}</time>').format(
+        at.isoformat(), at.strftime("%Y-%m-%d %H:%M UTC")
+    )
+
+
+def duration(seconds: float | None) -> str:
+    """Seconds in words, such as `1h 2m` or `42s`; a dash when unknown."""
+    if seconds is None:
+        return "—"
+    total = round(abs(seconds))
+    days, rest = divmod(total, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes}m"
+    if minutes:
+        return f"{minutes}m {secs}s"
+    return f"{secs}s"
+
+
+def relative(value: str | datetime | None, now: datetime | None = None) -> str:
+    """How far a time is from now in words: `in 2h 5m` or `3m 10s ago`."""
+    if not value:
+        return ""
+    seconds = (_utc(value) - (now or datetime.now(UTC))).total_seconds()
+    return f"in {duration(seconds)}" if seconds >= 0 else f"{duration(seconds)} ago"
+
+
+def percent(value: float | None) -> str:
+    """A ratio as a percentage with one decimal; a dash when unknown."""
+    return "—" if value is None else f"{value * 100:.1f}%"
+
+
+def _environment() -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(HERE / "templates"),
+        autoescape=select_autoescape(["html", "svg"]),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.globals["status_badge"] = status_badge
+    env.globals["tone"] = tone
+    env.globals["statuses"] = STATUSES
+    env.globals["icons"] = ICONS
+    env.filters["when"] = when
+    env.filters["duration"] = duration
+    env.filters["relative"] = relative
+    env.filters["percent"] = percent
+    return env
+
+
+ENV = _environment()
+
+
+def render(
+    request: Request,
+    template: str,
+    context: Mapping[str, Any],
+    status_code: int = 200,
+    blocks: tuple[str, ...] = (),
+) -> HTMLResponse:
+    """A template as a page, or just one of its `blocks` when htmx asks to refresh the element
+    of that id (the `HX-Target` header): one template serves the page and its partials."""
+    values = {"path": request.url.path, "query": request.url.query, **context}
+    target = request.headers.get("hx-target", "")
+    if request.headers.get("hx-request") == "true" and target in blocks:
+        html = render_block(ENV, template, target.replace("-", "_"), **values)
+    else:
+        html = ENV.get_template(template).render(**values)
+    return HTMLResponse(html, status_code=status_code)
+
+
+def error_page(request: Request, status_code: int, title: str, message: str) -> HTMLResponse:
+    return render(request, "error.html", {"title": title, "message": message}, status_code)
