@@ -22,6 +22,7 @@ from coplane.slas import api as slas_api
 from coplane.slas.engine import SlaEngine
 from coplane.store import Store, open_store
 from coplane.web import routes as web_routes
+from coplane.web.headers import SecurityHeaders
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     app.include_router(slas_api.router, tags=["slas"])
     app.include_router(web_routes.router)
     app.mount("/static", StaticFiles(directory=web_routes.STATIC_DIR), name="static")
+    app.add_middleware(SecurityHeaders)
     return app
 
 

@@ -149,6 +149,9 @@ def test_every_page_loads_with_htmx_and_no_console_errors(
     for name, (path, heading) in pages.items():
         response = page.goto(server.url + path)
         assert response is not None and response.status == 200, path
+        # the pages run under a policy that refuses inline scripts and styles: a violation
+        # would be a console error
+        assert "script-src 'self';" in response.headers["content-security-policy"]
         expect(page.locator("h1")).to_have_text(heading)
         assert page.evaluate("typeof htmx") == "object", f"htmx did not load on {path}"
         shoot(page, tmp_path, name)
