@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import uuid
 from datetime import UTC, datetime
@@ -67,19 +68,40 @@ def server(
     config: Annotated[
         str | None, typer.Option(help="coplane.yaml with slas: and channels: [COPLANE_CONFIG]")
     ] = None,
+    insecure_no_auth: Annotated[
+        bool,
+        typer.Option(
+            "--insecure-no-auth",
+            help="listen on an address other than loopback although nothing asks for a login",
+        ),
+    ] = False,
 ) -> None:
     """Run the collector, API and periodic jobs in one process."""
     import uvicorn
+    from rich.markup import escape
 
     from coplane.server import create_app
 
     settings = _settings(host=host, port=port, config=config)
+    if not is_loopback(settings.host) and not insecure_no_auth:
+        err.print(
+            f"[red]error:[/red] refusing to listen on {escape(settings.host)}: coplane asks for "
+            "no login or API key yet, so anyone who can reach it could read and change "
+            "everything. Listen on 127.0.0.1 behind a proxy that authenticates, or pass "
+            "--insecure-no-auth to accept that.",
+            highlight=False,
+        )
+        raise typer.Exit(2)
     if settings.config is not None:
         loaded = _load_config_or_exit(settings.config)
         out.print(f"{settings.config}: {len(loaded.slas)} SLAs, {len(loaded.channels)} channels")
     app_ = create_app(settings)
     out.print(f"coplane {_version()} database: {_without_password(settings.database_url)}")
     out.print(f"coplane listening on [bold]http://{settings.host}:{settings.port}[/bold]")
+    out.print(
+        "[yellow]open access:[/yellow] no login or API key is asked for; anyone who can reach "
+        "this address can read and change everything."
+    )
     uvicorn.run(
         app_,
         host=settings.host,
@@ -87,6 +109,16 @@ def server(
         log_level=settings.log_level,
         access_log=settings.log_level == "debug",
     )
+
+
+def is_loopback(host: str) -> bool:
+    """Whether an address to listen on is reachable from this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        return False
 
 
 def _without_password(url: str) -> str:

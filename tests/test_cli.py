@@ -165,3 +165,38 @@ def test_printed_database_urls_hide_passwords() -> None:
     )
     assert _without_password("postgresql://db:5432/coplane") == "postgresql://db:5432/coplane"
     assert _without_password("sqlite:////tmp/c.sqlite") == "sqlite:////tmp/c.sqlite"
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "10.1.2.3", "::", "coplane.internal"])
+def test_server_refuses_to_listen_beyond_loopback_without_the_flag(host: str) -> None:
+    result = runner.invoke(app, ["server", "--host", host, "--port", str(free_port())])
+    assert result.exit_code == 2
+    assert f"refusing to listen on {host}" in result.output
+    assert "--insecure-no-auth" in result.output
+
+
+def test_server_beyond_loopback_with_the_flag_starts_and_says_it_is_open(tmp_path: Path) -> None:
+    port = free_port()
+    env = {**os.environ, "COPLANE_DATABASE_URL": f"sqlite:///{tmp_path / 'c.sqlite'}"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "coplane", "server", "--host", "0.0.0.0", "--port", str(port),
+         "--insecure-no-auth"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}")
+    finally:
+        proc.terminate()
+        output = proc.communicate(timeout=15)[0].decode()
+    assert "open access" in output
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [("127.0.0.1", True), ("127.8.0.1", True), ("::1", True), ("[::1]", True),
+     ("localhost", True), ("0.0.0.0", False), ("192.168.1.5", False), ("example.org", False)],
+)  # fmt: skip
+def test_loopback_addresses(host: str, loopback: bool) -> None:
+    from coplane.cli import is_loopback
+
+    assert is_loopback(host) is loopback
