@@ -60,7 +60,7 @@ def duration_chart(
     top = max(known, default=0.0) or 1.0
     plot = width - axis
     step = plot / max(len(runs), 1)
-    bar_width = max(step * 0.7, 1.0)
+    bar_width = min(max(step * 0.7, 1.0), 24.0)  # thin with many runs, never a slab
 
     def y_of(seconds: float) -> float:
         return height - seconds / top * (height - 8)
