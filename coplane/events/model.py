@@ -19,6 +19,16 @@ EventName = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=EV
 ResourceId = Annotated[str, msgspec.Meta(min_length=1, max_length=1000)]
 Role = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
 Label = Annotated[str, msgspec.Meta(max_length=1000)]
+LabelKey = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+# Limits on one event, checked while decoding (README "Limits"): they bound what one producer
+# bug can put into every derived row and page.
+MAX_LABELS = 64  # labels per resource
+MAX_RELATED = 1_000  # related resources per event
+MAX_PAYLOAD_BYTES = 1024 * 1024  # one event's payload, as compact JSON
+MAX_PAYLOAD_DEPTH = 32  # nesting of objects and arrays in a payload
+Labels = Annotated[dict[LabelKey, Label], msgspec.Meta(max_length=MAX_LABELS)]
+Name = Annotated[str, msgspec.Meta(max_length=1000)]
+Kind = Annotated[str, msgspec.Meta(max_length=100)]
 # `tz=True`: a time without an offset is ambiguous and is refused, never guessed.
 AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
 # Times outside this range are producer bugs (year 1, year 9999), not events; refusing
@@ -34,9 +44,9 @@ class Resource(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
     """The primary thing an event is about: a pipeline, a task, an asset."""
 
     id: ResourceId
-    name: str | None = None
-    kind: str | None = None
-    labels: dict[str, Label] = {}
+    name: Name | None = None
+    kind: Kind | None = None
+    labels: Labels = {}
 
 
 class RelatedResource(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
@@ -44,9 +54,9 @@ class RelatedResource(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False
 
     id: ResourceId
     role: Role
-    name: str | None = None
-    kind: str | None = None
-    labels: dict[str, Label] = {}
+    name: Name | None = None
+    kind: Kind | None = None
+    labels: Labels = {}
 
 
 class Event(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
@@ -56,7 +66,7 @@ class Event(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
     event: EventName
     resource: Resource
     id: uuid.UUID | None = None
-    related: list[RelatedResource] = []
+    related: Annotated[list[RelatedResource], msgspec.Meta(max_length=MAX_RELATED)] = []
     payload: dict[str, Any] = {}
 
     def related_with(self, role: str) -> list[RelatedResource]:
@@ -119,6 +129,8 @@ def decode_events(body: bytes) -> list[Event]:
     events = decoded if isinstance(decoded, list) else [decoded]
     for index, event in enumerate(events):
         check_occurred(event.occurred, ["body", index, "occurred"])
+        if event.payload:
+            check_payload(event.payload, ["body", index, "payload"])
     if b"\\u0000" in body:  # rare: only then walk the events to name the field
         for index, event in enumerate(events):
             check_no_nul(msgspec.to_builtins(event), ["body", index])
@@ -133,6 +145,37 @@ def check_occurred(at: datetime, loc: list[str | int]) -> None:
             loc,
             unreadable=False,
         )
+
+
+def check_payload(payload: dict[str, Any], loc: list[str | int]) -> None:
+    """Refuse a payload larger or more deeply nested than the limits, naming the field."""
+    encoded = _encoder.encode(payload)
+    if len(encoded) > MAX_PAYLOAD_BYTES:
+        raise EventDecodeError(
+            f"is {len(encoded)} bytes as JSON; the limit is {MAX_PAYLOAD_BYTES}",
+            loc,
+            unreadable=False,
+        )
+    # Only a payload with many containers can be too deep: count them (fast) before walking.
+    if encoded.count(b"{") + encoded.count(b"[") > MAX_PAYLOAD_DEPTH:
+        deepest = _depth(payload)
+        if deepest > MAX_PAYLOAD_DEPTH:
+            raise EventDecodeError(
+                f"nests {deepest} levels deep; the limit is {MAX_PAYLOAD_DEPTH}",
+                loc,
+                unreadable=False,
+            )
+
+
+def _depth(value: Any) -> int:
+    """How deeply objects and arrays nest in `value` (1 for a flat object), without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        children = item.values() if isinstance(item, dict) else item
+        deepest = max(deepest, level)
+        stack.extend((c, level + 1) for c in children if isinstance(c, (dict, list)))
+    return deepest
 
 
 def check_no_nul(value: Any, loc: list[str | int]) -> None:

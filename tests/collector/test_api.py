@@ -406,3 +406,15 @@ def test_openlineage_batch(client: TestClient) -> None:
     assert client.post("/api/v1/lineage/batch", json=[]).json()["status"] == "success"
     nul = client.post("/api/v1/lineage/batch", json=[ev(5, producer="p\u0000")]).json()
     assert nul["status"] == "failure" and "U+0000" in nul["failed_events"][0]["reason"]
+
+
+def test_a_payload_over_the_limit_is_a_422_and_keeps_nothing(client: TestClient) -> None:
+    good = event_dict("run.started", "p")
+    deep: Any = {}
+    for _ in range(40):
+        deep = {"x": deep}
+    bad = {**event_dict("run.started", "q"), "payload": deep}
+    resp = client.post("/api/events", json=[good, bad])
+    assert_error(resp, 422, ["body", 1, "payload"])
+    assert "the limit is 32" in resp.json()["errors"][0]["msg"]
+    assert client.get("/api/events").json()["events"] == []  # the batch is refused whole

@@ -24,6 +24,24 @@ def test_optional_fields_default() -> None:
     assert e.occurred.utcoffset() is not None
 
 
+def nested(levels: int) -> dict[str, object]:
+    """A payload whose objects and arrays nest `levels` deep."""
+    value: object = "bottom"
+    for level in range(levels - 1):
+        value = [value] if level % 2 else {"x": value}
+    return {"top": value}
+
+
+DEEP = nested(33)
+
+
+def test_a_payload_at_the_limits_is_accepted() -> None:
+    ok = {**event_dict("run.started", "p"), "payload": nested(32)}
+    ok["resource"]["labels"] = {f"k{i}": "v" for i in range(64)}
+    [e] = decode_events(json.dumps(ok).encode())
+    assert len(e.resource.labels) == 64
+
+
 @pytest.mark.parametrize(
     ("change", "loc", "message"),
     [
@@ -40,6 +58,21 @@ def test_optional_fields_default() -> None:
         ({"occurred": "9999-12-31T00:00:00+00:00"}, ["body", 0, "occurred"], "2999"),
         ({"payload": [1]}, ["body", 0, "payload"], "object"),
         ({"id": "not-a-uuid"}, ["body", 0, "id"], "uuid"),
+        # the limits on one event
+        (
+            {"resource": {"id": "r", "labels": {f"k{i}": "v" for i in range(65)}}},
+            ["body", 0, "resource", "labels"],
+            "length <= 64",
+        ),
+        (
+            {"resource": {"id": "r", "labels": {"k" * 201: "v"}}},
+            ["body", 0, "resource", "labels"],
+            "length <= 200",
+        ),
+        ({"resource": {"id": "r", "kind": "k" * 101}}, ["body", 0, "resource", "kind"], "<= 100"),
+        ({"related": [{"id": "x", "role": "input"}] * 1001}, ["body", 0, "related"], "<= 1000"),
+        ({"payload": {"blob": "x" * (1024 * 1024)}}, ["body", 0, "payload"], "limit is 1048576"),
+        ({"payload": DEEP}, ["body", 0, "payload"], "nests 33 levels deep; the limit is 32"),
     ],
 )
 def test_invalid_fields_are_named(
