@@ -3,12 +3,9 @@ the routers of the other pages."""
 
 from __future__ import annotations
 
-import hmac
-import secrets
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -28,7 +25,7 @@ from coplane.store.incidents import (
     resolve_incident,
 )
 from coplane.store.slas import list_slas, read_sla
-from coplane.web import events, graph, health, resources
+from coplane.web import csrf, events, graph, health, resources
 from coplane.web.render import STATIC_DIR, error_page, render
 
 # Hidden from the OpenAPI schema: it documents the JSON API, which the README lists route by route.
@@ -38,8 +35,7 @@ for _pages in (health, graph, resources, events):
 
 __all__ = ["CSRF_COOKIE", "STATIC_DIR", "router"]
 
-CSRF_COOKIE = "coplane_csrf"
-CSRF_FIELD = "csrf_token"
+CSRF_COOKIE = csrf.CSRF_COOKIE
 INCIDENT_LIMIT = 500  # the incident pages show this many, newest first
 STATES: dict[str, IncidentState | None] = {"": None, "open": "open", "resolved": "resolved"}
 
@@ -118,20 +114,10 @@ def incident_page(request: Request, incident_id: str) -> HTMLResponse:
             incident = incident_json(row, notes.get(str(row["id"]), []))
     except NotFound:
         return _no_incident(request, incident_id)
-    # Double-submit CSRF: the cookie keeps its token across pages (several tabs stay valid).
-    token = request.cookies.get(CSRF_COOKIE) or ""
-    if len(token) < 32:
-        token = secrets.token_urlsafe(32)
+    token = csrf.token_for(request)
     context = {"incident": incident, "state": _incident_state(incident), "csrf_token": token}
     response = render(request, "incident.html", context)
-    response.set_cookie(
-        CSRF_COOKIE,
-        token,
-        httponly=True,
-        samesite="strict",
-        secure=request.url.scheme == "https",
-        path="/",
-    )
+    csrf.set_token(request, response, token)
     return response
 
 
@@ -141,11 +127,7 @@ def _no_incident(request: Request, incident_id: str) -> HTMLResponse:
 
 async def _csrf_ok(request: Request) -> bool:
     """The form's token equals the cookie's (compared in constant time), and both are set."""
-    # Parsed here rather than with Form(): a urlencoded body needs no multipart dependency.
-    form = parse_qs((await request.body()).decode("utf-8", "replace"))
-    sent = (form.get(CSRF_FIELD) or [""])[0]
-    cookie = request.cookies.get(CSRF_COOKIE) or ""
-    return bool(sent and cookie) and hmac.compare_digest(sent.encode(), cookie.encode())
+    return csrf.token_matches(request, await csrf.read_form(request))
 
 
 def _forbidden(request: Request) -> HTMLResponse:
