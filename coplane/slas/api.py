@@ -17,6 +17,7 @@ from coplane.store.channels import channel_state_json, list_channel_states
 from coplane.store.dialects import Conn, Row
 from coplane.store.errors import Conflict, NotFound
 from coplane.store.incidents import (
+from coplane.store.evaluations import evaluation_json, list_sla_evaluations
     ack_incident,
     incident_json,
     list_incidents,
@@ -140,6 +141,20 @@ def get_sla(request: Request, name: str) -> dict[str, Any]:
 
 
 @router.post("/api/slas", status_code=201, summary="Declare an SLA")
+@router.get("/api/slas/{name}/explain", summary="An SLA's latest evaluations and their inputs")
+def get_sla_explain(
+    request: Request,
+    name: str,
+    limit: Annotated[int, Query(ge=1, le=100, description="evaluations, newest first")] = 20,
+) -> dict[str, Any]:
+    """The evaluations whose result changed, newest first, each with the facts the rule used
+    and the decision in words; 404 when there is no SLA of that name."""
+    with store_of(request).connect() as conn:
+        read_sla(conn, name)  # NotFound names the SLA
+        rows = list_sla_evaluations(conn, name, limit)
+    return {"sla": name, "evaluations": [evaluation_json(row) for row in rows]}
+
+
 def post_sla(request: Request, body: SlaBody) -> dict[str, Any]:
     """Create an SLA (origin 'api'); 409 when one of that name exists."""
     sla = _validate(body)

@@ -24,11 +24,18 @@ from coplane.events.model import Event, RelatedResource, Resource
 from coplane.events.names import KIND_PIPELINE, ROLE_INPUT
 from coplane.jobs.scheduler import Scheduler
 from coplane.slas.config import ChannelConfig, load_config
+from coplane.slas.explain import explain_inputs
 from coplane.slas.facts import Breach, Evaluation, Facts
 from coplane.slas.model import SLA, ExpectedEventSLA, HeartbeatSLA
 from coplane.slas.rules import evaluate
 from coplane.store import Conn, Store
 from coplane.store.dialects import Row
+from coplane.store.evaluations import (
+    KEEP,
+    EvaluationRecord,
+    insert_sla_evaluations,
+    prune_sla_evaluations,
+)
 from coplane.store.events import insert_events
 from coplane.store.incidents import apply_evaluation, open_incident_keys
 from coplane.store.leader import Leadership, notify_leader
@@ -63,6 +70,8 @@ class PassResult:
 
 class SlaEngine:
     """Evaluates the stored SLAs and keeps incidents in step with them."""
+
+    evaluations_kept = KEEP  # recorded evaluations kept per SLA (the explain API's history)
 
     def __init__(
         self,
@@ -203,27 +212,51 @@ class SlaEngine:
                 few = len(chosen) < len(known) // 4  # else one scan of open incidents
                 open_keys = open_incident_keys(conn, [k.sla.name for k in chosen] if few else None)
                 changed: list[tuple[str, Evaluation]] = []
+                records: list[EvaluationRecord] = []  # stored with the states
+                recorded: list[str] = []  # every SLA with a new evaluation row: pruned
                 for entry, entry_facts in zip(chosen, facts, strict=True):
                     sla = entry.sla
                     evaluation = self._evaluate_one(sla, entry_facts, now)
                     entry.last = evaluation
                     state = _state_of(evaluation)
+                    same_keys = {b.key for b in evaluation.breaches} == open_keys.get(
+                        sla.name, set()
+                    )
+                    # Recorded only when the result differs (the moments states or incidents
+                    # are written), so a pass that changes nothing writes nothing.
+                    record = None
+                    if state != entry.state or not same_keys:
+                        record = _record(sla, entry_facts, evaluation, now)
+                        recorded.append(sla.name)
                     if state != entry.state:
                         changed.append((sla.name, evaluation))
                         entry.state = state
                     if evaluation.next_deadline is not None:
                         wakes.append(evaluation.next_deadline)
-                    if {b.key for b in evaluation.breaches} == open_keys.get(sla.name, set()):
+                    if same_keys:
+                        if record is not None:
+                            records.append(record)
                         continue  # nothing opens or resolves
+                    assert record is not None
                     with conn.transaction():
+                        # The incidents it opens point at it: stored in their transaction.
+                        insert_sla_evaluations(conn, [record])
                         new, gone = apply_evaluation(
-                            conn, sla, evaluation, partial(_affected, conn, sla), now
+                            conn,
+                            sla,
+                            evaluation,
+                            partial(_affected, conn, sla),
+                            now,
+                            evaluation_id=record.id,
                         )
                         if sla.remediate is not None and new:
                             self._request_remediation(conn, sla, new, now)
                     opened += len(new)
                     resolved += len(gone)
-                save_sla_states(conn, changed, now)
+                with conn.transaction():
+                    save_sla_states(conn, changed, now)
+                    insert_sla_evaluations(conn, records)
+                    prune_sla_evaluations(conn, recorded, self.evaluations_kept)
             next_wake = min(wakes) if wakes else None
             if next_wake is not None and self._scheduler is not None:
                 self._scheduler.run_at(_DEADLINE_JOB, next_wake, self.evaluate_changed)
@@ -261,7 +294,7 @@ class SlaEngine:
             except (KeyError, ValueError):  # deleted meanwhile, or unreadable by this version
                 log.exception("cannot read the stored SLA %s", row["name"])
                 continue
-            known.append(_Known(sla, row["created"], row["updated"], state, _watches(sla)))
+            known.append(_Known(sla, row["created"], row["updated"], state, watched_resources(sla)))
         self._known, self._version, self._loaded_at = known, version, time.monotonic()
         return known
 
@@ -303,6 +336,22 @@ class SlaEngine:
             return Evaluation(status="unknown", explanation=f"{sla.name}: evaluation failed: {exc}")
 
 
+def _record(
+    sla: SLA, facts: Facts | Exception, evaluation: Evaluation, now: datetime
+) -> EvaluationRecord:
+    """An evaluation to store, with the facts its rule used (or why there are none)."""
+    inputs: dict[str, Any]
+    if isinstance(facts, Exception):  # logged where the evaluation failed
+        inputs = {"kind": sla.kind, "error": f"reading the facts failed: {facts}"}
+    else:
+        try:
+            inputs = explain_inputs(sla, facts, evaluation, now)
+        except Exception as exc:  # explaining must not stop the pass either
+            log.exception("explaining the evaluation of SLA %s failed", sla.name)
+            inputs = {"kind": sla.kind, "error": f"explaining failed: {exc}"}
+    return EvaluationRecord(uuid.uuid4(), sla.name, now, evaluation, inputs)
+
+
 @dataclass(slots=True)
 class _Known:
     """A stored SLA as the engine keeps it between passes."""
@@ -315,7 +364,7 @@ class _Known:
     last: Evaluation | None = None  # its latest evaluation in this process
 
 
-def _watches(sla: SLA) -> frozenset[str] | None:
+def watched_resources(sla: SLA) -> frozenset[str] | None:
     """The resources whose events can change an SLA's result; None when any event can."""
     match sla:
         case HeartbeatSLA():

@@ -15,7 +15,7 @@ from coplane.store.sla_facts import upstream
 
 INCIDENT_COLUMNS = (
     "id, sla, key, severity, reason, resource, due, window_start, affected, opened, acked, "
-    "resolved, inhibited_by"
+    "resolved, inhibited_by, evaluation_id"
 )
 NOTIFICATION_COLUMNS = (
     "id, incident_id, channel, action, created, due, claimed, sent, attempts, status, "
@@ -30,9 +30,12 @@ def apply_evaluation(
     evaluation: Evaluation,
     affected: Callable[[Breach], list[str]],
     now: datetime,
+    *,
+    evaluation_id: uuid.UUID | None = None,
 ) -> tuple[list[Row], list[Row]]:
     """Open an incident per new breach, resolve those no longer breached, queue their alerts.
 
+    `evaluation_id`: the stored evaluation (`store/evaluations.py`) the new incidents link to.
     Runs in the caller's transaction (or its own). Concurrent evaluators are safe: the partial
     unique index keeps one open incident per key, and a conflicting insert does nothing.
     Returns the incidents (opened, resolved) by this call.
@@ -56,7 +59,7 @@ def apply_evaluation(
             cause = _root_cause(conn, sla.name, b.resource)
             inserted = conn.execute(
                 f"INSERT INTO incidents ({INCIDENT_COLUMNS}) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?) "
                 "ON CONFLICT (sla, key) WHERE resolved IS NULL DO NOTHING",
                 (
                     conn.uid(incident_id),
@@ -70,6 +73,7 @@ def apply_evaluation(
                     conn.json(downstream),
                     t(now),
                     None if cause is None else conn.uid(cause),
+                    None if evaluation_id is None else conn.uid(evaluation_id),
                 ),
             )
             if inserted == 1:
@@ -166,6 +170,17 @@ def list_incidents(conn: Conn, state: IncidentState | None, limit: int) -> list[
     rows = conn.query(
         f"SELECT {INCIDENT_COLUMNS} FROM incidents {where} ORDER BY opened DESC, id DESC LIMIT ?",
         (limit,),
+    )
+    by_incident = list_notifications(conn, [row["id"] for row in rows])
+    return [incident_json(row, by_incident.get(str(row["id"]), [])) for row in rows]
+
+
+def list_sla_incidents(conn: Conn, sla: str, limit: int) -> list[dict[str, Any]]:
+    """One SLA's incidents newest first, as the API shows them, each with its notifications."""
+    rows = conn.query(
+        f"SELECT {INCIDENT_COLUMNS} FROM incidents WHERE sla = ? "
+        "ORDER BY opened DESC, id DESC LIMIT ?",
+        (sla, limit),
     )
     by_incident = list_notifications(conn, [row["id"] for row in rows])
     return [incident_json(row, by_incident.get(str(row["id"]), [])) for row in rows]
@@ -369,6 +384,7 @@ def incident_json(row: Row, notifications: Sequence[Row]) -> dict[str, Any]:
         "acked": _iso(row["acked"]),
         "resolved": _iso(row["resolved"]),
         "inhibited_by": None if row["inhibited_by"] is None else str(row["inhibited_by"]),
+        "evaluation_id": None if row["evaluation_id"] is None else str(row["evaluation_id"]),
         "affected": list(row["affected"]),
         "notifications": [
             {

@@ -56,7 +56,7 @@ class Tile:
     @property
     def url(self) -> str:
         if self.kind == "sla":
-            return f"/slas#sla-{quote(self.id)}"
+            return f"/slas/{quote(self.id)}"
         return f"/{self.kind}s/{quote(self.id, safe=':@/')}"
 
 

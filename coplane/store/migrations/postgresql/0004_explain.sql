@@ -1,0 +1,17 @@
+-- SLA explain: the evaluations whose result differed from the one before (the latest ones per
+-- SLA, pruned by the engine), with the facts the rule used; and the evaluation that opened
+-- each incident. No foreign keys: an incident outlives the evaluations pruned after it.
+
+CREATE TABLE sla_evaluations (
+    id            uuid PRIMARY KEY,
+    sla           text NOT NULL,
+    evaluated     timestamptz NOT NULL,
+    status        text NOT NULL,
+    next_deadline timestamptz,
+    explanation   text NOT NULL,
+    inputs        jsonb NOT NULL,
+    breaches      jsonb NOT NULL
+);
+CREATE INDEX sla_evaluations_sla ON sla_evaluations (sla, evaluated DESC);
+
+ALTER TABLE incidents ADD COLUMN evaluation_id uuid;
