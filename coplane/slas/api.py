@@ -11,13 +11,14 @@ from pydantic import TypeAdapter, ValidationError
 
 from coplane.collector.errors import ApiError
 from coplane.collector.ingest import store_of
+from coplane.slas import backtest
 from coplane.slas.config import ConfigError
 from coplane.slas.model import SLA
 from coplane.store.channels import channel_state_json, list_channel_states
 from coplane.store.dialects import Conn, Row
 from coplane.store.errors import Conflict, NotFound
-from coplane.store.incidents import (
 from coplane.store.evaluations import evaluation_json, list_sla_evaluations
+from coplane.store.incidents import (
     ack_incident,
     incident_json,
     list_incidents,
@@ -140,7 +141,6 @@ def get_sla(request: Request, name: str) -> dict[str, Any]:
         return _one(conn, name)
 
 
-@router.post("/api/slas", status_code=201, summary="Declare an SLA")
 @router.get("/api/slas/{name}/explain", summary="An SLA's latest evaluations and their inputs")
 def get_sla_explain(
     request: Request,
@@ -155,6 +155,7 @@ def get_sla_explain(
     return {"sla": name, "evaluations": [evaluation_json(row) for row in rows]}
 
 
+@router.post("/api/slas", status_code=201, summary="Declare an SLA")
 def post_sla(request: Request, body: SlaBody) -> dict[str, Any]:
     """Create an SLA (origin 'api'); 409 when one of that name exists."""
     sla = _validate(body)
@@ -269,3 +270,36 @@ def post_reload(request: Request) -> dict[str, int]:
         raise ApiError(422, str(exc), [first.source, first.line or 0, *first.loc],
                        msg=first.message) from None  # fmt: skip
     return {"evaluated": result.evaluated, "opened": result.opened, "resolved": result.resolved}
+
+
+BacktestBody = Annotated[
+    Any, Body(description='{"sla": {...}, "start": T, "end": T, "events": [...] (optional)}')
+]
+
+
+@router.post("/api/slas/backtest", summary="Replay an SLA over past or given events")
+def post_backtest(request: Request, body: BacktestBody) -> dict[str, Any]:
+    """The breaches the engine would have opened (and resolved) for `sla` in [start, end]."""
+    if not isinstance(body, dict):
+        raise ApiError(422, "body: expected an object with sla, start, end", ["body"])
+    try:
+        sla = _validate(body.get("sla"))
+    except _Invalid as exc:  # name the field below `sla`
+        for e in exc.errors:
+            e["loc"] = ["body", "sla", *e["loc"][1:]]
+        where = ".".join(str(p) for p in exc.errors[0]["loc"][1:])
+        raise _Invalid(f"{where}: {exc.errors[0]['msg']}", exc.errors) from None
+    try:
+        start = backtest.parse_time(body.get("start"), "start")
+        end = backtest.parse_time(body.get("end"), "end")
+        backtest.check_window(start, end)
+        if body.get("events") is not None:
+            events = backtest.decode_given_events(body["events"])
+        else:
+            with store_of(request).connect() as conn:
+                events = backtest.read_stored_events(conn, sla, start, end)
+        result = backtest.run_backtest(sla, start, end, events)
+    except backtest.BacktestError as exc:
+        raise ApiError(422, f"{exc.where}: {exc.message}", ["body", *exc.loc],
+                       msg=exc.message) from None  # fmt: skip
+    return backtest.backtest_json(result)
