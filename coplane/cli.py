@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -20,6 +23,7 @@ from coplane.settings import Settings
 if TYPE_CHECKING:
     from coplane.client import CoplaneClient
     from coplane.slas.config import CoplaneConfig
+    from coplane.store.dialects import Conn
 
 app = typer.Typer(help="coplane: observability and SLAs for pipelines.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -38,6 +42,8 @@ dbt_app = typer.Typer(help="dbt projects.", no_args_is_help=True)
 app.add_typer(dbt_app, name="dbt")
 airflow_app = typer.Typer(help="Airflow deployments.", no_args_is_help=True)
 app.add_typer(airflow_app, name="airflow")
+keys_app = typer.Typer(help="API keys (used when COPLANE_AUTH=keys).", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
 ServerOption = Annotated[
     str, typer.Option("--server", envvar="COPLANE_URL", help="coplane server URL")
 ]
@@ -83,11 +89,11 @@ def server(
     from coplane.server import create_app
 
     settings = _settings(host=host, port=port, config=config)
-    if not is_loopback(settings.host) and not insecure_no_auth:
+    if not is_loopback(settings.host) and settings.auth == "none" and not insecure_no_auth:
         err.print(
-            f"[red]error:[/red] refusing to listen on {escape(settings.host)}: coplane asks for "
-            "no login or API key yet, so anyone who can reach it could read and change "
-            "everything. Listen on 127.0.0.1 behind a proxy that authenticates, or pass "
+            f"[red]error:[/red] refusing to listen on {escape(settings.host)} with "
+            "COPLANE_AUTH=none: anyone who can reach it could read and change everything. "
+            "Set COPLANE_AUTH=keys (and create keys with `coplane keys create`), or pass "
             "--insecure-no-auth to accept that.",
             highlight=False,
         )
@@ -98,10 +104,12 @@ def server(
     app_ = create_app(settings)
     out.print(f"coplane {_version()} database: {_without_password(settings.database_url)}")
     out.print(f"coplane listening on [bold]http://{settings.host}:{settings.port}[/bold]")
-    out.print(
-        "[yellow]open access:[/yellow] no login or API key is asked for; anyone who can reach "
-        "this address can read and change everything."
-    )
+    if settings.auth == "none":
+        out.print(
+            "[yellow]open access:[/yellow] no login or API key is asked for "
+            "(COPLANE_AUTH=none); anyone who can reach this address can read and change "
+            "everything."
+        )
     uvicorn.run(
         app_,
         host=settings.host,
@@ -201,11 +209,67 @@ def slas_check(file: Annotated[str, typer.Argument(help="config file, e.g. copla
     )
 
 
+@slas_app.command("backtest")
+def slas_backtest(
+    file: Annotated[str, typer.Argument(help="config file, e.g. coplane.yaml")],
+    since: Annotated[str, typer.Option(help="how far back, e.g. 30d, 12h")] = "30d",
+    name: Annotated[str | None, typer.Option(help="only the SLA of this name")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the API's JSON")] = False,
+) -> None:
+    """Replay the config file's SLAs over the stored events: the breaches they would have had."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from coplane.slas import backtest
+    from coplane.slas.model import parse_duration
+
+    try:
+        span = parse_duration(since)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--since") from None
+    slas = [s for s in _load_config_or_exit(Path(file)).slas if name in (None, s.name)]
+    if not slas:
+        err.print(f"[red]error:[/red] no SLA named {escape(str(name))!r} in {escape(file)}")
+        raise typer.Exit(2)
+    end = datetime.now(UTC)
+    results: dict[str, Any] = {}
+    with _database() as conn:
+        for sla in slas:
+            try:
+                events = backtest.read_stored_events(conn, sla, end - span, end)
+                found = backtest.run_backtest(sla, end - span, end, events)
+            except backtest.BacktestError as exc:
+                err.print(f"[red]error:[/red] {escape(sla.name)}: {escape(exc.message)}")
+                raise typer.Exit(2) from None
+            results[sla.name] = backtest.backtest_json(found)
+    if as_json:
+        out.print_json(data=results)
+        return
+    for sla_name, result in results.items():
+        table = Table("due", "breached", "resolved", "reason", title=sla_name)
+        for b in result["breaches"]:
+            table.add_row(_when(b["due"]), _when(b["breached_at"]), _when(b["resolved_at"]),
+                          escape(b["reason"]))  # fmt: skip
+        out.print(table)
+        n = len(result["breaches"])
+        out.print(f"{sla_name}: {n} breach{'' if n == 1 else 'es'} in {since}, "
+                  f"{result['evaluations']} evaluations", highlight=False)  # fmt: skip
+
+
+API_KEY_ENV = "COPLANE_API_KEY"  # the key commands that talk to a server send
+
+
+def auth_headers() -> dict[str, str]:
+    """`Authorization: Bearer` with COPLANE_API_KEY, when it is set."""
+    key = os.environ.get(API_KEY_ENV, "").strip()
+    return {"Authorization": f"Bearer {key}"} if key else {}
+
+
 def _get_json(server: str, path: str, params: dict[str, Any] | None = None) -> Any:
     """GET a server's API; exit 1 naming the server when it cannot answer."""
     url = server.rstrip("/") + path
     try:
-        resp = httpx.get(url, params=params, timeout=30)
+        resp = httpx.get(url, params=params, headers=auth_headers(), timeout=30)
     except httpx.HTTPError as exc:
         err.print(f"[red]error:[/red] cannot reach {url}: {exc}", highlight=False)
         raise typer.Exit(1) from None
@@ -238,9 +302,15 @@ def slas_list(
     table = Table("name", "kind", "target", "status", "next deadline", "last met", "notify")
     for s in slas:
         target = s.get("target") or s.get("expect", {}).get("resource") or "-"
-        table.add_row(s["name"], s["kind"], target, _status(s["status"]),
-                      _when(s.get("next_deadline")), _when(s.get("last_met")),
-                      ", ".join(s.get("notify", [])))  # fmt: skip
+        table.add_row(
+            s["name"],
+            s["kind"],
+            target,
+            _status(s["status"]),
+            _when(s.get("next_deadline")),
+            _when(s.get("last_met")),
+            ", ".join(s.get("notify", [])),
+        )
     out.print(table)
     out.print(f"{len(slas)} SLAs")
 
@@ -273,8 +343,14 @@ def incidents_list(
     for i in incidents:
         state_text = "resolved" if i["resolved"] else ("acked" if i["acked"] else "open")
         alerts = ", ".join(f"{n['channel']}: {n['status']}" for n in i["notifications"])
-        table.add_row(_when(i["opened"]), escape(i["sla"]), i["severity"], state_text,
-                      escape(i["reason"]), escape(alerts) or "-")  # fmt: skip
+        table.add_row(
+            _when(i["opened"]),
+            escape(i["sla"]),
+            i["severity"],
+            state_text,
+            escape(i["reason"]),
+            escape(alerts) or "-",
+        )
     out.print(table)
     out.print(f"{len(incidents)} incidents")
 
@@ -309,8 +385,9 @@ def alerts_test(
         answer = send_test(loaded.channels[channel], channel, settings.link_base)
     except IntegrationError as exc:
         kind = "permanent" if exc.permanent else "transient"
-        err.print(f"[red]error:[/red] {escape(channel)}: {escape(exc.message)} ({kind})",
-                  highlight=False)  # fmt: skip
+        err.print(
+            f"[red]error:[/red] {escape(channel)}: {escape(exc.message)} ({kind})", highlight=False
+        )
         raise typer.Exit(1) from None
     detail = f": {json.dumps(answer)}" if answer else ""
     out.print(f"{escape(channel)}: test alert delivered{escape(detail)}", highlight=False)
@@ -368,7 +445,7 @@ def emit(
         response = httpx.post(
             f"{server_url.rstrip('/')}/api/events",
             content=raw,
-            headers={"Content-Type": "application/json"},
+            headers={"Content-Type": "application/json", **auth_headers()},
             timeout=10.0,
         )
     except httpx.HTTPError as exc:
@@ -419,7 +496,7 @@ def cron_wrap(
         err.print(f"[red]error:[/red] --timeout {timeout:g}: must be more than 0 seconds")
         raise typer.Exit(2)
     try:
-        client = CoplaneClient(server)
+        client = CoplaneClient(server, api_key=os.environ.get(API_KEY_ENV))
     except ValueError as exc:
         err.print(f"[red]error:[/red] --server: {escape(str(exc))}", highlight=False)
         raise typer.Exit(2) from None
@@ -439,7 +516,7 @@ def _dbt_client(server: str) -> CoplaneClient:
     from coplane.client import CoplaneClient
 
     try:
-        return CoplaneClient(server)
+        return CoplaneClient(server, api_key=os.environ.get(API_KEY_ENV))
     except ValueError as exc:
         err.print(f"[red]error:[/red] --server: {escape(str(exc))}", highlight=False)
         raise typer.Exit(2) from None
@@ -559,9 +636,15 @@ def airflow_poll(
     with _dbt_client(server) as client:
         try:
             result = poll(
-                url, username, password, client, instance=instance, once=once,
-                interval=interval, report=report,
-            )  # fmt: skip
+                url,
+                username,
+                password,
+                client,
+                instance=instance,
+                once=once,
+                interval=interval,
+                report=report,
+            )
         except (PollError, ClientError) as exc:
             err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
             raise typer.Exit(1) from None
@@ -569,6 +652,82 @@ def airflow_poll(
             raise typer.Exit(130) from None
     if result.sent is not None and not result.sent.delivered:
         raise typer.Exit(1)
+
+
+@contextmanager
+def _database() -> Iterator[Conn]:
+    """A connection to the database COPLANE_DATABASE_URL names, its schema up to date."""
+    from coplane.server import ensure_sqlite_folder
+    from coplane.store.dialects import Database
+    from coplane.store.migrate import upgrade_schema
+
+    settings = _settings()
+    ensure_sqlite_folder(settings.database_url)
+    db = Database(settings.database_url, pool_size=1)
+    try:
+        with db.connect() as conn:
+            upgrade_schema(conn)
+            yield conn
+    finally:
+        db.close()
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Argument(help="who or what uses the key, e.g. airflow-prod")],
+    scope: Annotated[
+        list[str] | None,
+        typer.Option(help="ingest, read or admin; repeat for several [default: ingest]"),
+    ] = None,
+) -> None:
+    """Create a key and print it once: coplane keeps only its hash."""
+    from coplane.auth.keys import SCOPES, create_key
+
+    scope = scope or ["ingest"]
+    unknown = [s for s in scope if s not in SCOPES]
+    if unknown:
+        err.print(f"[red]error:[/red] --scope {unknown[0]!r}: expected one of {', '.join(SCOPES)}")
+        raise typer.Exit(2)
+    with _database() as conn:
+        key, secret = create_key(conn, name, [s for s in SCOPES if s in scope])
+    err.print(f"key {key.prefix}… ({', '.join(key.scopes)}) for {key.name}, id {key.id}")
+    err.print("It is shown only now: store it where its user reads secrets from.")
+    out.print(secret, highlight=False, soft_wrap=True)
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """Every key: prefix, name, scopes, created, last used, active or revoked."""
+    from rich.table import Table
+
+    from coplane.auth.keys import list_keys
+
+    with _database() as conn:
+        keys = list_keys(conn)
+    table = Table("prefix", "name", "scopes", "created", "last used", "state")
+    for k in keys:
+        used = _when(k.used.isoformat() if k.used else None)
+        state = "revoked" if k.revoked else "active"
+        table.add_row(
+            k.prefix, k.name, ",".join(k.scopes), _when(k.created.isoformat()), used, state
+        )
+    out.print(table)
+    out.print(f"{len(keys)} keys")
+
+
+@keys_app.command("revoke")
+def keys_revoke(which: Annotated[str, typer.Argument(help="the key's id or prefix")]) -> None:
+    """Revoke a key: requests with it are refused from now on."""
+    from coplane.auth.keys import revoke_key
+    from coplane.store.errors import NotFound
+
+    try:
+        with _database() as conn:
+            key = revoke_key(conn, which)
+    except NotFound as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(1) from None
+    out.print(f"revoked {key.prefix}… ({key.name})")
 
 
 def main() -> None:

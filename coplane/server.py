@@ -14,6 +14,8 @@ from fastapi.staticfiles import StaticFiles
 
 from coplane import __version__
 from coplane.alerts.dispatcher import Dispatcher
+from coplane.auth import api as keys_api
+from coplane.auth.middleware import RequireKeys
 from coplane.collector import ingest, ping, reads
 from coplane.collector.errors import install_error_handlers
 from coplane.jobs.scheduler import Scheduler
@@ -21,6 +23,7 @@ from coplane.settings import Settings
 from coplane.slas import api as slas_api
 from coplane.slas.engine import SlaEngine
 from coplane.store import Store, open_store
+from coplane.web import login
 from coplane.web import routes as web_routes
 from coplane.web.headers import SecurityHeaders
 
@@ -82,7 +85,11 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     app.include_router(slas_api.router, tags=["slas"])
     app.include_router(web_routes.router)
     app.mount("/static", StaticFiles(directory=web_routes.STATIC_DIR), name="static")
-    app.add_middleware(SecurityHeaders)
+    app.include_router(keys_api.router, tags=["keys"])
+    app.include_router(login.router)
+    if settings.auth == "keys":
+        app.add_middleware(RequireKeys, ingest_rate=settings.ingest_rate_limit)
+    app.add_middleware(SecurityHeaders)  # outermost: refusals get the headers too
     return app
 
 

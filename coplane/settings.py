@@ -55,6 +55,17 @@ class Settings(BaseSettings):
         le=3600,
         description="longest wait in seconds between retries of a failing alert channel",
     )
+    auth: Literal["none", "keys"] = Field(
+        "none",
+        description="keys: every request but /api/health needs an API key of the right scope; "
+        "none: open (only on a loopback address unless --insecure-no-auth)",
+    )
+    ingest_rate_limit: float = Field(
+        50.0,
+        ge=0,
+        description="ingest requests a second each API key may send on average, in bursts of "
+        "twice that (COPLANE_AUTH=keys); 0: no limit",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="log level of the server"
     )

@@ -13,6 +13,8 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from jinja2_fragments import render_block
 from markupsafe import Markup
 
+from coplane.web import csrf
+
 HERE = Path(__file__).parent
 STATIC_DIR = HERE / "static"
 
@@ -153,13 +155,19 @@ def render(
 ) -> HTMLResponse:
     """A template as a page, or just one of its `blocks` when htmx asks to refresh the element
     of that id (the `HX-Target` header): one template serves the page and its partials."""
-    values = {"path": request.url.path, "query": request.url.query, **context}
+    key = getattr(request.state, "key", None)  # set when COPLANE_AUTH=keys
+    values = {"path": request.url.path, "query": request.url.query, "key": key, **context}
+    if key is not None and "csrf_token" not in values:
+        values["csrf_token"] = csrf.token_for(request)  # the log-out form's
     target = request.headers.get("hx-target", "")
     if request.headers.get("hx-request") == "true" and target in blocks:
         html = render_block(ENV, template, target.replace("-", "_"), **values)
     else:
         html = ENV.get_template(template).render(**values)
-    return HTMLResponse(html, status_code=status_code)
+    response = HTMLResponse(html, status_code=status_code)
+    if key is not None:
+        csrf.set_token(request, response, values["csrf_token"])
+    return response
 
 
 def error_page(request: Request, status_code: int, title: str, message: str) -> HTMLResponse:

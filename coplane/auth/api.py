@@ -1,0 +1,46 @@
+"""`/api/keys`: create, list and revoke API keys (the admin scope, when keys are required)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Request, Response
+from pydantic import BaseModel, Field
+
+from coplane.auth.keys import Scope, create_key, list_keys, revoke_key
+from coplane.collector.errors import ApiError
+from coplane.collector.ingest import store_of
+from coplane.store.errors import NotFound
+
+router = APIRouter()
+
+
+class NewKey(BaseModel):
+    name: str = Field(min_length=1, max_length=200, description="who or what uses the key")
+    scopes: list[Scope] = Field(min_length=1, description="ingest, read and/or admin")
+
+
+@router.post("/api/keys", status_code=201, summary="Create an API key")
+def post_key(request: Request, body: Annotated[NewKey, Body()]) -> dict[str, Any]:
+    """A new key. Its secret is in `key`, in this response only: coplane keeps a hash."""
+    with store_of(request).connect() as conn:
+        key, secret = create_key(conn, body.name, body.scopes)
+    return {**key.json(), "key": secret}
+
+
+@router.get("/api/keys", summary="Every API key, without secrets")
+def get_keys(request: Request) -> dict[str, Any]:
+    """Keys by creation, each with its prefix, scopes, last use and revocation."""
+    with store_of(request).connect() as conn:
+        return {"keys": [k.json() for k in list_keys(conn)]}
+
+
+@router.delete("/api/keys/{key}", status_code=204, summary="Revoke an API key")
+def delete_key(request: Request, key: str) -> Response:
+    """Revoke by id or prefix: requests with it are refused from now on."""
+    try:
+        with store_of(request).connect() as conn:
+            revoke_key(conn, key)
+    except NotFound as exc:
+        raise ApiError(404, str(exc), ["path", "key"]) from None
+    return Response(status_code=204)

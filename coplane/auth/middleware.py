@@ -1,0 +1,187 @@
+"""Who may do what, checked before any route runs when COPLANE_AUTH=keys.
+
+Each request needs a scope, from its method and path: sending events (`POST /api/events`,
+the OpenLineage endpoints, pings) needs `ingest`; reading the API or the UI needs `read`;
+changing anything (SLAs, incidents, keys, the UI's forms) needs `admin`, which may also do
+everything else. The key comes as `Authorization: Bearer <key>` or, for the UI, in the
+cookie the login page sets. `/api/health`, the login page and static files are open.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import time
+from urllib.parse import quote
+
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
+from starlette.requests import cookie_parser
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from coplane.auth.keys import Key, check_key
+from coplane.auth.keys import Scope as KeyScope
+from coplane.store import Store
+
+KEY_COOKIE = "coplane_key"
+OPEN_PATHS = ("/api/health", "/login", "/static/", "/favicon")
+INGEST_PATHS = ("/api/events", "/api/v1/lineage", "/ping/")
+# POSTs that change nothing: a backtest only simulates, so reading is enough
+READ_POSTS = ("/api/slas/backtest", "/backtest")
+API_PATHS = ("/api/", "/openapi.json", "/docs", "/redoc")
+
+
+def needed_scope(method: str, path: str) -> KeyScope | None:
+    """The scope a request needs; None for the open paths."""
+    if path.startswith(OPEN_PATHS):
+        return None
+    if path.startswith("/api/keys"):
+        return "admin"  # even listing keys: their names and scopes are for admins
+    if path.startswith("/ping/") or (method == "POST" and path.startswith(INGEST_PATHS)):
+        return "ingest"
+    if method in ("GET", "HEAD", "OPTIONS") or (method == "POST" and path in READ_POSTS):
+        return "read"
+    return "admin"
+
+
+class TokenBucket:
+    """Requests a key may send: `rate` a second on average, `burst` at once."""
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate, self.burst = rate, burst
+        self.tokens, self.at = burst, time.monotonic()
+
+    def take(self) -> float:
+        """0 when a request may go now; else the seconds until one may."""
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return 0.0
+        return (1 - self.tokens) / self.rate
+
+
+class RequireKeys:
+    """ASGI middleware: 401 without a live key, 403 when its scopes fall short; UI pages send
+    a browser without a key to the login page instead. Ingest requests are rate-limited per
+    key (a token bucket per key in each server process; 0 turns the limit off)."""
+
+    def __init__(self, app: ASGIApp, store: Store | None = None, ingest_rate: float = 0.0) -> None:
+        self.app = app
+        self.store = store  # None: the app's own, from app.state once it has started
+        self.ingest_rate = ingest_rate
+        self.buckets: dict[str, TokenBucket] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        needed = needed_scope(scope["method"], path)
+        if needed is None:
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        secret = _bearer(headers.get("authorization", ""))
+        from_cookie = False
+        if not secret:
+            secret = cookie_parser(headers.get("cookie", "")).get(KEY_COOKIE, "")
+            from_cookie = bool(secret)
+        key = await self._check(scope, secret) if secret else None
+        api = path.startswith(API_PATHS) or path.startswith(INGEST_PATHS)
+        if key is None:
+            if not api and scope["method"] == "GET":
+                target = path + (
+                    "?" + scope["query_string"].decode() if scope["query_string"] else ""
+                )
+                await _redirect(send, "/login?next=" + quote(target, safe=""))
+                return
+            why = "the key is unknown or revoked" if secret else "no API key was sent"
+            await _refuse(send, 401, f"{why}: send Authorization: Bearer <key>", api)
+            return
+        if not key.allows(needed):
+            what = f"this key's scopes ({', '.join(key.scopes)}) do not include {needed}"
+            await _refuse(send, 403, what, api and not from_cookie)
+            return
+        if needed == "ingest" and self.ingest_rate > 0:
+            bucket = self.buckets.get(key.id)
+            if bucket is None:
+                bucket = self.buckets[key.id] = TokenBucket(self.ingest_rate, 2 * self.ingest_rate)
+            wait = bucket.take()
+            if wait:
+                await _too_many(send, wait, self.ingest_rate)
+                return
+        scope.setdefault("state", {})["key"] = key
+        await self.app(scope, receive, send)
+
+    async def _check(self, scope: Scope, secret: str) -> Key | None:
+        store = self.store or scope["app"].state.store
+
+        def look_up() -> Key | None:
+            with store.connect() as conn:
+                return check_key(conn, secret)
+
+        return await run_in_threadpool(look_up)
+
+
+def _bearer(value: str) -> str:
+    kind, _, token = value.partition(" ")
+    return token.strip() if kind.lower() == "bearer" else ""
+
+
+async def _redirect(send: Send, location: str) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 303,
+            "headers": [(b"location", location.encode()), (b"content-length", b"0")],
+        }
+    )
+    await send({"type": "http.response.body", "body": b""})
+
+
+async def _too_many(send: Send, wait: float, rate: float) -> None:
+    message = (
+        f"this key sent more than {rate:g} ingest requests a second: retry after "
+        f"{math.ceil(wait)} s (COPLANE_INGEST_RATE_LIMIT)"
+    )
+    await _send(
+        send,
+        429,
+        _api_error(message),
+        b"application/json",
+        [(b"retry-after", str(math.ceil(wait)).encode())],
+    )
+
+
+def _api_error(message: str) -> bytes:
+    """The API's error body, naming the Authorization header."""
+    error = {"loc": ["header", "authorization"], "msg": message}
+    return json.dumps({"detail": message, "errors": [error]}).encode()
+
+
+async def _send(
+    send: Send, status: int, body: bytes, kind: bytes, extra: list[tuple[bytes, bytes]]
+) -> None:
+    headers = [(b"content-type", kind), (b"content-length", str(len(body)).encode()), *extra]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _refuse(send: Send, status: int, message: str, api: bool) -> None:
+    """The API's error shape for API clients; a short page for browsers."""
+    if api:
+        body, kind = _api_error(message), b"application/json"
+    else:
+        body = (
+            '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+            '<title>Not allowed · coplane</title><link rel="stylesheet" href="/static/style.css">'
+            '</head><body><main id="main"><h1>Not allowed</h1><p class="message" role="alert">'
+            f'{html.escape(message)}.</p><p><a href="/login">Log in with another key</a> · '
+            '<a href="/">Health</a></p></main></body></html>'
+        ).encode()
+        kind = b"text/html; charset=utf-8"
+    extra = [(b"www-authenticate", b'Bearer realm="coplane"')] if status == 401 else []
+    await _send(send, status, body, kind, extra)
