@@ -658,18 +658,12 @@ def airflow_poll(
 def _database() -> Iterator[Conn]:
     """A connection to the database COPLANE_DATABASE_URL names, its schema up to date."""
     from coplane.server import ensure_sqlite_folder
-    from coplane.store.dialects import Database
-    from coplane.store.migrate import upgrade_schema
+    from coplane.store.migrate import migrated_connection
 
     settings = _settings()
     ensure_sqlite_folder(settings.database_url)
-    db = Database(settings.database_url, pool_size=1)
-    try:
-        with db.connect() as conn:
-            upgrade_schema(conn)
-            yield conn
-    finally:
-        db.close()
+    with migrated_connection(settings.database_url) as conn:
+        yield conn
 
 
 @keys_app.command("create")

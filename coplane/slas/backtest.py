@@ -11,8 +11,7 @@ that appears is a breach (breached at that evaluation); one that disappears is r
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import groupby
@@ -25,9 +24,9 @@ from coplane.slas.engine import DEBOUNCE, watched_resources
 from coplane.slas.model import SLA, ExpectedEventSLA
 from coplane.slas.rules import evaluate
 from coplane.slas.rules.schedule import MAX_LOOKBACK
-from coplane.store.dialects import Conn, Database
+from coplane.store.dialects import Conn
 from coplane.store.events import insert_events
-from coplane.store.migrate import upgrade_schema
+from coplane.store.migrate import migrated_connection
 from coplane.store.replay import read_replay_events
 from coplane.store.sla_facts import read_facts
 
@@ -173,17 +172,6 @@ def read_stored_events(
     return found
 
 
-@contextmanager
-def _scratch() -> Iterator[Conn]:
-    db = Database("sqlite:///:memory:")
-    try:
-        with db.connect() as conn:
-            upgrade_schema(conn)
-            yield conn
-    finally:
-        db.close()
-
-
 def run_backtest(
     sla: SLA, start: datetime, end: datetime, events: Iterable[tuple[datetime, Event]]
 ) -> BacktestResult:
@@ -197,7 +185,7 @@ def run_backtest(
     opened: dict[str, BacktestBreach] = {}
     breaches: list[BacktestBreach] = []
     evaluations = 0
-    with _scratch() as conn:
+    with migrated_connection("sqlite:///:memory:") as conn:
         now, pending, deadline = start, 0, None
         while True:
             while pending < len(batches) and batches[pending][0] <= now:

@@ -22,13 +22,12 @@ from coplane.slas.model import (
     HeartbeatSLA,
     QualitySLA,
 )
-from coplane.slas.rules import freshness, schedule
+from coplane.slas.rules import freshness, quality, schedule
 from coplane.slas.rules.common import (
     completions,
     durations,
     event_matches,
     is_running,
-    matches_target,
     percentile,
     target_runs,
 )
@@ -198,15 +197,7 @@ def _heartbeat(sla: HeartbeatSLA, facts: Facts, now: datetime) -> dict[str, Any]
 
 
 def _quality(sla: QualitySLA, facts: Facts, now: datetime) -> dict[str, Any]:
-    latest: dict[tuple[str, str], Any] = {}
-    for result in facts.checks:  # as the rule picks them: the latest per asset and check
-        if result.at > now or not matches_target(sla.target, result.asset):
-            continue
-        if sla.checks is not None and result.check not in sla.checks:
-            continue
-        seen = latest.get((result.asset, result.check))
-        if seen is None or result.at >= seen.at:
-            latest[(result.asset, result.check)] = result
+    latest = quality.latest_results(sla, facts, now)  # as the rule picks them
     failing = [r for _, r in sorted(latest.items()) if not r.passed]
     return {
         "target": sla.target,

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
 
-from coplane.store.dialects import Conn, DialectName, SqliteConn
+from coplane.store.dialects import Conn, Database, DialectName, SqliteConn
 
 # Any fixed number: concurrent replicas starting together migrate one at a time.
 _MIGRATION_LOCK = 7_406_117_220
@@ -87,3 +89,16 @@ def _split_sqlite(script: str) -> list[str]:
     if buffer.strip():
         statements.append(buffer.strip())
     return statements
+
+
+@contextmanager
+def migrated_connection(url: str) -> Iterator[Conn]:
+    """One connection to the database at `url`, its schema brought up to date first: for the
+    CLI's commands and for scratch databases (`sqlite:///:memory:`)."""
+    db = Database(url, pool_size=1)
+    try:
+        with db.connect() as conn:
+            upgrade_schema(conn)
+            yield conn
+    finally:
+        db.close()

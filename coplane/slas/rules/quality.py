@@ -14,9 +14,10 @@ from coplane.slas.model import QualitySLA
 from coplane.slas.rules.common import local, matches_target, require_aware
 
 
-def evaluate(sla: QualitySLA, facts: Facts, now: datetime) -> Evaluation:
-    """Decide whether the latest check results on the target assets all passed."""
-    now = require_aware(now)
+def latest_results(
+    sla: QualitySLA, facts: Facts, now: datetime
+) -> dict[tuple[str, str], CheckFact]:
+    """The latest result by `now` of each (asset, check) the SLA covers."""
     latest: dict[tuple[str, str], CheckFact] = {}
     for result in facts.checks:
         if result.at > now or not matches_target(sla.target, result.asset):
@@ -26,6 +27,13 @@ def evaluate(sla: QualitySLA, facts: Facts, now: datetime) -> Evaluation:
         seen = latest.get((result.asset, result.check))
         if seen is None or result.at >= seen.at:
             latest[(result.asset, result.check)] = result
+    return latest
+
+
+def evaluate(sla: QualitySLA, facts: Facts, now: datetime) -> Evaluation:
+    """Decide whether the latest check results on the target assets all passed."""
+    now = require_aware(now)
+    latest = latest_results(sla, facts, now)
     if not latest:
         return Evaluation(status="unknown", explanation=f"{sla.name}: no check result yet")
     breaches = [
