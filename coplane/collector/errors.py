@@ -38,8 +38,59 @@ def error_body(detail: str, errors: list[dict[str, Any]] | None = None) -> dict[
     return {"detail": detail, "errors": errors or []}
 
 
+# The error body as a JSON schema, for the OpenAPI document (README "HTTP API").
+ERROR_SCHEMA: dict[str, Any] = {
+    "title": "Error",
+    "type": "object",
+    "required": ["detail", "errors"],
+    "properties": {
+        "detail": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["loc", "msg"],
+                "properties": {
+                    "loc": {"type": "array", "items": {"type": ["string", "integer"]}},
+                    "msg": {"type": "string"},
+                },
+            },
+        },
+    },
+}
+
+
+def document_error_body(app: FastAPI) -> None:
+    """Make the OpenAPI schema's 422 responses the body the handlers send, not FastAPI's own.
+
+    FastAPI documents every 422 as its `HTTPValidationError` (`detail` a list), which the
+    handler below replaces; clients generated from the schema would otherwise fail to parse it.
+    """
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = generate()
+            for operations in schema.get("paths", {}).values():
+                for operation in operations.values():
+                    invalid = operation.get("responses", {}).get("422", {})
+                    if "application/json" in invalid.get("content", {}):
+                        invalid["content"]["application/json"]["schema"] = {
+                            "$ref": "#/components/schemas/Error"
+                        }
+            schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+            schemas.pop("HTTPValidationError", None)
+            schemas.pop("ValidationError", None)
+            schemas["Error"] = ERROR_SCHEMA
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Answer every error with the documented body and a fitting status."""
+    document_error_body(app)
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:

@@ -132,15 +132,15 @@ def translate_openlineage(obj: object) -> list[Event]:
         )
     if "run" in obj:
         run_event = _convert(obj, _RunEvent)
-        check_occurred(run_event.eventTime, ["eventTime"])
+        run_event.eventTime = check_occurred(run_event.eventTime, ["eventTime"])
         return _translate_run(run_event)
     if "dataset" in obj:
         dataset_event = _convert(obj, _DatasetEvent)
-        check_occurred(dataset_event.eventTime, ["eventTime"])
+        dataset_event.eventTime = check_occurred(dataset_event.eventTime, ["eventTime"])
         return [_translate_dataset_event(dataset_event)]
     if "job" in obj:
         job_event = _convert(obj, _JobEvent)
-        check_occurred(job_event.eventTime, ["eventTime"])
+        job_event.eventTime = check_occurred(job_event.eventTime, ["eventTime"])
         return [_translate_job_event(job_event)]
     raise EventDecodeError(
         "not an OpenLineage event: a RunEvent needs `run` and `job`, a DatasetEvent `dataset`,"

@@ -418,3 +418,15 @@ def test_a_payload_over_the_limit_is_a_422_and_keeps_nothing(client: TestClient)
     assert_error(resp, 422, ["body", 1, "payload"])
     assert "the limit is 32" in resp.json()["errors"][0]["msg"]
     assert client.get("/api/events").json()["events"] == []  # the batch is refused whole
+
+
+def test_openapi_documents_the_error_body_for_422(client: TestClient) -> None:
+    # FastAPI documented 422 as its own `detail: [...]` body (found by tests/fuzz)
+    schema = client.get("/openapi.json").json()
+    invalid = schema["paths"]["/api/pipelines"]["get"]["responses"]["422"]
+    assert invalid["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/Error"
+    }
+    assert "HTTPValidationError" not in schema["components"]["schemas"]
+    assert schema["components"]["schemas"]["Error"]["required"] == ["detail", "errors"]
+    assert_error(client.get("/api/pipelines", params={"limit": 0}), 422, ["query", "limit"])

@@ -49,6 +49,8 @@ def test_a_payload_at_the_limits_is_accepted() -> None:
         ({"occurred": "yesterday"}, ["body", 0, "occurred"], "datetime"),
         ({"event": 5}, ["body", 0, "event"], "Expected `str`"),
         ({"event": "has space"}, ["body", 0, "event"], "regex"),
+        # `$` alone also matched before a final newline (found by tests/fuzz)
+        ({"event": "run.started\n"}, ["body", 0, "event"], "regex"),
         ({"event": ""}, ["body", 0, "event"], ""),
         ({"resource": {}}, ["body", 0, "resource", "id"], "`id`"),
         ({"resource": "r"}, ["body", 0, "resource"], "object"),

@@ -1,0 +1,1 @@
+"""Fuzz tests: the OpenAPI schema (schemathesis), the event model and OpenLineage (hypothesis)."""
