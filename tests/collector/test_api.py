@@ -430,3 +430,12 @@ def test_openapi_documents_the_error_body_for_422(client: TestClient) -> None:
     assert "HTTPValidationError" not in schema["components"]["schemas"]
     assert schema["components"]["schemas"]["Error"]["required"] == ["detail", "errors"]
     assert_error(client.get("/api/pipelines", params={"limit": 0}), 422, ["query", "limit"])
+
+
+def test_a_time_with_an_offset_beyond_postgresqls_range_is_stored_in_utc(
+    client: TestClient,
+) -> None:
+    event = {**event_dict("run.started", "p"), "occurred": "2026-11-02T23:30:00+16:00"}
+    assert client.post("/api/events", json=event).status_code == 202
+    [stored] = client.get("/api/events").json()["events"]
+    assert stored["occurred"] == "2026-11-02T07:30:00+00:00"
