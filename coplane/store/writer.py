@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 
 from coplane.events.model import Event
 from coplane.store.dialects import Database
+from coplane.store.errors import DatabaseUnavailable
 from coplane.store.events import InsertResult, insert_event_batches
 from coplane.store.known import KnownRows
 from coplane.store.partitions import PartitionManager
@@ -119,9 +120,12 @@ class EventWriter:
         try:
             results = self._insert([p.events for p in group])
         except BaseException as exc:
-            if len(group) == 1:
-                log.warning("writing a batch of %d events failed: %s", len(group[0].events), exc)
-                group[0].future.set_exception(exc)
+            if len(group) == 1 or isinstance(exc, DatabaseUnavailable):
+                # an unreachable database fails every batch alike: answer them all now, not
+                # each after its own connection timeout
+                for p in group:
+                    log.warning("writing a batch of %d events failed: %s", len(p.events), exc)
+                    p.future.set_exception(exc)
                 return
             # one batch must not fail the others it was grouped with: write each alone
             for p in group:

@@ -9,10 +9,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from coplane.events.derive import run_uuid
+from coplane.events.model import Event
 from coplane.store import Conn, Store, open_store
+from coplane.store.errors import DatabaseUnavailable
 from coplane.store.events import (
     COPY_MIN_EVENTS,
     EventFilter,
+    InsertResult,
     insert_event_batches,
     insert_events,
     list_events,
@@ -244,3 +247,25 @@ def test_a_failing_commit_listener_does_not_break_ingest(store: Store) -> None:
     assert (
         store.writer.submit(events(event_dict("run.started", PIPE, run="r2"))).result(30).accepted
     )
+
+
+def test_an_unreachable_database_fails_a_group_at_once(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every batch of the group fails with the first attempt, rather than each batch waiting
+    for a connection again on its own."""
+    writer = EventWriter(store.db, store.partitions, threads=0)
+    attempts: list[int] = []
+
+    def unreachable(batches: list[list[Event]]) -> list[InsertResult]:
+        attempts.append(len(batches))
+        raise DatabaseUnavailable("the database cannot be reached")
+
+    monkeypatch.setattr(writer, "_insert", unreachable)
+    batches = [events(event_dict("run.started", PIPE, run=f"u{i}")) for i in range(3)]
+    futures = [writer.submit(b) for b in batches]
+    writer.write_pending()
+    for f in futures:
+        with pytest.raises(DatabaseUnavailable):
+            f.result(timeout=30)
+    assert attempts == [3]
