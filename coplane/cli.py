@@ -44,6 +44,8 @@ airflow_app = typer.Typer(help="Airflow deployments.", no_args_is_help=True)
 app.add_typer(airflow_app, name="airflow")
 keys_app = typer.Typer(help="API keys (used when COPLANE_AUTH=keys).", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+users_app = typer.Typer(help="UI users (used when COPLANE_AUTH=keys).", no_args_is_help=True)
+app.add_typer(users_app, name="users")
 ServerOption = Annotated[
     str, typer.Option("--server", envvar="COPLANE_URL", help="coplane server URL")
 ]
@@ -722,6 +724,49 @@ def keys_revoke(which: Annotated[str, typer.Argument(help="the key's id or prefi
         err.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(1) from None
     out.print(f"revoked {key.prefix}… ({key.name})")
+
+
+@users_app.command("create")
+def users_create(
+    name: Annotated[str, typer.Argument(help="the name to log in with")],
+    role: Annotated[str, typer.Option(help="viewer, editor (acknowledges, resolves) or admin")],
+    password_file: Annotated[
+        Path | None, typer.Option(help="read the password from this file instead of asking")
+    ] = None,
+) -> None:
+    """Create a UI user; the password is asked for twice (hidden) unless --password-file."""
+    from coplane.auth.users import ROLES, create_user
+
+    if role not in ROLES:
+        err.print(f"[red]error:[/red] --role {role!r}: expected one of {', '.join(ROLES)}")
+        raise typer.Exit(2)
+    if password_file is not None:
+        try:
+            password = password_file.read_text().rstrip("\n")
+        except OSError as exc:
+            err.print(f"[red]error:[/red] --password-file {password_file}: {exc.strerror}")
+            raise typer.Exit(2) from None
+    else:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        with _database() as conn:
+            user = create_user(conn, name, password, role)
+    except ValueError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    out.print(f"created {user.role} {user.name}")
+
+
+@users_app.command("list")
+def users_list() -> None:
+    """Every UI user with their role."""
+    from coplane.auth.users import list_users
+
+    with _database() as conn:
+        users = list_users(conn)
+    for user, created in users:
+        out.print(f"{user.name}\t{user.role}\tcreated {_when(created.isoformat())}")
+    out.print(f"{len(users)} users")
 
 
 def main() -> None:

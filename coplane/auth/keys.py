@@ -33,7 +33,7 @@ class Key:
     used: datetime | None
     revoked: datetime | None
 
-    def allows(self, needed: Scope) -> bool:
+    def allows(self, needed: str) -> bool:
         """admin may do anything; read and ingest only their own kind of request."""
         return "admin" in self.scopes or needed in self.scopes
 

@@ -13,6 +13,7 @@ import html
 import json
 import math
 import time
+from typing import Protocol
 from urllib.parse import quote
 
 from starlette.concurrency import run_in_threadpool
@@ -21,18 +22,32 @@ from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from coplane.auth.keys import Key, check_key
-from coplane.auth.keys import Scope as KeyScope
+from coplane.auth.users import User, session_user
 from coplane.store import Store
 
+
+class Principal(Protocol):
+    """Who is asking: an API key or a logged-in user."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def scopes(self) -> tuple[str, ...]: ...
+    def allows(self, needed: str) -> bool: ...
+
+
 KEY_COOKIE = "coplane_key"
-OPEN_PATHS = ("/api/health", "/login", "/static/", "/favicon")
+SESSION_COOKIE = "coplane_session"
+OPEN_PATHS = ("/api/health", "/login", "/logout", "/static/", "/favicon")
 INGEST_PATHS = ("/api/events", "/api/v1/lineage", "/ping/")
 # POSTs that change nothing: a backtest only simulates, so reading is enough
 READ_POSTS = ("/api/slas/backtest", "/backtest")
 API_PATHS = ("/api/", "/openapi.json", "/docs", "/redoc")
 
 
-def needed_scope(method: str, path: str) -> KeyScope | None:
+def needed_scope(method: str, path: str) -> str | None:
     """The scope a request needs; None for the open paths."""
     if path.startswith(OPEN_PATHS):
         return None
@@ -40,6 +55,8 @@ def needed_scope(method: str, path: str) -> KeyScope | None:
         return "admin"  # even listing keys: their names and scopes are for admins
     if path.startswith("/ping/") or (method == "POST" and path.startswith(INGEST_PATHS)):
         return "ingest"
+    if method == "POST" and path.endswith(("/ack", "/resolve")) and "/incidents/" in path:
+        return "act"  # acknowledging and resolving: editors (and admins)
     if method in ("GET", "HEAD", "OPTIONS") or (method == "POST" and path in READ_POSTS):
         return "read"
     return "admin"
@@ -85,11 +102,18 @@ class RequireKeys:
             return
         headers = Headers(scope=scope)
         secret = _bearer(headers.get("authorization", ""))
+        cookies = cookie_parser(headers.get("cookie", ""))
+        session = "" if secret else cookies.get(SESSION_COOKIE, "")
         from_cookie = False
-        if not secret:
-            secret = cookie_parser(headers.get("cookie", "")).get(KEY_COOKIE, "")
+        if not secret and not session:
+            secret = cookies.get(KEY_COOKIE, "")
             from_cookie = bool(secret)
-        key = await self._check(scope, secret) if secret else None
+        key: Principal | None = None
+        if session:
+            key = await self._session(scope, session)
+            from_cookie = True
+        elif secret:
+            key = await self._check(scope, secret)
         api = path.startswith(API_PATHS) or path.startswith(INGEST_PATHS)
         if key is None:
             if not api and scope["method"] == "GET":
@@ -102,7 +126,7 @@ class RequireKeys:
             await _refuse(send, 401, f"{why}: send Authorization: Bearer <key>", api)
             return
         if not key.allows(needed):
-            what = f"this key's scopes ({', '.join(key.scopes)}) do not include {needed}"
+            what = f"the scopes of {key.name} ({', '.join(key.scopes)}) do not include {needed}"
             await _refuse(send, 403, what, api and not from_cookie)
             return
         if needed == "ingest" and self.ingest_rate > 0:
@@ -115,6 +139,15 @@ class RequireKeys:
                 return
         scope.setdefault("state", {})["key"] = key
         await self.app(scope, receive, send)
+
+    async def _session(self, scope: Scope, token: str) -> User | None:
+        store = self.store or scope["app"].state.store
+
+        def look_up() -> User | None:
+            with store.connect() as conn:
+                return session_user(conn, token)
+
+        return await run_in_threadpool(look_up)
 
     async def _check(self, scope: Scope, secret: str) -> Key | None:
         store = self.store or scope["app"].state.store

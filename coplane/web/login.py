@@ -1,5 +1,5 @@
-"""Logging in to the UI with an API key (read: look; admin: also acknowledge and resolve), kept
-in an HttpOnly, SameSite=Strict cookie; and logging out."""
+"""Logging in to the UI as a user (name and password: a session) or with an API key (read:
+look; admin: everything), kept in an HttpOnly, SameSite=Strict cookie; and logging out."""
 
 from __future__ import annotations
 
@@ -8,14 +8,15 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from coplane.auth.keys import Key, check_key
-from coplane.auth.middleware import KEY_COOKIE
+from coplane.auth.middleware import KEY_COOKIE, SESSION_COOKIE
+from coplane.auth.users import SESSION_LIFETIME, check_password, end_session, start_session
 from coplane.collector.ingest import store_of
 from coplane.web import csrf
 from coplane.web.render import render
 
 router = APIRouter(include_in_schema=False)
 
-SESSION_SECONDS = 12 * 3600  # the login cookie lasts a working day
+SESSION_SECONDS = int(SESSION_LIFETIME.total_seconds())  # a working day
 
 
 def _safe_next(target: str) -> str:
@@ -40,41 +41,75 @@ def login_page(request: Request, next: str = "/") -> HTMLResponse:
 
 @router.post("/login")
 async def login(request: Request) -> Response:
-    """Check the key; a read or admin key gets the cookie and goes where it was heading."""
+    """A user's name and password open a session; an API key (read or admin) is kept as it
+    is. Either way the browser goes on where it was heading."""
     form = await csrf.read_form(request)
     next_ = _safe_next(form.get("next", "/"))
     if not csrf.token_matches(request, form):
-        return _form(request, next_, "The form expired. Enter the key again.", 403)
+        return _form(request, next_, "The form expired. Log in again.", 403)
+    name, password = form.get("name", "").strip(), form.get("password", "")
     secret = form.get("key", "").strip()
+    if name:
+        return await _password_login(request, name, password, next_)
+    if not secret:
+        return _form(request, next_, "Give a user name and password, or an API key.", 400)
 
     def look_up() -> Key | None:
         with store_of(request).connect() as conn:
             return check_key(conn, secret)
 
-    key = await run_in_threadpool(look_up) if secret else None
+    key = await run_in_threadpool(look_up)
     if key is None:
         return _form(request, next_, "That key is unknown or revoked.", 401)
     if not key.allows("read"):
         return _form(request, next_, "That key may only send events: the UI needs read.", 403)
     response = RedirectResponse(next_, status_code=303)
+    _set_cookie(request, response, KEY_COOKIE, secret)
+    return response
+
+
+async def _password_login(request: Request, name: str, password: str, next_: str) -> Response:
+    def check() -> str | None:
+        with store_of(request).connect() as conn:
+            user = check_password(conn, name, password)
+            return None if user is None else start_session(conn, user)
+
+    token = await run_in_threadpool(check)
+    if token is None:
+        return _form(request, next_, "Unknown user name or wrong password.", 401)
+    response = RedirectResponse(next_, status_code=303)
+    _set_cookie(request, response, SESSION_COOKIE, token)
+    response.delete_cookie(KEY_COOKIE, path="/")
+    return response
+
+
+def _set_cookie(request: Request, response: Response, name: str, value: str) -> None:
     response.set_cookie(
-        KEY_COOKIE,
-        secret,
+        name,
+        value,
         max_age=SESSION_SECONDS,
         httponly=True,
         samesite="strict",
         secure=request.url.scheme == "https",
         path="/",
     )
-    return response
 
 
 @router.post("/logout")
 async def logout(request: Request) -> Response:
-    """Forget the key in this browser."""
+    """End the session (or forget the key) in this browser."""
     form = await csrf.read_form(request)
     if not csrf.token_matches(request, form):
         return _form(request, "/", "The form expired: log out again.", 403)
+    token = request.cookies.get(SESSION_COOKIE)
+    if token:
+
+        def end() -> None:
+            with store_of(request).connect() as conn:
+                end_session(conn, token)
+
+        await run_in_threadpool(end)
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(KEY_COOKIE, path="/")
+    response.delete_cookie(SESSION_COOKIE, path="/")
     return response
