@@ -218,6 +218,7 @@ class SlaEngine:
                     sla = entry.sla
                     evaluation = self._evaluate_one(sla, entry_facts, now)
                     entry.last = evaluation
+                    entry.watches = watched_resources(sla, evaluation)
                     state = _state_of(evaluation)
                     same_keys = {b.key for b in evaluation.breaches} == open_keys.get(
                         sla.name, set()
@@ -364,8 +365,19 @@ class _Known:
     last: Evaluation | None = None  # its latest evaluation in this process
 
 
-def watched_resources(sla: SLA) -> frozenset[str] | None:
-    """The resources whose events can change an SLA's result; None when any event can."""
+def watched_resources(sla: SLA, last: Evaluation | None = None) -> frozenset[str] | None:
+    """The resources whose events can change an SLA's result; None when any event can.
+
+    With its `last` evaluation, also what that result depends on beyond the SLA's own
+    resources (`Evaluation.watching`: the upstream pipelines of an open window's forecast).
+    """
+    own = _own_resources(sla)
+    if own is None or last is None or not last.watching:
+        return own
+    return own | frozenset(last.watching)
+
+
+def _own_resources(sla: SLA) -> frozenset[str] | None:
     match sla:
         case HeartbeatSLA():
             return frozenset({f"cron.{sla.target}"})

@@ -67,6 +67,9 @@ class Facts:
     `updates`: times the target was updated (asset.updated, or run.completed of a pipeline);
     `runs`: the target's runs, newest first; `events`: events matching the SLA's matchers;
     `pings`: the monitor's pings; `checks`: latest check results on the target assets.
+    For forecasts (freshness, completion): `lineage` maps each node near the target to the
+    nodes feeding it (lineage edges' sources: an asset's producers, a pipeline's inputs), and
+    `history` holds the runs of those pipelines, newest first.
     Only what the SLA's kind uses is filled.
     """
 
@@ -76,6 +79,8 @@ class Facts:
     pings: list[PingFact] = field(default_factory=list)
     checks: list[CheckFact] = field(default_factory=list)
     created: datetime | None = None  # when the SLA was created: no window before it breaches
+    lineage: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    history: dict[str, list[RunFact]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,3 +103,6 @@ class Evaluation:
     next_deadline: datetime | None = None  # when to evaluate again at the latest
     last_met: datetime | None = None
     explanation: str = ""  # the decision in words
+    # Resources beyond the SLA's own whose events can change this result (the pipelines a
+    # forecast for the open window read): the engine watches them until the next evaluation.
+    watching: tuple[str, ...] = ()

@@ -274,11 +274,14 @@ def read_facts(conn: Conn, sla: AnySLA, now: datetime, created: datetime | None)
             since -= sla.max_age or timedelta(0)
             runs = read_runs(conn, sla.target, since, now, RECENT_RUNS)
             updates = read_updates(conn, sla.target, since, now, runs)
-            return Facts(updates=updates, runs=runs, created=created)
+            lineage, history = read_forecast_inputs(conn, sla.target, now)
+            return Facts(updates=updates, runs=runs, created=created, lineage=lineage,
+                         history=history)  # fmt: skip
         case CompletionSLA():
             since -= sla.within or timedelta(0)
             runs = read_runs(conn, sla.target, since, now, RECENT_RUNS)
-            return Facts(runs=runs, created=created)
+            lineage, history = read_forecast_inputs(conn, sla.target, now)
+            return Facts(runs=runs, created=created, lineage=lineage, history=history)
         case DurationSLA():
             since -= sla.max_duration or timedelta(0)
             runs = read_runs(conn, sla.target, since, now, sla.history)
@@ -292,6 +295,65 @@ def read_facts(conn: Conn, sla: AnySLA, now: datetime, created: datetime | None)
         case QualitySLA():
             return Facts(checks=read_checks(conn, sla.target, sla.checks, now), created=created)
     raise TypeError(f"not an SLA: {type(sla).__name__}")
+
+
+LINEAGE_HOPS = 4  # asset <- producer <- input <- upstream producer (<- its input)
+LINEAGE_FANOUT = 20  # sources kept per node, so a hub table does not fan out the read
+
+
+def read_forecast_inputs(
+    conn: Conn, target: str, now: datetime
+) -> tuple[dict[str, tuple[str, ...]], dict[str, list[RunFact]]]:
+    """The lineage near `target` and the runs of the pipelines in it, for forecasts."""
+    if glob_like(target) is not None:
+        return {}, {}
+    lineage = read_lineage_many(conn, [target])[target]
+    history: dict[str, list[RunFact]] = {}
+    for node in _lineage_nodes(target, lineage):
+        runs = read_runs(conn, node, now - MAX_LOOKBACK, now, RECENT_RUNS)
+        if runs:
+            history[node] = runs
+    return lineage, history
+
+
+def _lineage_nodes(target: str, lineage: dict[str, tuple[str, ...]]) -> list[str]:
+    return sorted({n for sources in lineage.values() for n in sources} - {target})
+
+
+def read_lineage_many(
+    conn: Conn, targets: Sequence[str], hops: int = LINEAGE_HOPS
+) -> dict[str, dict[str, tuple[str, ...]]]:
+    """Per target: each node within `hops` upstream mapped to its sources (lineage edges),
+    a few queries per BULK_CHUNK nodes and hop."""
+    edges: dict[str, list[str]] = {}
+    frontier = sorted(set(targets))
+    for _ in range(hops):
+        for chunk in _chunks(frontier):
+            rows = conn.query(
+                f"SELECT target, source FROM lineage_edges WHERE target IN "
+                f"({', '.join('?' * len(chunk))}) ORDER BY target, source",
+                list(chunk),
+            )
+            for node in chunk:
+                edges.setdefault(node, [])
+            for row in rows:
+                edges[row["target"]].append(row["source"])
+        frontier = sorted({src for n in frontier for src in edges[n][:LINEAGE_FANOUT]} - set(edges))
+    out: dict[str, dict[str, tuple[str, ...]]] = {}
+    for target in targets:
+        walked: dict[str, tuple[str, ...]] = {}
+        level = [target]
+        for _ in range(hops):
+            nxt: list[str] = []
+            for node in level:
+                sources = tuple(edges.get(node, [])[:LINEAGE_FANOUT])
+                if node in walked or not sources:
+                    continue
+                walked[node] = sources
+                nxt.extend(sources)
+            level = nxt
+        out[target] = walked
+    return out
 
 
 BULK_CHUNK = 500  # targets per query when reading many SLAs' facts at once
@@ -311,6 +373,7 @@ def read_facts_many(
     now = now.astimezone(UTC)
     out: list[Facts | None] = [None] * len(items)
     run_needs: dict[int, tuple[str, datetime, int]] = {}
+    forecast_needs: dict[int, str] = {}
     update_needs: dict[int, str] = {}
     check_needs: dict[int, str] = {}
     since = now - MAX_LOOKBACK
@@ -319,8 +382,10 @@ def read_facts_many(
             case FreshnessSLA() if glob_like(sla.target) is None:
                 run_needs[i] = (sla.target, since - (sla.max_age or timedelta(0)), RECENT_RUNS)
                 update_needs[i] = sla.target
+                forecast_needs[i] = sla.target
             case CompletionSLA() if glob_like(sla.target) is None:
                 run_needs[i] = (sla.target, since - (sla.within or timedelta(0)), RECENT_RUNS)
+                forecast_needs[i] = sla.target
             case DurationSLA() if glob_like(sla.target) is None:
                 span = sla.max_duration or timedelta(0)
                 run_needs[i] = (sla.target, since - span, sla.history)
@@ -328,7 +393,10 @@ def read_facts_many(
                 check_needs[i] = sla.target
             case _:
                 out[i] = read_facts(conn, sla, now, created)
-    runs = _bulk_runs(conn, run_needs.values(), now)
+    lineages = read_lineage_many(conn, sorted(set(forecast_needs.values())))
+    upstream_nodes = sorted({n for t, g in lineages.items() for n in _lineage_nodes(t, g)})
+    history_needs = [(n, since, RECENT_RUNS) for n in upstream_nodes]
+    runs = _bulk_runs(conn, [*run_needs.values(), *history_needs], now)
     earliest = min((run_needs[i][1] for i in update_needs), default=now)
     updated, latest = _bulk_updates(conn, list(update_needs.values()), earliest, now)
     checks = _bulk_checks(conn, list(check_needs.values()), now)
@@ -344,15 +412,23 @@ def read_facts_many(
             continue
         target, after, completed = run_needs[i]
         facts_runs = _runs_for(runs.get(target, []), after, now, completed)
+        lineage: dict[str, tuple[str, ...]] = {}
+        history: dict[str, list[RunFact]] = {}
+        if i in forecast_needs:
+            lineage = lineages[target]
+            for node in _lineage_nodes(target, lineage):
+                if node_runs := _runs_for(runs.get(node, []), since, now, RECENT_RUNS):
+                    history[node] = node_runs
         if i not in update_needs:
-            out[i] = Facts(runs=facts_runs, created=created)
+            out[i] = Facts(runs=facts_runs, created=created, lineage=lineage, history=history)
             continue
         times = {at for at in updated.get(target, []) if at > after}
         if target in latest:
             times.add(latest[target])
         times |= {r.ended for r in facts_runs
                   if r.state == "completed" and r.ended and r.ended <= now}  # fmt: skip
-        out[i] = Facts(updates=sorted(times)[-MAX_EVENTS:], runs=facts_runs, created=created)
+        out[i] = Facts(updates=sorted(times)[-MAX_EVENTS:], runs=facts_runs, created=created,
+                       lineage=lineage, history=history)  # fmt: skip
     return [f for f in out if f is not None]
 
 

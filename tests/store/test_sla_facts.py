@@ -281,6 +281,10 @@ def test_reading_many_slas_at_once_equals_reading_each(conn: Conn, store: Store)
             end = None if rng.random() < 0.1 else start + rng.uniform(1, 300)
             how = rng.choice(["completed", "completed", "failed"])
             dicts += run(pipeline, f"r{r}", start, end, how)
+            if r == 0 and p > 0:  # lineage: p{p-1} -> t{p-1} -> p{p} -> t{p}
+                source = [{"role": "input", "id": f"wh.t{p - 1}"}]
+                dicts.append(event_dict("run.started", pipeline, minutes=start, run=f"r{r}",
+                                        related=source))  # fmt: skip
             if end is not None and how == "completed":
                 dicts.append(updated(asset, end, pipeline))
         for c in range(rng.randint(0, 3)):
@@ -306,3 +310,4 @@ def test_reading_many_slas_at_once_equals_reading_each(conn: Conn, store: Store)
     assert many == [read_facts(conn, s, NOW, created) for s, created in slas]
     assert any(f.runs for f in many) and any(f.updates for f in many)
     assert any(f.checks for f in many)
+    assert any(f.history and f.lineage for f in many)

@@ -6,11 +6,15 @@ import math
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from fnmatch import fnmatchcase
+from typing import TYPE_CHECKING
 
 from coplane.events.names import RUN_COMPLETED, event_name_matches
 from coplane.slas.facts import Breach, Evaluation, EventFact, Facts, RunFact
 from coplane.slas.rules import schedule
 from coplane.slas.rules.schedule import zone
+
+if TYPE_CHECKING:
+    from coplane.slas.forecast import Forecast
 
 _GLOB_CHARS = frozenset("*?[")
 
@@ -90,18 +94,7 @@ def durations(runs: Iterable[RunFact], now: datetime) -> list[timedelta]:
     return result
 
 
-RECENT_RUNS = 20  # how many completed runs the at_risk estimate looks at
-
-
-def expected_finish(run: RunFact, runs: list[RunFact], now: datetime) -> datetime | None:
-    """When a running run should end: its start plus the p95 of recent completed durations.
-
-    `runs` is newest first; the RECENT_RUNS newest completed runs other than `run` count.
-    """
-    p95 = percentile(durations((r for r in runs if r.id != run.id), now)[:RECENT_RUNS])
-    if p95 is None or run.started is None:
-        return None
-    return run.started + p95
+RECENT_RUNS = 20  # how many completed runs a forecast looks at
 
 
 def local(at: datetime, tz: str) -> str:
@@ -173,20 +166,6 @@ def window_breaches(
     return breaches
 
 
-def run_at_risk(
-    target: str, facts: Facts, now: datetime, deadline: datetime
-) -> tuple[RunFact, datetime] | None:
-    """A running target run whose expected finish is after `deadline`, with that finish."""
-    runs = target_runs(target, facts, now)
-    for run in runs:
-        if not is_running(run, now):
-            continue
-        finish = expected_finish(run, runs, now)
-        if finish is not None and finish > deadline:
-            return run, finish
-    return None
-
-
 def summarise(breaches: list[Breach]) -> str:
     """The newest breach's reason, with how many windows are open when there are several."""
     extra = f" ({len(breaches)} open)" if len(breaches) > 1 else ""
@@ -218,28 +197,56 @@ def deadline_evaluation(
             last_met=last,
             explanation=summarise(breaches),
         )
+    from coplane.slas import forecast  # it builds on these helpers: imported late
+
     current = schedule.previous_deadline(cron, tz, now)
     met_current = last is not None and current is not None and last >= current
-    risk = None if met_current or upcoming is None else run_at_risk(target, facts, now, upcoming)
-    if risk is not None and upcoming is not None:
-        run, finish = risk
-        return Evaluation(
-            status="at_risk",
-            next_deadline=upcoming,
-            last_met=last,
-            explanation=f"{name}: run {run.label} is expected to finish {local(finish, tz)}, "
-            f"after the deadline {local_due(upcoming, tz, finish)}",
-        )
+    wake = upcoming
+    watching: tuple[str, ...] = ()  # while the window is open, upstream runs change forecasts
+    if not met_current and upcoming is not None:
+        window = forecast.Window(current, upcoming, cron, tz)
+        watching = forecast.watched(target, facts)
+        risk = forecast.forecast(target, facts, now, window)
+        if risk is not None:
+            return Evaluation(
+                status="at_risk",
+                next_deadline=upcoming,
+                last_met=last,
+                explanation=at_risk_text(name, target, risk, upcoming, tz, now),
+                watching=watching,
+            )
+        soon = forecast.wake_at(target, facts, now, window)
+        wake = soon if soon is not None and soon < upcoming else upcoming
     due_text = f"; next due {local(upcoming, tz)}" if upcoming else ""
     if last is None:  # every passed window would have breached, so none has passed yet
         return Evaluation(
             status="unknown",
-            next_deadline=upcoming,
+            next_deadline=wake,
             explanation=f"{name}: no {noun} yet{due_text}",
+            watching=watching,
         )
     return Evaluation(
         status="ok",
-        next_deadline=upcoming,
+        next_deadline=wake,
         last_met=last,
         explanation=f"{name}: {verb} {local(last, tz)}{due_text}",
+        watching=watching,
     )
+
+
+def at_risk_text(
+    name: str, target: str, risk: Forecast, due: datetime, tz: str, now: datetime
+) -> str:
+    """An at_risk explanation: the ETA against the deadline, and the upstream to blame."""
+    after = f"after the deadline {local_due(due, tz, risk.eta)}"
+    if risk.run is not None:
+        of = "" if risk.pipeline == target else f" of {risk.pipeline}"
+        return (
+            f"{name}: run {risk.run.label}{of} is expected to finish {local(risk.eta, tz)}, "
+            + after
+        )
+    usual = f" (usually by {local_due(risk.usual_start, tz, now)})" if risk.usual_start else ""
+    text = f"{name}: ETA {local(risk.eta, tz)}, {after}: {risk.pipeline} has not started{usual}"
+    if risk.blame is not None and risk.late is not None:
+        text += f"; waiting on {risk.blame}, {span(risk.late)} late"
+    return text

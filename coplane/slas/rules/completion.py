@@ -9,14 +9,16 @@ Semantics:
   schedule.MAX_WINDOWS runs) must be followed by a completed run (itself or a later-started
   one) by `started + within`; it breaches at that instant even while still running, and a late
   completion resolves it; a failed run stays breached until a later run completes;
-- at_risk: a running run's expected finish (start + p95 of recent completed runs) is after the
-  next deadline (or after its own `started + within`).
+- at_risk: see coplane.slas.forecast: the producing run's ETA (a running run's start + p50 of
+  recent durations; a late start blamed on a late upstream) is after the next deadline (or a
+  running run's after its own `started + within`) by more than forecast.MARGIN.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
+from coplane.slas import forecast  # a module: it imports these rules' helpers in turn
 from coplane.slas.facts import Breach, Evaluation, Facts
 from coplane.slas.model import CompletionSLA
 from coplane.slas.rules import schedule
@@ -24,7 +26,6 @@ from coplane.slas.rules.common import (
     completed_at,
     completions,
     deadline_evaluation,
-    expected_finish,
     is_running,
     local,
     local_due,
@@ -77,8 +78,8 @@ def _within(sla: CompletionSLA, facts: Facts, now: datetime) -> Evaluation:
             continue
         if now < due:
             pending.append(due)
-            finish = expected_finish(run, runs, now) if is_running(run, now) else None
-            if finish is not None and finish > due:
+            finish = forecast.running_eta(run, runs, now) if is_running(run, now) else None
+            if finish is not None and finish > due + forecast.MARGIN:
                 risky.append(
                     f"{sla.name}: run {run.label} is expected to finish {local(finish, tz)}, "
                     f"after {local_due(due, tz, finish)}"

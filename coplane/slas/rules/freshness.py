@@ -11,8 +11,10 @@ Semantics:
   also counts for the window it lands in);
 - every unmet window since `facts.created` is reported, bounded by schedule.MAX_LOOKBACK and
   schedule.MAX_WINDOWS, so deadlines missed while the server was down still breach;
-- at_risk: no update yet in the current window, and a target run is running whose expected
-  finish (start + p95 of recent completed runs) is after the next deadline;
+- at_risk: no update yet in the current window, and the forecast ETA of the target's producer
+  (coplane.slas.forecast: itself when a pipeline, else the asset's producers in the lineage)
+  is after the deadline (`max_age`: after `last update + max_age`, running runs only) by more
+  than forecast.MARGIN; the explanation names the ETA and the late upstream it waits on;
 - unknown: no update seen and no deadline (or max_age) passed since `facts.created`.
 """
 
@@ -21,9 +23,11 @@ from __future__ import annotations
 from datetime import datetime
 
 from coplane.events.names import ASSET_UPDATED, RUN_COMPLETED
+from coplane.slas import forecast
 from coplane.slas.facts import Breach, Evaluation, Facts
 from coplane.slas.model import FreshnessSLA
 from coplane.slas.rules.common import (
+    at_risk_text,
     completions,
     deadline_evaluation,
     iso,
@@ -73,10 +77,21 @@ def _max_age(sla: FreshnessSLA, facts: Facts, now: datetime, last: datetime | No
                 next_deadline=due,
                 explanation=f"{sla.name}: no update seen yet; due {local(due, tz)}",
             )
+        risk = forecast.forecast(sla.target, facts, now, forecast.Window(last, due))
+        watching = forecast.watched(sla.target, facts)
+        if risk is not None:
+            return Evaluation(
+                status="at_risk",
+                next_deadline=due,
+                last_met=last,
+                explanation=at_risk_text(sla.name, sla.target, risk, due, tz, now),
+                watching=watching,
+            )
         return Evaluation(
             status="ok",
             next_deadline=due,
             last_met=last,
+            watching=watching,
             explanation=f"{sla.name}: updated {local(last, tz)}, {span(now - last)} ago "
             f"(max age {span(sla.max_age)})",
         )
