@@ -23,6 +23,8 @@ class NewKey(BaseModel):
 @router.post("/api/keys", status_code=201, summary="Create an API key")
 def post_key(request: Request, body: Annotated[NewKey, Body()]) -> dict[str, Any]:
     """A new key. Its secret is in `key`, in this response only: coplane keeps a hash."""
+    if not body.name.strip():
+        raise ApiError(422, "name: a key needs a name, not only spaces", ["body", "name"])
     with store_of(request).connect() as conn:
         key, secret = create_key(conn, body.name, body.scopes)
     return {**key.json(), "key": secret}
