@@ -45,6 +45,7 @@ ENDPOINTS: list[tuple[str, str, Any, str]] = [
         {"sla": SLA, "start": "2026-11-01T00:00:00Z", "end": "2026-11-02T00:00:00Z", "events": []},
         "read",
     ),
+    ("POST", f"/api/incidents/{'0' * 32}/ack", None, "act"),  # admin keys only: no key has act
     ("POST", "/api/slas", SLA, "admin"),
     ("DELETE", "/api/slas/nothing", None, "admin"),
     ("POST", "/api/keys", {"name": "x", "scopes": ["read"]}, "admin"),
@@ -249,3 +250,12 @@ def test_ingest_is_rate_limited_per_key(store: Store, db_url: str) -> None:
         assert "COPLANE_INGEST_RATE_LIMIT" in limited.json()["detail"]
         assert call(c, "POST", "/api/events", EVENT, other).status_code == 202  # its own bucket
         assert call(c, "GET", "/api/events", None, first).status_code == 200  # reads are not
+
+
+def test_login_and_log_out_refuse_incomplete_or_forged_forms(keyed: TestClient) -> None:
+    keyed.get("/login")
+    token = keyed.cookies.get("coplane_csrf")
+    empty = keyed.post("/login", data={"csrf_token": token, "next": "/"})
+    assert empty.status_code == 400 and "user name and password, or an API key" in empty.text
+    forged = keyed.post("/logout", data={"csrf_token": "x" * 43}, follow_redirects=False)
+    assert forged.status_code == 403 and "expired" in forged.text
