@@ -15,6 +15,7 @@ Per backend (SQLite, PostgreSQL), in one process:
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import resource
 import statistics
@@ -196,6 +197,8 @@ class SlackRecorder:
 def latency(store: Store, result: Result, url: str, now: datetime, count: int = 200) -> None:
     """Deadline → incident row and incident → Slack request, with everything running."""
     slack = SlackRecorder()
+    # the fake Slack listens on loopback, which channels may reach only when allowed
+    os.environ.setdefault("COPLANE_OUTBOUND_ALLOW", "127.0.0.0/8")
     with FakeService(slack) as fake:
         settings = Settings(database_url=url, events_retention_days=0)
         scheduler = Scheduler(store, settings)

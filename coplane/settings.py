@@ -10,6 +10,8 @@ import platformdirs
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from coplane.alerts.urls import parse_allow
+
 # Settings that may hold secrets can be given as COPLANE_<NAME>_FILE: the file's content.
 SECRET_SETTINGS = ("database_url",)
 
@@ -69,6 +71,11 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="log level of the server"
     )
+    outbound_allow: str = Field(
+        "",
+        description="comma-separated CIDRs and host names alert channels may reach although "
+        "they are loopback, link-local or metadata addresses",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -96,6 +103,12 @@ class Settings(BaseSettings):
     def _empty_is_unset(cls, value: Any) -> Any:
         # COPLANE_CONFIG= (set but empty) means no file, not the current directory
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("outbound_allow")
+    @classmethod
+    def _check_outbound_allow(cls, value: str) -> str:
+        parse_allow(value)  # the policy reads the variable itself (coplane.alerts.urls)
+        return value
 
     @field_validator("database_url")
     @classmethod

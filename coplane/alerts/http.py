@@ -1,15 +1,75 @@
-"""HTTP answers as IntegrationErrors, the same way for every channel that speaks plain HTTP."""
+"""HTTP for channels that speak plain HTTP: checked connections, answers as IntegrationErrors."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from typing import Any
 
+import httpcore
 import httpx
 
 from coplane.alerts.notifier import IntegrationError
+from coplane.alerts.urls import check_url, checked_addresses
 
 TIMEOUT = httpx.Timeout(10.0, connect=5.0)  # a slow channel must not hold the dispatcher
+LIMITS = httpx.Limits(max_connections=20, max_keepalive_connections=5)  # one host per client
+
+
+class CheckedBackend(httpcore.NetworkBackend):
+    """Opens TCP connections only to addresses the outgoing-URL policy allows.
+
+    The host is resolved and checked here, and the socket is opened to the checked address,
+    so a DNS answer that changes after the check cannot redirect the connection. TLS still
+    verifies the certificate against the host name: httpcore passes that as server_hostname.
+    """
+
+    def __init__(self) -> None:
+        self._inner = httpcore.SyncBackend()
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        try:
+            addresses = checked_addresses(host, port)
+        except OSError as exc:  # the name did not resolve: unreachable, as httpcore says it
+            raise httpcore.ConnectError(f"{host}: {exc}") from exc
+        failure: Exception = httpcore.ConnectError(f"{host}: no address")
+        for address in addresses:  # in the resolver's order, as socket.create_connection
+            try:
+                return self._inner.connect_tcp(
+                    address, port, timeout, local_address, socket_options
+                )
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                failure = exc
+        raise failure
+
+
+class CheckedTransport(httpx.HTTPTransport):
+    """httpx's own transport, its connection pool built on CheckedBackend."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        # HTTPTransport takes no network backend (httpx 0.28), so its pool is replaced by an
+        # httpcore pool that has one; requests and responses are converted as before.
+        self._pool = httpcore.ConnectionPool(
+            ssl_context=httpx.create_ssl_context(),
+            max_connections=LIMITS.max_connections,
+            max_keepalive_connections=LIMITS.max_keepalive_connections,
+            keepalive_expiry=LIMITS.keepalive_expiry,
+            network_backend=CheckedBackend(),
+        )
+
+
+def channel_client(**options: Any) -> httpx.Client:
+    """An httpx client for one channel: coplane's timeout, connections checked by the policy."""
+    return httpx.Client(transport=CheckedTransport(), timeout=TIMEOUT, **options)
 
 
 def retry_after(headers: httpx.Headers) -> float | None:
@@ -61,7 +121,12 @@ def check_response(response: httpx.Response, service: str) -> None:
 def request(
     client: httpx.Client, method: str, url: str, service: str, **kwargs: object
 ) -> httpx.Response:
-    """Send one request; a network failure or a failing status becomes an IntegrationError."""
+    """Send one request; a network failure or a failing status becomes an IntegrationError.
+
+    A URL the outgoing-URL policy refuses is a permanent IntegrationError, raised before
+    anything is sent (also for clients not made by `channel_client`, and behind a proxy).
+    """
+    check_url(str(client.build_request(method, url).url))
     try:
         response = client.request(method, url, **kwargs)  # type: ignore[arg-type]
     except httpx.HTTPError as exc:

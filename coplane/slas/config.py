@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -19,6 +20,7 @@ from pydantic import (
     model_validator,
 )
 
+from coplane.alerts.urls import config_refusal
 from coplane.slas.model import SLA, Duration
 
 Loc = tuple[int | str, ...]
@@ -34,6 +36,17 @@ class Quiet(BaseModel):
     reason: str | None = None
 
 
+def _outgoing(url: str) -> str:
+    """A channel's URL, unless it points at this host, link-local or metadata addresses."""
+    refusal = config_refusal(url)
+    if refusal is not None:
+        raise ValueError(refusal)
+    return url
+
+
+OutgoingURL = Annotated[str, AfterValidator(_outgoing)]
+
+
 class ChannelBase(BaseModel):
     """The alert policy every channel has."""
 
@@ -47,9 +60,9 @@ class SlackChannel(ChannelBase):
 
     type: Literal["slack"]
     token: str | None = Field(None, repr=False)
-    webhook_url: str | None = Field(None, repr=False)
+    webhook_url: OutgoingURL | None = Field(None, repr=False)
     channel: str | None = None
-    base_url: str | None = None  # the Slack API, for tests and proxies
+    base_url: OutgoingURL | None = None  # the Slack API, for tests and proxies
 
     @model_validator(mode="after")
     def _one_way_in(self) -> SlackChannel:
@@ -66,14 +79,14 @@ class PagerDutyChannel(ChannelBase):
 
     type: Literal["pagerduty"]
     routing_key: str = Field(repr=False)
-    base_url: str | None = None
+    base_url: OutgoingURL | None = None
 
 
 class JiraChannel(ChannelBase):
     """Jira: an issue of `issue_type` in `project`, as `email` with an API token."""
 
     type: Literal["jira"]
-    url: str
+    url: OutgoingURL
     email: str
     api_token: str = Field(repr=False)
     project: str
@@ -87,7 +100,7 @@ class GitHubChannel(ChannelBase):
     type: Literal["github"]
     repository: str = Field(pattern=r"^[A-Za-z0-9_.\-]+/[A-Za-z0-9_.\-]+$")
     token: str = Field(repr=False)
-    base_url: str | None = None  # GitHub Enterprise's API
+    base_url: OutgoingURL | None = None  # GitHub Enterprise's API
     labels: list[str] = []
 
 
@@ -95,7 +108,7 @@ class WebhookChannel(ChannelBase):
     """A JSON POST to `url`, signed with `secret` when given, with extra `headers`."""
 
     type: Literal["webhook"]
-    url: str
+    url: OutgoingURL
     secret: str | None = Field(None, repr=False)
     headers: dict[str, str] = Field({}, repr=False)
 

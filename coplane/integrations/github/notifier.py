@@ -11,8 +11,9 @@ from typing import Any, assert_never
 import httpx
 
 from coplane.alerts import text
-from coplane.alerts.http import TIMEOUT, request
+from coplane.alerts.http import channel_client, request
 from coplane.alerts.notifier import Alert, IntegrationError
+from coplane.alerts.urls import RefusedURL
 from coplane.slas.config import GitHubChannel
 
 SERVICE = "GitHub"
@@ -59,14 +60,13 @@ class GitHubNotifier:
     def __init__(self, config: GitHubChannel, client: httpx.Client | None = None) -> None:
         self.config = config
         self.repository = config.repository
-        self.client = client or httpx.Client(
+        self.client = client or channel_client(
             base_url=(config.base_url or API).rstrip("/"),
             headers={
                 "Authorization": f"Bearer {config.token}",
                 "Accept": "application/vnd.github+json",
                 "X-GitHub-Api-Version": API_VERSION,
             },
-            timeout=TIMEOUT,
         )
 
     def close(self) -> None:
@@ -161,7 +161,7 @@ class GitHubNotifier:
         try:
             repo = self._json("GET", self._repo)
         except IntegrationError as exc:
-            if exc.permanent:
+            if exc.permanent and not isinstance(exc, RefusedURL):
                 raise IntegrationError(
                     f"GitHub repository {self.repository} cannot be used with this token "
                     f"(missing, private to others, or the token lacks access): {exc.message}",

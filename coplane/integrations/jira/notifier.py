@@ -11,7 +11,7 @@ from typing import Any, assert_never
 import httpx
 
 from coplane.alerts import text
-from coplane.alerts.http import TIMEOUT, request
+from coplane.alerts.http import channel_client, request
 from coplane.alerts.notifier import Alert, IntegrationError
 from coplane.slas.config import JiraChannel
 
@@ -81,11 +81,10 @@ class JiraNotifier:
     def __init__(self, config: JiraChannel, client: httpx.Client | None = None) -> None:
         self.config = config
         self.url = config.url.rstrip("/")
-        self.client = client or httpx.Client(
+        self.client = client or channel_client(
             base_url=self.url,
             auth=(config.email, config.api_token),
             headers={"Accept": "application/json"},
-            timeout=TIMEOUT,
         )
 
     def close(self) -> None:

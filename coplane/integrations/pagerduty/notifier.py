@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 from coplane.alerts import text
-from coplane.alerts.http import TIMEOUT, request
+from coplane.alerts.http import channel_client, request
 from coplane.alerts.notifier import Alert, IntegrationError
 from coplane.slas.config import PagerDutyChannel
 
@@ -90,7 +90,7 @@ class PagerDutyNotifier:
     def __init__(self, config: PagerDutyChannel, client: httpx.Client | None = None) -> None:
         self.routing_key = config.routing_key
         self.url = (config.base_url or BASE_URL).rstrip("/") + ENQUEUE
-        self.client = client or httpx.Client(timeout=TIMEOUT)
+        self.client = client or channel_client()
 
     def close(self) -> None:
         """Close the HTTP connections."""

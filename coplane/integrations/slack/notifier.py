@@ -4,7 +4,8 @@ With a bot `token` the trigger is a top-level message in `channel`; its channel 
 the incident's `thread`, repeats are replies in it, and the resolve edits the first message
 and replies once more. An incoming `webhook_url` cannot thread or edit, so every alert is a
 new message there. Retries are the dispatcher's: the SDK's own retry handlers are turned off
-and every failure becomes an IntegrationError, transient or permanent.
+and every failure becomes an IntegrationError, transient or permanent. Every call's URL is
+checked by the outgoing-URL policy first (coplane.alerts.urls).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from slack_sdk.webhook import WebhookClient
 from coplane.alerts import text
 from coplane.alerts.http import retry_after
 from coplane.alerts.notifier import Alert, IntegrationError
+from coplane.alerts.urls import check_url
 from coplane.slas.config import SlackChannel
 
 BASE_URL = "https://slack.com/api/"
@@ -273,6 +275,8 @@ class SlackNotifier:
         A failure whose error code is in `tolerate` is answered as {"ok": False, "error": code}.
         """
         assert isinstance(self._client, WebClient)
+        # the SDK connects by itself: the policy is applied to its URL before each call
+        check_url(self._client.base_url + method)
         try:
             if method == "chat.update":
                 # https://api.slack.com/methods/chat.update: blocks and text replace the old ones
@@ -300,6 +304,7 @@ class SlackNotifier:
         channel_is_archived (all permanent), 429 rate limited, 5xx outages (transient).
         """
         assert isinstance(self._client, WebhookClient)
+        check_url(self._client.url)  # names only the host: the URL itself is a secret
         try:
             response = self._client.send(text=fallback, blocks=blocks)
         except SlackClientError as exc:  # the URL is a secret: not in the message

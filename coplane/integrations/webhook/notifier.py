@@ -32,7 +32,7 @@ from typing import Any
 
 import httpx
 
-from coplane.alerts.http import TIMEOUT, request
+from coplane.alerts.http import channel_client, request
 from coplane.alerts.notifier import Alert, IntegrationError
 from coplane.slas.config import WebhookChannel
 
@@ -123,7 +123,7 @@ class WebhookNotifier:
         self.url = config.url
         self.secret = config.secret
         self.headers = dict(config.headers)
-        self.client = client or httpx.Client(timeout=TIMEOUT)
+        self.client = client or channel_client()
 
     def close(self) -> None:
         """Close the HTTP connections."""
