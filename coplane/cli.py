@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -46,6 +47,11 @@ keys_app = typer.Typer(help="API keys (used when COPLANE_AUTH=keys).", no_args_i
 app.add_typer(keys_app, name="keys")
 users_app = typer.Typer(help="UI users (used when COPLANE_AUTH=keys).", no_args_is_help=True)
 app.add_typer(users_app, name="users")
+secrets_app = typer.Typer(
+    help="Secrets stored encrypted (COPLANE_SECRET_KEY), named as ${secret:NAME} in channels.",
+    no_args_is_help=True,
+)
+app.add_typer(secrets_app, name="secrets")
 ServerOption = Annotated[
     str, typer.Option("--server", envvar="COPLANE_URL", help="coplane server URL")
 ]
@@ -56,6 +62,9 @@ out = Console(soft_wrap=True)
 
 
 def _settings(**overrides: Any) -> Settings:
+    from coplane.auth import mask
+
+    mask.install()  # whatever this command logs, credentials are masked
     try:
         return Settings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
@@ -369,6 +378,8 @@ def alerts_test(
 
     from coplane.alerts.dispatcher import send_test
     from coplane.alerts.notifier import IntegrationError
+    from coplane.auth.mask import mask
+    from coplane.auth.vault import SecretError, Vault, references
 
     settings = _settings(config=config)
     if settings.config is None:
@@ -383,15 +394,23 @@ def alerts_test(
             highlight=False,
         )
         raise typer.Exit(2)
+    chosen = loaded.channels[channel]
     try:
-        answer = send_test(loaded.channels[channel], channel, settings.link_base)
+        if references(chosen.model_dump(mode="python")):
+            with _database() as conn:
+                chosen = Vault(settings.secret_key).resolve_channel(conn, chosen)
+        answer = send_test(chosen, channel, settings.link_base)
+    except SecretError as exc:
+        err.print(f"[red]error:[/red] {escape(channel)}: {escape(str(exc))}", highlight=False)
+        raise typer.Exit(1) from None
     except IntegrationError as exc:
         kind = "permanent" if exc.permanent else "transient"
+        message = mask(exc.message)
         err.print(
-            f"[red]error:[/red] {escape(channel)}: {escape(exc.message)} ({kind})", highlight=False
+            f"[red]error:[/red] {escape(channel)}: {escape(message)} ({kind})", highlight=False
         )
         raise typer.Exit(1) from None
-    detail = f": {json.dumps(answer)}" if answer else ""
+    detail = f": {mask(json.dumps(answer))}" if answer else ""
     out.print(f"{escape(channel)}: test alert delivered{escape(detail)}", highlight=False)
 
 
@@ -611,8 +630,18 @@ def airflow_poll(
         str, typer.Option("--username", envvar="AIRFLOW_USERNAME", show_default=False)
     ],
     password: Annotated[
-        str, typer.Option("--password", envvar="AIRFLOW_PASSWORD", show_default=False)
-    ],
+        str | None,
+        typer.Option("--password", envvar="AIRFLOW_PASSWORD", show_default=False),
+    ] = None,
+    password_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--password-file",
+            envvar="AIRFLOW_PASSWORD_FILE",
+            help="read the password from this file (a mounted secret)",
+            show_default=False,
+        ),
+    ] = None,
     instance: Annotated[
         str, typer.Option("--instance", help="names this Airflow in coplane's pipeline ids")
     ] = "default",
@@ -623,6 +652,7 @@ def airflow_poll(
     """Send the DAG runs and task tries that Airflow's REST API shows, since the last poll."""
     from rich.markup import escape
 
+    from coplane.auth.mask import mask, masker
     from coplane.client import ClientError
     from coplane.integrations.airflow.poller import PollError, PollResult, poll
 
@@ -635,6 +665,17 @@ def airflow_poll(
             highlight=False,
         )
 
+    if password_file is not None:
+        try:
+            password = password_file.read_text().removesuffix("\n")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            err.print(f"[red]error:[/red] --password-file {password_file}: {reason}")
+            raise typer.Exit(2) from None
+    if not password:
+        err.print("[red]error:[/red] give --password, --password-file or AIRFLOW_PASSWORD")
+        raise typer.Exit(2)
+    masker.add(password)
     with _dbt_client(server) as client:
         try:
             result = poll(
@@ -648,12 +689,24 @@ def airflow_poll(
                 report=report,
             )
         except (PollError, ClientError) as exc:
-            err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
+            err.print(f"[red]error:[/red] {escape(mask(str(exc)))}", highlight=False)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             raise typer.Exit(130) from None
     if result.sent is not None and not result.sent.delivered:
         raise typer.Exit(1)
+
+
+@contextmanager
+def _exit_on(*errors: type[Exception]) -> Iterator[None]:
+    """One of these errors ends the command: its message on stderr, exit code 1."""
+    from rich.markup import escape
+
+    try:
+        yield
+    except errors as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
+        raise typer.Exit(1) from None
 
 
 @contextmanager
@@ -717,12 +770,8 @@ def keys_revoke(which: Annotated[str, typer.Argument(help="the key's id or prefi
     from coplane.auth.keys import revoke_key
     from coplane.store.errors import NotFound
 
-    try:
-        with _database() as conn:
-            key = revoke_key(conn, which)
-    except NotFound as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False)
-        raise typer.Exit(1) from None
+    with _exit_on(NotFound), _database() as conn:
+        key = revoke_key(conn, which)
     out.print(f"revoked {key.prefix}… ({key.name})")
 
 
@@ -767,6 +816,87 @@ def users_list() -> None:
     for user, created in users:
         out.print(f"{user.name}\t{user.role}\tcreated {_when(created.isoformat())}")
     out.print(f"{len(users)} users")
+
+
+@secrets_app.command("set")
+def secrets_set(
+    name: Annotated[str, typer.Argument(help="the name channels use: ${secret:NAME}")],
+    value_file: Annotated[
+        Path | None,
+        typer.Option(help="read the value from this file (- for standard input) instead of asking"),
+    ] = None,
+) -> None:
+    """Store a secret encrypted with COPLANE_SECRET_KEY (asked for, hidden, unless --value-file)."""
+    from coplane.auth.vault import SecretError, Vault, check_name, check_value
+
+    problem = check_name(name)
+    if problem:
+        err.print(f"[red]error:[/red] NAME: {problem}", highlight=False)
+        raise typer.Exit(2)
+    settings = _settings()
+    if value_file is None:
+        value = typer.prompt("Value", hide_input=True)
+    else:
+        try:
+            raw = sys.stdin.read() if str(value_file) == "-" else value_file.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            err.print(f"[red]error:[/red] --value-file {value_file}: {reason}", highlight=False)
+            raise typer.Exit(2) from None
+        value = raw.removesuffix("\n")
+    problem = check_value(value)
+    if problem:
+        err.print(f"[red]error:[/red] {problem}", highlight=False)
+        raise typer.Exit(2)
+    with _exit_on(SecretError), _database() as conn:
+        new = Vault(settings.secret_key).put(conn, name, value)
+    out.print(f"{'stored' if new else 'replaced'} secret {name}", highlight=False)
+
+
+@secrets_app.command("list")
+def secrets_list() -> None:
+    """Every stored secret's name and when it was set (never a value)."""
+    from coplane.auth.vault import list_secrets
+
+    with _database() as conn:
+        found = list_secrets(conn)
+    for info in found:
+        out.print(
+            f"{info.name}\tset {_when(info.updated.isoformat())}\t"
+            f"created {_when(info.created.isoformat())}",
+            highlight=False,
+        )
+    out.print(f"{len(found)} secrets")
+
+
+@secrets_app.command("delete")
+def secrets_delete(name: Annotated[str, typer.Argument(help="the secret's name")]) -> None:
+    """Forget a stored secret; channels that name it fail until it is set again."""
+    from coplane.auth.vault import delete_secret
+    from coplane.store.errors import NotFound
+
+    with _exit_on(NotFound), _database() as conn:
+        delete_secret(conn, name)
+    out.print(f"deleted secret {name}", highlight=False)
+
+
+@secrets_app.command("rotate")
+def secrets_rotate() -> None:
+    """Re-encrypt every stored secret under the first key of COPLANE_SECRET_KEY."""
+    from coplane.auth.vault import SecretError, Vault
+
+    settings = _settings()
+    with _exit_on(SecretError), _database() as conn:
+        count = Vault(settings.secret_key).rotate(conn)
+    out.print(f"re-encrypted {count} secrets under the first key of COPLANE_SECRET_KEY")
+
+
+@secrets_app.command("generate-key")
+def secrets_generate_key() -> None:
+    """Print a new random key for COPLANE_SECRET_KEY."""
+    from coplane.auth.vault import generate_key
+
+    out.print(generate_key(), highlight=False, soft_wrap=True)
 
 
 def main() -> None:

@@ -15,7 +15,9 @@ from fastapi.staticfiles import StaticFiles
 from coplane import __version__
 from coplane.alerts.dispatcher import Dispatcher
 from coplane.auth import api as keys_api
+from coplane.auth import mask, secrets_api
 from coplane.auth.middleware import RequireKeys
+from coplane.auth.vault import Vault
 from coplane.collector import ingest, ping, reads
 from coplane.collector.errors import install_error_handlers
 from coplane.jobs.scheduler import Scheduler
@@ -50,6 +52,8 @@ def open_configured_store(settings: Settings) -> Store:
 def create_app(settings: Settings | None = None, *, store: Store | None = None) -> FastAPI:
     """The app; it opens (and at shutdown closes) its own store unless one is passed in."""
     settings = settings or Settings()
+    mask.install()
+    vault = Vault(settings.secret_key)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -58,7 +62,11 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
         scheduler = Scheduler(app.state.store, settings)
         scheduler.start()
         dispatcher = Dispatcher(
-            app.state.store, {}, settings.link_base, max_backoff=settings.alerts_max_backoff
+            app.state.store,
+            {},
+            settings.link_base,
+            max_backoff=settings.alerts_max_backoff,
+            vault=vault,
         )
         app.state.dispatcher = dispatcher
         engine = SlaEngine(app.state.store, scheduler, settings.config, dispatcher=dispatcher)
@@ -78,6 +86,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
 
     app = FastAPI(title="coplane", version=__version__, lifespan=lifespan)
     app.state.settings = settings
+    app.state.vault = vault
     install_error_handlers(app)
     app.include_router(ingest.router, tags=["ingest"])
     app.include_router(reads.router, tags=["read"])
@@ -86,6 +95,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     app.include_router(web_routes.router)
     app.mount("/static", StaticFiles(directory=web_routes.STATIC_DIR), name="static")
     app.include_router(keys_api.router, tags=["keys"])
+    app.include_router(secrets_api.router, tags=["secrets"])
     app.include_router(login.router)
     if settings.auth == "keys":
         app.add_middleware(RequireKeys, ingest_rate=settings.ingest_rate_limit)

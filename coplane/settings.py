@@ -13,7 +13,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from coplane.alerts.urls import parse_allow
 
 # Settings that may hold secrets can be given as COPLANE_<NAME>_FILE: the file's content.
-SECRET_SETTINGS = ("database_url",)
+SECRET_SETTINGS = ("database_url", "secret_key")
 
 
 def default_database_url() -> str:
@@ -25,10 +25,14 @@ def default_database_url() -> str:
 class Settings(BaseSettings):
     """Every setting of coplane; the README lists them all (a test checks)."""
 
-    model_config = SettingsConfigDict(env_prefix="COPLANE_", extra="ignore", strict=False)
+    # hide_input_in_errors: an error must not print a key or a database password
+    model_config = SettingsConfigDict(
+        env_prefix="COPLANE_", extra="ignore", strict=False, hide_input_in_errors=True
+    )
 
     database_url: str = Field(
         default_factory=default_database_url,
+        repr=False,  # it may hold a password
         description="postgresql://... or sqlite:///path; SQLite in the user data dir by default",
     )
     database_pool_size: int = Field(10, ge=1, le=200, description="PostgreSQL connections")
@@ -68,6 +72,12 @@ class Settings(BaseSettings):
         description="ingest requests a second each API key may send on average, in bursts of "
         "twice that (COPLANE_AUTH=keys); 0: no limit",
     )
+    secret_key: str | None = Field(
+        None,
+        repr=False,
+        description="Fernet key(s) encrypting secrets stored through the API, comma-separated: "
+        "the first encrypts, all decrypt (`coplane secrets generate-key`, `secrets rotate`)",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="log level of the server"
     )
@@ -103,6 +113,14 @@ class Settings(BaseSettings):
     def _empty_is_unset(cls, value: Any) -> Any:
         # COPLANE_CONFIG= (set but empty) means no file, not the current directory
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("secret_key")
+    @classmethod
+    def _check_secret_key(cls, value: str | None) -> str | None:
+        from coplane.auth.vault import parse_keys  # the vault needs the store: import late
+
+        parse_keys(value)
+        return value
 
     @field_validator("outbound_allow")
     @classmethod

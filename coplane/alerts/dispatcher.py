@@ -3,8 +3,12 @@
 Every server replica runs one; a notification is claimed by a conditional UPDATE, so exactly
 one of them sends it. A send that fails transiently is retried with exponential backoff (or
 after the service's Retry-After); a permanent failure disables the channel, with the error
-kept for the API and UI, until its configuration changes. Nothing is lost while a channel is
-down: its notifications stay in the outbox.
+kept for the API and UI, until its configuration (or a stored secret it names) changes.
+Nothing is lost while a channel is down: its notifications stay in the outbox.
+
+A channel's `${secret:NAME}` references are replaced with the stored values when its notifier
+is built; a secret set again later makes a new notifier. Error texts are masked before they
+are logged or stored.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from typing import Any
 
 from coplane.alerts.notifier import Action, Alert, IntegrationError, Notifier
 from coplane.alerts.registry import build_notifier, config_hash
+from coplane.auth.mask import mask
+from coplane.auth.vault import SecretError, Vault, references, versions
 from coplane.slas.config import ChannelConfig, Quiet
 from coplane.slas.model import SLA
 from coplane.store import NotFound, Store
@@ -78,13 +84,16 @@ class Dispatcher:
         *,
         build: Callable[[ChannelConfig], Notifier] = build_notifier,
         max_backoff: float = MAX_BACKOFF,
+        vault: Vault | None = None,
     ) -> None:
         self._store = store
+        self._vault = vault or Vault(None)
         self._max_backoff = max_backoff
         self._public_url = public_url.rstrip("/")
         self._build = build
         self._lock = threading.Lock()
         self._channels: dict[str, ChannelConfig] = {}
+        self._refs: dict[str, set[str]] = {}  # the stored secrets each channel names
         self._hashes: dict[str, str] = {}
         self._notifiers: dict[str, Notifier] = {}
         self.set_channels(channels)
@@ -96,27 +105,48 @@ class Dispatcher:
 
     def set_channels(self, channels: Mapping[str, ChannelConfig]) -> None:
         """Use these channels from now on (after a config reload)."""
+        refs = {name: references(c.model_dump(mode="python")) for name, c in channels.items()}
+        stored = self._versions(set().union(*refs.values())) if any(refs.values()) else {}
         with self._lock:
             self._channels = dict(channels)
-            hashes = {name: config_hash(c) for name, c in channels.items()}
-            # keep notifiers whose config is unchanged (and their HTTP connections)
-            kept = {
-                n: v for n, v in self._notifiers.items() if self._hashes.get(n) == hashes.get(n)
-            }
-            for name, old in self._notifiers.items():
-                if name not in kept:
-                    close_notifier(old)
-            self._notifiers = kept
-            self._hashes = hashes
+            self._refs = refs
+            self._use_hashes(stored)
+
+    def _versions(self, names: set[str]) -> dict[str, str]:
+        try:
+            with self._store.connect() as conn:
+                return versions(conn, names)
+        except Exception:  # the database is away: the next round looks again
+            log.exception("reading the stored secrets' versions failed")
+            return {}
+
+    def _use_hashes(self, stored: Mapping[str, str]) -> None:
+        """Fingerprint each channel anew (under the lock); drop notifiers that changed."""
+        hashes = {
+            name: config_hash(c, {r: stored.get(r, "") for r in self._refs.get(name, ())})
+            for name, c in self._channels.items()
+        }
+        # keep notifiers whose config is unchanged (and their HTTP connections)
+        kept = {n: v for n, v in self._notifiers.items() if self._hashes.get(n) == hashes.get(n)}
+        for name, old in self._notifiers.items():
+            if name not in kept:
+                close_notifier(old)
+        self._notifiers = kept
+        self._hashes = hashes
 
     def notifier(self, channel: str) -> tuple[ChannelConfig, Notifier] | None:
-        """The config and notifier of a channel; None when no channel has that name."""
+        """The config and notifier of a channel; None when no channel has that name.
+        SecretError when a stored secret it names is missing or cannot be decrypted."""
         with self._lock:
             config = self._channels.get(channel)
             if config is None:
                 return None
             if channel not in self._notifiers:
-                self._notifiers[channel] = self._build(config)
+                resolved = config
+                if self._refs.get(channel):
+                    with self._store.connect() as conn:
+                        resolved = self._vault.resolve_channel(conn, config)
+                self._notifiers[channel] = self._build(resolved)
             return config, self._notifiers[channel]
 
     def incident_url(self, incident_id: str) -> str:
@@ -165,6 +195,10 @@ class Dispatcher:
                 self._last_sweep = now
                 release_stale_claims(conn, now - STALE_CLAIM)
             with self._lock:
+                named = set().union(*self._refs.values())
+            stored = versions(conn, named) if named else {}
+            with self._lock:
+                self._use_hashes(stored)
                 hashes = dict(self._hashes)
             disabled = disabled_channels(conn, hashes)
             claimed = claim_pending_notifications(conn, now, BATCH, sorted(disabled))
@@ -185,15 +219,19 @@ class Dispatcher:
                     retry = datetime.now(UTC) + timedelta(
                         seconds=backoff(row["attempts"] + 1, self._max_backoff)
                     )
-                    mark_failed(conn, row["id"], datetime.now(UTC), str(exc), False, retry)
+                    mark_failed(conn, row["id"], datetime.now(UTC), mask(str(exc)), False, retry)
             except Exception:
                 log.exception("could not release notification %s", row["id"])
-            return Outcome("retry", str(exc))
+            return Outcome("retry", mask(str(exc)))
 
     def _deliver(self, row: Row) -> Outcome:
         now = datetime.now(UTC)
         channel = row["channel"]
-        found = self.notifier(channel)
+        try:
+            found = self.notifier(channel)
+        except SecretError as exc:
+            config = self._channels[channel]
+            return self._failed(row, IntegrationError(str(exc), permanent=True), config)
         with self._store.connect() as conn:
             if found is None:
                 error = f"no channel named {channel!r} in the configuration"
@@ -308,14 +346,17 @@ class Dispatcher:
     def _failed(self, row: Row, exc: IntegrationError, config: ChannelConfig) -> Outcome:
         now = datetime.now(UTC)
         channel = row["channel"]
+        message = mask(exc.message)  # a service may echo a token or a URL holding one
+        with self._lock:
+            fingerprint = self._hashes.get(channel) or config_hash(config)
         with self._store.connect() as conn, conn.transaction():
             if exc.permanent:
-                log.error("channel %s refused an alert, disabling it: %s", channel, exc.message)
-                mark_failed(conn, row["id"], now, exc.message, True, None)
-                disable_channel(conn, channel, config_hash(config), exc.message, now)
-                return Outcome("dead", exc.message)
+                log.error("channel %s refused an alert, disabling it: %s", channel, message)
+                mark_failed(conn, row["id"], now, message, True, None)
+                disable_channel(conn, channel, fingerprint, message, now)
+                return Outcome("dead", message)
             if now - row["created"] > GIVE_UP_AFTER:
-                error = f"gave up after {GIVE_UP_AFTER}: {exc.message}"
+                error = f"gave up after {GIVE_UP_AFTER}: {message}"
                 mark_failed(conn, row["id"], now, error, True, None)
                 return Outcome("dead", error)
             wait = (
@@ -323,10 +364,10 @@ class Dispatcher:
                 if exc.retry_after is not None
                 else backoff(row["attempts"] + 1, self._max_backoff)
             )
-            log.warning("channel %s failed, retrying in %.0f s: %s", channel, wait, exc.message)
+            log.warning("channel %s failed, retrying in %.0f s: %s", channel, wait, message)
             with contextlib.suppress(Conflict):  # released as stale meanwhile: sent again later
-                mark_failed(conn, row["id"], now, exc.message, False, now + timedelta(seconds=wait))
-            return Outcome("retry", exc.message)
+                mark_failed(conn, row["id"], now, message, False, now + timedelta(seconds=wait))
+            return Outcome("retry", message)
 
 
 def _read_sla_or_none(conn: Conn, name: str) -> SLA | None:
@@ -345,7 +386,8 @@ def _quiet_for(quiets: list[Quiet], labels: Mapping[str, str], now: datetime) ->
 
 
 def send_test(config: ChannelConfig, name: str, public_url: str) -> dict[str, Any] | None:
-    """Send a test message through one channel now, bypassing the outbox (`alerts test`)."""
+    """Send a test message through one channel now, bypassing the outbox (`alerts test`);
+    `config` has its secret references resolved already."""
     now = datetime.now(UTC)
     alert = Alert(
         action="test",

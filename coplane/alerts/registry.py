@@ -8,8 +8,9 @@ plugin's channel is found exactly the way Slack's is.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import cache
 from importlib import import_module
 from importlib.metadata import entry_points
@@ -53,9 +54,12 @@ def build_notifier(config: ChannelConfig) -> Notifier:
     return builder(config)
 
 
-def config_hash(config: ChannelConfig) -> str:
-    """A fingerprint of a channel's settings: a changed one re-enables a disabled channel."""
+def config_hash(config: ChannelConfig, secrets: Mapping[str, str] | None = None) -> str:
+    """A fingerprint of a channel's settings and of when the stored secrets it names were set:
+    a changed one re-enables a disabled channel."""
     text = config.model_dump_json()
+    if secrets:
+        text += json.dumps(dict(sorted(secrets.items())))
     allowed = os.environ.get(ALLOW_ENV, "")
     if allowed:  # allowing an address may fix a channel that was refused
         text += "\n" + allowed

@@ -51,8 +51,8 @@ def needed_scope(method: str, path: str) -> str | None:
     """The scope a request needs; None for the open paths."""
     if path.startswith(OPEN_PATHS):
         return None
-    if path.startswith("/api/keys"):
-        return "admin"  # even listing keys: their names and scopes are for admins
+    if path.startswith(("/api/keys", "/api/secrets")):
+        return "admin"  # even listing keys or secrets: their names are for admins
     if path.startswith("/ping/") or (method == "POST" and path.startswith(INGEST_PATHS)):
         return "ingest"
     if method == "POST" and path.endswith(("/ack", "/resolve")) and "/incidents/" in path:

@@ -21,6 +21,8 @@ from pydantic import (
 )
 
 from coplane.alerts.urls import config_refusal
+from coplane.auth.mask import masker
+from coplane.auth.vault import REFERENCE, check_name
 from coplane.slas.model import SLA, Duration
 
 Loc = tuple[int | str, ...]
@@ -37,8 +39,11 @@ class Quiet(BaseModel):
 
 
 def _outgoing(url: str) -> str:
-    """A channel's URL, unless it points at this host, link-local or metadata addresses."""
-    refusal = config_refusal(url)
+    """A channel's URL, unless it points at this host, link-local or metadata addresses.
+
+    A URL holding a `${secret:...}` reference is checked when it is sent to, once resolved.
+    """
+    refusal = None if "${secret:" in url else config_refusal(url)
     if refusal is not None:
         raise ValueError(refusal)
     return url
@@ -50,7 +55,7 @@ OutgoingURL = Annotated[str, AfterValidator(_outgoing)]
 class ChannelBase(BaseModel):
     """The alert policy every channel has."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)  # inputs are secrets
     repeat_every: Duration | None = None  # re-announce a still-open, unacknowledged incident
     quiet: list[Quiet] = []
 
@@ -200,7 +205,22 @@ def parse_config(text: str, source: str) -> CoplaneConfig:
     if found or config is None:
         problems = [ConfigProblem(source, *_locate(root, loc), message) for loc, message in found]
         raise ConfigError(sorted(problems, key=lambda p: p.line or 0))
+    masker.add_all(credentials(config))
     return config
+
+
+def credentials(config: CoplaneConfig) -> list[str]:
+    """The channels' credentials (their fields kept out of repr), to be masked wherever shown;
+    `${secret:NAME}` references are not credentials themselves."""
+    found: list[str] = []
+    for channel in config.channels.values():
+        for name, field in type(channel).model_fields.items():
+            if field.repr:
+                continue
+            value = getattr(channel, name)
+            values = value.values() if isinstance(value, dict) else [value]
+            found += [v for v in values if isinstance(v, str) and not REFERENCE.search(v)]
+    return found
 
 
 _ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -208,18 +228,42 @@ _TAGS = ("kind", "type")  # the discriminators of SLA and ChannelConfig
 
 
 def _expand_env(value: Any, loc: Loc, found: list[tuple[Loc, str]]) -> Any:
-    """`value` with `${NAME}` in its strings replaced from the environment."""
+    """`value` with `${NAME}` in its strings replaced from the environment: variable NAME, or
+    else the content of the file variable NAME_FILE names (as Docker and Kubernetes mount
+    secrets). `${secret:NAME}` references to stored secrets are checked and left in place."""
     if isinstance(value, dict):
         return {k: _expand_env(v, (*loc, k), found) for k, v in value.items()}
     if isinstance(value, list):
         return [_expand_env(v, (*loc, i), found) for i, v in enumerate(value)]
     if not isinstance(value, str):
         return value
-    missing = [name for name in _ENV_VAR.findall(value) if name not in os.environ]
-    if missing:
-        found.append((loc, f"environment variable {', '.join(missing)} is not set"))
+    for name in REFERENCE.findall(value):
+        problem = check_name(name)
+        if problem:
+            found.append((loc, f"${{secret:{name}}}: {problem}"))
+    problems: list[str] = []
+    values = {name: _env_value(name, problems) for name in set(_ENV_VAR.findall(value))}
+    if problems:
+        found.append((loc, "; ".join(sorted(problems))))
         return value
-    return _ENV_VAR.sub(lambda m: os.environ[m.group(1)], value)
+    return _ENV_VAR.sub(lambda m: values[m.group(1)] or "", value)
+
+
+def _env_value(name: str, problems: list[str]) -> str | None:
+    """Variable `name`, or the content of the file `name`_FILE names; None (and a problem)
+    when neither is there."""
+    if name in os.environ:
+        return os.environ[name]
+    path = os.environ.get(f"{name}_FILE")
+    if path is None:
+        problems.append(f"environment variable {name} is not set (nor {name}_FILE)")
+        return None
+    try:
+        return Path(path).read_text(encoding="utf-8").removesuffix("\n")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        problems.append(f"{name}_FILE: cannot read {path}: {reason}")
+        return None
 
 
 def _describe(error: Any) -> tuple[Loc, str]:

@@ -50,6 +50,9 @@ ENDPOINTS: list[tuple[str, str, Any, str]] = [
     ("DELETE", "/api/slas/nothing", None, "admin"),
     ("POST", "/api/keys", {"name": "x", "scopes": ["read"]}, "admin"),
     ("GET", "/api/keys", None, "admin"),
+    ("PUT", "/api/secrets/slack-token", {"value": "xoxb-123456"}, "admin"),
+    ("GET", "/api/secrets", None, "admin"),
+    ("DELETE", "/api/secrets/slack-token", None, "admin"),
 ]
 
 

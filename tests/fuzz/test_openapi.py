@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import schemathesis
+from cryptography.fernet import Fernet
 from fastapi import FastAPI
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error, response_schema_conformance
@@ -59,7 +60,9 @@ def app(tmp_path: Path) -> FastAPI:
     """
     url = f"sqlite:///{tmp_path / 'coplane.sqlite'}"
     _seed(url)
-    return create_app(Settings(database_url=url, events_retention_days=0))
+    # with a secret key, so that storing secrets is fuzzed past the "no key" refusal
+    key = Fernet.generate_key().decode()
+    return create_app(Settings(database_url=url, events_retention_days=0, secret_key=key))
 
 
 # The schema as the app serves it. It is read from an app that is never started (serving

@@ -5,7 +5,11 @@ from __future__ import annotations
 import base64
 import json
 import time
+from pathlib import Path
 
+from typer.testing import CliRunner
+
+from coplane.cli import app as cli
 from coplane.integrations.airflow.poller import AirflowReader, TokenSource
 from tests.fake_http import FakeService, Reply, Request
 
@@ -47,3 +51,25 @@ def test_a_refused_token_is_fetched_again_once() -> None:
     assert len(airflow.issued) == 2  # the first token was refused, the second one worked
     runs = [r for r in fake.requests if r.path.endswith("/dagRuns")]
     assert [r.answered for r in runs] == [401, 200]
+
+
+def test_the_password_can_come_from_a_file(tmp_path: Path) -> None:
+    password = tmp_path / "airflow-password"
+    password.write_text("s3cret\n")
+    airflow = FakeAirflow()
+    runner = CliRunner()
+    args = ["airflow", "poll", "--once", "--username", "admin", "--server", "http://127.0.0.1:9"]
+    with FakeService(airflow) as fake:
+        runner.invoke(cli, [*args, "--url", fake.url, "--password-file", str(password)])
+        token = fake.requests[0]
+    assert token.path == "/auth/token" and token.answered == 201
+    assert token.json()["password"] == "s3cret"  # the file's line, without its newline
+
+
+def test_a_password_file_that_cannot_be_read_is_named(tmp_path: Path) -> None:
+    missing = tmp_path / "nope"
+    args = ["airflow", "poll", "--once", "--url", "http://127.0.0.1:9", "--username", "admin"]
+    done = CliRunner().invoke(cli, [*args, "--password-file", str(missing)])
+    assert done.exit_code == 2 and f"--password-file {missing}" in done.output
+    done = CliRunner().invoke(cli, args, env={"AIRFLOW_PASSWORD": ""})
+    assert done.exit_code == 2 and "give --password, --password-file" in done.output
