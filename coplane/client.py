@@ -395,13 +395,16 @@ class CoplaneClient:
         rid: str | None = None,
         body: bytes = b"",
         create: bool = False,
+        ping_key: str | None = None,
     ) -> bool:
         """Ping `/ping/{slug}` (success), `/start`, `/fail` or `/{exit code}`; True if stored.
 
         `body` becomes the run's log (its last 100 KB). One request, retried once after a
         transient failure, each with a short timeout. Returns False, never raises, when the
-        server cannot be reached or refuses the ping (`last_ping_error` says why). Pings
-        are not spooled: they are about timeliness (see the module's docstring).
+        server cannot be reached or refuses the ping (`last_ping_error` says why, showing a
+        ping key by its prefix only). Pings are not spooled: they are about timeliness (see
+        the module's docstring). With `ping_key`, the URL is `/ping/{ping_key}/{slug}...`:
+        the key is the monitor's credential (make the client without an API key then).
         """
         if isinstance(kind, int):
             suffix = f"/{kind}"
@@ -411,7 +414,11 @@ class CoplaneClient:
             suffix = f"/{kind}"
         else:
             raise ValueError(f"ping kind {kind!r}: expected start, success, fail or an exit code")
-        url = f"{self.url}/ping/{quote(slug, safe='')}{suffix}"
+        path = f"{quote(slug, safe='')}{suffix}"
+        url = shown = f"{self.url}/ping/{path}"
+        if ping_key is not None:
+            url = f"{self.url}/ping/{quote(ping_key, safe='')}/{path}"
+            shown = f"{self.url}/ping/{ping_key[:12]}…/{path}"
         params = {"rid": rid} if rid else {}
         if create:
             params["create"] = "1"
@@ -424,12 +431,12 @@ class CoplaneClient:
                     url, params=params, content=content, timeout=min(self.timeout, PING_TIMEOUT)
                 )
             except httpx.TransportError as exc:
-                self.last_ping_error = f"cannot reach {url}: {type(exc).__name__}: {exc}"
+                self.last_ping_error = f"cannot reach {shown}: {type(exc).__name__}: {exc}"
                 continue
             if response.is_success:
                 self.last_ping_error = None
                 return True
-            self.last_ping_error = f"{url} answered {response.status_code}: " + (
+            self.last_ping_error = f"{shown} answered {response.status_code}: " + (
                 response.text.strip()[:300] or response.reason_phrase
             )
             if response.status_code not in TRANSIENT_STATUSES:

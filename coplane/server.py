@@ -18,7 +18,7 @@ from coplane.auth import api as keys_api
 from coplane.auth import mask, secrets_api
 from coplane.auth.middleware import RequireKeys
 from coplane.auth.vault import Vault
-from coplane.collector import ingest, ping, reads
+from coplane.collector import ingest, ping, ping_keys, reads
 from coplane.collector.errors import install_error_handlers
 from coplane.jobs.scheduler import Scheduler
 from coplane.settings import Settings
@@ -91,6 +91,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     app.include_router(ingest.router, tags=["ingest"])
     app.include_router(reads.router, tags=["read"])
     app.include_router(ping.router, tags=["ping"])
+    app.include_router(ping_keys.router, tags=["ping"])
     app.include_router(slas_api.router, tags=["slas"])
     app.include_router(web_routes.router)
     app.mount("/static", StaticFiles(directory=web_routes.STATIC_DIR), name="static")

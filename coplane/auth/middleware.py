@@ -5,6 +5,11 @@ the OpenLineage endpoints, pings) needs `ingest`; reading the API or the UI need
 changing anything (SLAs, incidents, keys, the UI's forms) needs `admin`, which may also do
 everything else. The key comes as `Authorization: Bearer <key>` or, for the UI, in the
 cookie the login page sets. `/api/health`, the login page and static files are open.
+
+A ping whose URL carries a monitor's ping key (`/ping/cpk_.../{slug}`) needs no API key: the
+ping route checks the ping key. It is still rate-limited, per ping key, like an API key's
+ingest requests; the key found is left in the request's state so the route need not look it
+up again.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from coplane.auth.keys import Key, check_key
 from coplane.auth.users import User, session_user
 from coplane.store import Store
+from coplane.store.ping_keys import PING_KEY_PREFIX, PingKey, check_ping_key
 
 
 class Principal(Protocol):
@@ -45,13 +51,18 @@ INGEST_PATHS = ("/api/events", "/api/v1/lineage", "/ping/")
 # POSTs that change nothing: a backtest only simulates, so reading is enough
 READ_POSTS = ("/api/slas/backtest", "/backtest")
 API_PATHS = ("/api/", "/openapi.json", "/docs", "/redoc")
+# pings carrying a ping key: no slug may start with the key's prefix
+PING_KEY_PATHS = "/ping/" + PING_KEY_PREFIX
+PING_KEY_STATE = "ping_key"  # the request state's name for the ping key the middleware found
 
 
 def needed_scope(method: str, path: str) -> str | None:
     """The scope a request needs; None for the open paths."""
-    if path.startswith(OPEN_PATHS):
-        return None
-    if path.startswith(("/api/keys", "/api/secrets")):
+    if path.startswith(OPEN_PATHS) or path.startswith(PING_KEY_PATHS):
+        return None  # a key-form ping is checked by its route, against the monitor's key
+    if path.startswith(("/api/keys", "/api/secrets")) or (
+        path.startswith("/api/monitors/") and path.endswith("/ping-key")
+    ):
         return "admin"  # even listing keys or secrets: their names are for admins
     if path.startswith("/ping/") or (method == "POST" and path.startswith(INGEST_PATHS)):
         return "ingest"
@@ -96,6 +107,9 @@ class RequireKeys:
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]
+        if path.startswith(PING_KEY_PATHS):
+            await self._ping_with_key(scope, receive, send, path)
+            return
         needed = needed_scope(scope["method"], path)
         if needed is None:
             await self.app(scope, receive, send)
@@ -130,14 +144,39 @@ class RequireKeys:
             await _refuse(send, 403, what, api and not from_cookie)
             return
         if needed == "ingest" and self.ingest_rate > 0:
-            bucket = self.buckets.get(key.id)
-            if bucket is None:
-                bucket = self.buckets[key.id] = TokenBucket(self.ingest_rate, 2 * self.ingest_rate)
-            wait = bucket.take()
+            wait = self._take(key.id)
             if wait:
                 await _too_many(send, wait, self.ingest_rate)
                 return
         scope.setdefault("state", {})["key"] = key
+        await self.app(scope, receive, send)
+
+    def _take(self, bucket_id: str) -> float:
+        """0 when this key may send an ingest request now; else the seconds until it may."""
+        bucket = self.buckets.get(bucket_id)
+        if bucket is None:
+            bucket = self.buckets[bucket_id] = TokenBucket(self.ingest_rate, 2 * self.ingest_rate)
+        return bucket.take()
+
+    async def _ping_with_key(self, scope: Scope, receive: Receive, send: Send, path: str) -> None:
+        """Let a key-form ping through to its route, rate-limited per live ping key."""
+        if self.ingest_rate > 0:
+            secret = path.removeprefix("/ping/").partition("/")[0]
+            store = self.store or scope["app"].state.store
+
+            def look_up() -> PingKey | None:
+                with store.connect() as conn:
+                    return check_ping_key(conn, secret)
+
+            found = await run_in_threadpool(look_up)
+            # an unknown key gets no bucket (the route answers 404), so made-up keys cost
+            # no memory here
+            if found is not None:
+                wait = self._take("ping:" + found.id)
+                if wait:
+                    await _too_many(send, wait, self.ingest_rate, ["path", "ping_key"])
+                    return
+            scope.setdefault("state", {})[PING_KEY_STATE] = found
         await self.app(scope, receive, send)
 
     async def _session(self, scope: Scope, token: str) -> User | None:
@@ -175,7 +214,7 @@ async def _redirect(send: Send, location: str) -> None:
     await send({"type": "http.response.body", "body": b""})
 
 
-async def _too_many(send: Send, wait: float, rate: float) -> None:
+async def _too_many(send: Send, wait: float, rate: float, loc: list[str] | None = None) -> None:
     message = (
         f"this key sent more than {rate:g} ingest requests a second: retry after "
         f"{math.ceil(wait)} s (COPLANE_INGEST_RATE_LIMIT)"
@@ -183,15 +222,15 @@ async def _too_many(send: Send, wait: float, rate: float) -> None:
     await _send(
         send,
         429,
-        _api_error(message),
+        _api_error(message, loc),
         b"application/json",
         [(b"retry-after", str(math.ceil(wait)).encode())],
     )
 
 
-def _api_error(message: str) -> bytes:
-    """The API's error body, naming the Authorization header."""
-    error = {"loc": ["header", "authorization"], "msg": message}
+def _api_error(message: str, loc: list[str] | None = None) -> bytes:
+    """The API's error body, naming the Authorization header (or `loc`)."""
+    error = {"loc": loc or ["header", "authorization"], "msg": message}
     return json.dumps({"detail": message, "errors": [error]}).encode()
 
 

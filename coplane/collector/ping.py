@@ -6,6 +6,11 @@ success `run.completed`, a fail or nonzero exit code `run.failed`. The run key i
 when one is given; a start without one gets a fresh key, and an end without one finishes
 the run of the latest start without one if that run is still running (else it is a run of
 its own). Heartbeat SLAs read these events back (`coplane.store.sla_facts.read_pings`).
+
+The same pings also come as `/ping/{ping_key}/{slug}...`, carrying the monitor's ping key in
+the URL for jobs that cannot send an Authorization header: a `pingkey` path convertor tells
+the key (`cpk_...`, which no slug may start with) from a slug, and the key routes come first.
+A key that is not the live key of that slug is answered like an unknown slug.
 """
 
 from __future__ import annotations
@@ -18,12 +23,15 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
+from starlette.convertors import Convertor, register_url_convertor
 
+from coplane.auth.middleware import PING_KEY_STATE
 from coplane.collector.errors import ApiError
 from coplane.collector.ingest import store_of, write
 from coplane.events import names as n
 from coplane.events.model import Event, RelatedResource, Resource
 from coplane.store import Store
+from coplane.store.ping_keys import PING_KEY_PATTERN, PING_KEY_PREFIX, PingKey, check_ping_key
 from coplane.store.pings import is_monitor, open_plain_start
 
 router = APIRouter()
@@ -51,6 +59,29 @@ Rid = Annotated[
     str | None, Query(description="a UUID pairing a start ping with its success or fail ping")
 ]
 Create = Annotated[str | None, Query(description="`1`: accept a ping for a monitor not known yet")]
+PingKeyParam = Annotated[
+    str,
+    Path(
+        description="the monitor's ping key (`coplane cron keys create SLUG`)",
+        pattern=PING_KEY_PATTERN.pattern,
+    ),
+]
+ExitCode = Annotated[str, Path(description="the job's exit code, 0 to 255")]
+
+
+class PingKeyConvertor(Convertor[str]):
+    """A path segment that is a ping key: `cpk_` and URL-safe base64."""
+
+    regex = PING_KEY_PATTERN.pattern.removeprefix("^").removesuffix("$")
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("pingkey", PingKeyConvertor())
 
 
 def pipeline_of(slug: str) -> str:
@@ -59,8 +90,13 @@ def pipeline_of(slug: str) -> str:
 
 
 def valid_slug(slug: str) -> bool:
-    """True for a slug a monitor may have (as an SLA name: letters, digits, `_.-`)."""
-    return len(slug) <= MAX_SLUG_LENGTH and SLUG_PATTERN.match(slug) is not None
+    """True for a slug a monitor may have (as an SLA name: letters, digits, `_.-`, and not
+    beginning like a ping key, so that `/ping/{ping_key}/{slug}` is never ambiguous)."""
+    return (
+        len(slug) <= MAX_SLUG_LENGTH
+        and SLUG_PATTERN.match(slug) is not None
+        and not slug.startswith(PING_KEY_PREFIX)
+    )
 
 
 def parse_rid(rid: str | None) -> str | None:
@@ -191,8 +227,114 @@ async def handle_ping(
     return PlainTextResponse("OK")
 
 
+async def handle_exit_code(
+    request: Request,
+    slug: str,
+    exit_code: str,
+    *,
+    rid: str | None = None,
+    create: str | None = None,
+) -> Response:
+    """`/{exit_code}`: 0 is a success, 1 to 255 a failure; not a number is a 404."""
+    if not valid_slug(slug):
+        return _not_found()
+    code = parse_exit_code(exit_code)
+    if code is None:
+        return _not_found()
+    kind: PingKind = "success" if code == 0 else "fail"
+    return await handle_ping(request, slug, kind, exit_code=code, rid=rid, create=create)
+
+
+def _check(store: Store, ping_key: str) -> PingKey | None:
+    with store.connect() as conn:
+        return check_ping_key(conn, ping_key)
+
+
+async def key_allows(request: Request, ping_key: str, slug: str) -> bool:
+    """Whether `ping_key` is the live key of the monitor `slug`.
+
+    With COPLANE_AUTH=keys the middleware has looked the key up already, to rate-limit it,
+    and left what it found in the request's state: one lookup per ping either way.
+    """
+    found: PingKey | None
+    if hasattr(request.state, PING_KEY_STATE):
+        found = getattr(request.state, PING_KEY_STATE)
+    else:
+        found = await run_in_threadpool(_check, store_of(request), ping_key)
+    return found is not None and found.slug == slug
+
+
 # One decorator per method rather than api_route(methods=[...]): FastAPI gives a multi-method
 # route one operationId for all its methods, a duplicate in the OpenAPI schema.
+# The key routes come first: `/ping/{slug}/start` and `/ping/{slug}/{exit_code}` would also
+# match `/ping/cpk_.../{slug}`, which the `pingkey` convertor claims for them.
+_KEY = "/ping/{ping_key:pingkey}/{slug}"
+
+
+@router.get(_KEY, response_class=PlainTextResponse, summary="Cron ping with a key: success")
+@router.post(_KEY, response_class=PlainTextResponse, summary="Cron ping with a key: success")
+@router.head(_KEY, response_class=PlainTextResponse, summary="Cron ping with a key: success")
+async def ping_key_success(
+    request: Request, ping_key: PingKeyParam, slug: Slug, rid: Rid = None, create: Create = None
+) -> Response:
+    """The job succeeded: `run.completed`. The key must be the monitor's."""
+    if not await key_allows(request, ping_key, slug):
+        return _not_found()
+    return await handle_ping(request, slug, "success", rid=rid, create=create)
+
+
+_KEY_START_SUMMARY = "Cron ping with a key: start"
+
+
+@router.get(_KEY + "/start", response_class=PlainTextResponse, summary=_KEY_START_SUMMARY)
+@router.post(_KEY + "/start", response_class=PlainTextResponse, summary=_KEY_START_SUMMARY)
+@router.head(_KEY + "/start", response_class=PlainTextResponse, summary=_KEY_START_SUMMARY)
+async def ping_key_start(
+    request: Request, ping_key: PingKeyParam, slug: Slug, rid: Rid = None, create: Create = None
+) -> Response:
+    """The job started: `run.started`. The key must be the monitor's."""
+    if not await key_allows(request, ping_key, slug):
+        return _not_found()
+    return await handle_ping(request, slug, "start", rid=rid, create=create)
+
+
+_KEY_FAIL_SUMMARY = "Cron ping with a key: failure"
+
+
+@router.get(_KEY + "/fail", response_class=PlainTextResponse, summary=_KEY_FAIL_SUMMARY)
+@router.post(_KEY + "/fail", response_class=PlainTextResponse, summary=_KEY_FAIL_SUMMARY)
+@router.head(_KEY + "/fail", response_class=PlainTextResponse, summary=_KEY_FAIL_SUMMARY)
+async def ping_key_fail(
+    request: Request, ping_key: PingKeyParam, slug: Slug, rid: Rid = None, create: Create = None
+) -> Response:
+    """The job failed: `run.failed`. The key must be the monitor's."""
+    if not await key_allows(request, ping_key, slug):
+        return _not_found()
+    return await handle_ping(request, slug, "fail", rid=rid, create=create)
+
+
+_KEY_EXIT = _KEY + "/{exit_code}"
+_KEY_EXIT_SUMMARY = "Cron ping with a key: exit code (0 success, 1-255 failure)"
+
+
+@router.get(_KEY_EXIT, response_class=PlainTextResponse, summary=_KEY_EXIT_SUMMARY)
+@router.post(_KEY_EXIT, response_class=PlainTextResponse, summary=_KEY_EXIT_SUMMARY)
+@router.head(_KEY_EXIT, response_class=PlainTextResponse, summary=_KEY_EXIT_SUMMARY)
+async def ping_key_exit_code(
+    request: Request,
+    ping_key: PingKeyParam,
+    slug: Slug,
+    exit_code: ExitCode,
+    rid: Rid = None,
+    create: Create = None,
+) -> Response:
+    """0 is a success (`run.completed`), 1 to 255 a failure (`run.failed`). The key must be
+    the monitor's."""
+    if not await key_allows(request, ping_key, slug):
+        return _not_found()
+    return await handle_exit_code(request, slug, exit_code, rid=rid, create=create)
+
+
 @router.get("/ping/{slug}", response_class=PlainTextResponse, summary="Cron ping: success")
 @router.post("/ping/{slug}", response_class=PlainTextResponse, summary="Cron ping: success")
 @router.head("/ping/{slug}", response_class=PlainTextResponse, summary="Cron ping: success")
@@ -232,15 +374,9 @@ _EXIT_SUMMARY = "Cron ping: exit code (0 success, 1-255 failure)"
 async def ping_exit_code(
     request: Request,
     slug: Slug,
-    exit_code: Annotated[str, Path(description="the job's exit code, 0 to 255")],
+    exit_code: ExitCode,
     rid: Rid = None,
     create: Create = None,
 ) -> Response:
     """0 is a success (`run.completed`), 1 to 255 a failure (`run.failed`)."""
-    if not valid_slug(slug):
-        return _not_found()
-    code = parse_exit_code(exit_code)
-    if code is None:
-        return _not_found()
-    kind: PingKind = "success" if code == 0 else "fail"
-    return await handle_ping(request, slug, kind, exit_code=code, rid=rid, create=create)
+    return await handle_exit_code(request, slug, exit_code, rid=rid, create=create)

@@ -53,6 +53,8 @@ ENDPOINTS: list[tuple[str, str, Any, str]] = [
     ("PUT", "/api/secrets/slack-token", {"value": "xoxb-123456"}, "admin"),
     ("GET", "/api/secrets", None, "admin"),
     ("DELETE", "/api/secrets/slack-token", None, "admin"),
+    ("POST", "/api/monitors/backup/ping-key", None, "admin"),
+    ("GET", "/api/monitors/backup/ping-key", None, "admin"),
 ]
 
 

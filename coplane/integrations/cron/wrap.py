@@ -15,6 +15,9 @@ timeout; 127 when it was not found and 126 when it could not be executed. The en
 `/ping/{slug}/{exit code}`, so 0 is a success and anything else a failure. When the server
 cannot be reached, the command still runs and its exit code is still passed through; one
 warning line on stderr says the run was not reported.
+
+With a ping key (`--ping-key`), the pings go to `/ping/{ping_key}/{slug}...` instead and carry
+no Authorization header: the key in the URL is the monitor's own credential.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import FrameType, TracebackType
-from typing import Any
+from typing import Any, Literal
 
 from coplane.client import PING_BODY_MAX, CoplaneClient
 
@@ -53,16 +56,17 @@ def wrap(
     create: bool,
     *,
     rid: str | None = None,
+    ping_key: str | None = None,
 ) -> int:
     """Run `argv` as the monitor `slug`'s job, pinging its start and end; its exit code.
 
     `timeout` (seconds) kills the command when it runs longer (exit 124); `create` accepts
     the pings of a monitor the server does not know yet; `rid` pairs the pings (a new UUID
-    when not given).
+    when not given); `ping_key` pings the URLs that carry the monitor's ping key.
     """
     if not argv:
         raise ValueError("no command to run")
-    reporter = _Reporter(client, slug, rid or str(uuid.uuid4()), create)
+    reporter = _Reporter(client, slug, rid or str(uuid.uuid4()), create, ping_key)
     with _SignalForwarder() as forwarder:
         reporter.ping("start")
         if forwarder.received is not None:  # asked to stop before the command started
@@ -105,19 +109,30 @@ class _Outcome:
 class _Reporter:
     """Pings one run's start and end; warns once, on stderr, when a ping fails."""
 
-    def __init__(self, client: CoplaneClient, slug: str, rid: str, create: bool) -> None:
+    def __init__(
+        self,
+        client: CoplaneClient,
+        slug: str,
+        rid: str,
+        create: bool,
+        ping_key: str | None = None,
+    ) -> None:
         self.client = client
         self.slug = slug
         self.rid = rid
         self.create = create
+        self.ping_key = ping_key
         self.warned = False
 
-    def ping(self, kind: str | int, body: bytes = b"") -> None:
-        if kind == "start":
-            ok = self.client.ping(self.slug, "start", rid=self.rid, create=self.create)
-        else:
-            assert isinstance(kind, int)
-            ok = self.client.ping(self.slug, kind, rid=self.rid, body=body, create=self.create)
+    def ping(self, kind: Literal["start"] | int, body: bytes = b"") -> None:
+        ok = self.client.ping(
+            self.slug,
+            kind,
+            rid=self.rid,
+            body=body,
+            create=self.create,
+            ping_key=self.ping_key,
+        )
         if not ok and not self.warned:
             self.warned = True
             reason = " ".join((self.client.last_ping_error or "ping failed").split())
