@@ -6,6 +6,7 @@ Every job is a plain function of (store, settings), so `coplane jobs run NAME` c
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -80,6 +81,11 @@ class Scheduler:
         self._store = store
         self._settings = settings
         self._scheduler = BackgroundScheduler(timezone=UTC)
+        # APScheduler's shutdown(wait=True) holds its job-store lock while it waits for the
+        # running jobs, so a running job that schedules another (an SLA pass setting its next
+        # wake-up) would wait for that lock forever. Once closing, run_at schedules nothing.
+        self._lock = threading.Lock()
+        self._closing = False
 
     def _run(self, name: str) -> None:
         try:
@@ -106,20 +112,26 @@ class Scheduler:
         self._scheduler.start()
 
     def run_at(self, job_id: str, when: datetime, func: Callable[[], Any]) -> None:
-        """Run `func` once at `when` (now if past); a later call with the same id replaces it."""
-        self._scheduler.add_job(
-            func,
-            "date",
-            run_date=max(when, datetime.now(UTC)),
-            id=job_id,
-            replace_existing=True,
-            misfire_grace_time=None,  # a deadline passed while busy still runs, late
-            # the run before may still be going: this one must not be skipped (the function
-            # serialises itself)
-            max_instances=4,
-        )
+        """Run `func` once at `when` (now if past); a later call with the same id replaces it.
+        Nothing is scheduled once shutdown has begun."""
+        with self._lock:
+            if self._closing:
+                return
+            self._scheduler.add_job(
+                func,
+                "date",
+                run_date=max(when, datetime.now(UTC)),
+                id=job_id,
+                replace_existing=True,
+                misfire_grace_time=None,  # a deadline passed while busy still runs, late
+                # the run before may still be going: this one must not be skipped (the
+                # function serialises itself)
+                max_instances=4,
+            )
 
     def shutdown(self) -> None:
         """Stop scheduling and wait for running jobs."""
+        with self._lock:  # after this, no job of ours calls into APScheduler
+            self._closing = True
         if self._scheduler.running:
             self._scheduler.shutdown(wait=True)
