@@ -97,8 +97,9 @@ def server(
     import uvicorn
     from rich.markup import escape
 
-    from coplane.server import create_app
+    from coplane.server import create_app, limit_malloc_arenas
 
+    limit_malloc_arenas()  # first, before any thread allocates
     settings = _settings(host=host, port=port, config=config)
     if not is_loopback(settings.host) and settings.auth == "none" and not insecure_no_auth:
         err.print(

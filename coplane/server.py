@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
+import os
 import signal
-from collections.abc import AsyncIterator
+import sys
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -30,6 +33,27 @@ from coplane.web import routes as web_routes
 from coplane.web.headers import SecurityHeaders
 
 log = logging.getLogger(__name__)
+
+
+M_ARENA_MAX = -8  # mallopt's parameter number in glibc's malloc.h
+MALLOC_ARENAS = 2
+
+
+def limit_malloc_arenas(environ: Mapping[str, str] = os.environ) -> bool:
+    """Cap glibc's malloc arenas at MALLOC_ARENAS unless MALLOC_ARENA_MAX is set; whether it did.
+
+    glibc gives threads that allocate at once arenas of their own, up to 8 per core, and memory
+    freed in one arena is not reused from another. Under steady ingest on PostgreSQL the
+    server's RSS so crept up about 1.5 MiB a minute while the memory in use stayed flat; with
+    two arenas it levels off (bench/soak.py). Call it before the server starts its threads.
+    """
+    if "MALLOC_ARENA_MAX" in environ or not sys.platform.startswith("linux"):
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt  # the process's own C library
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(M_ARENA_MAX, MALLOC_ARENAS))
 
 
 def ensure_sqlite_folder(url: str) -> None:
