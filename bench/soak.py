@@ -1,5 +1,6 @@
 """Soak: a steady ingest load for ten minutes against a real `coplane server` on loopback,
-while SLAs evaluate and the UI is read. Memory must stay flat and the ingest p99 within
+while SLAs evaluate and the UI is read. Memory must stay flat once the server's bounded
+caches have filled (the second half of the run adds at most 5%) and the ingest p99 within
 twice its first minute's.
 
 Per minute it prints the events sent, ingest latency p50/p99, UI latency p50/p99 and the
@@ -123,7 +124,10 @@ def reader(url: str, minutes: list[Minute], start: float, stop: threading.Event)
             if stop.wait(0.5):
                 return
             t0 = time.monotonic()
-            with_error = client.get(page).status_code != 200
+            try:
+                with_error = client.get(page).status_code != 200
+            except httpx.HTTPError:  # a timeout is an error of that minute, not the end
+                with_error = True
             m = minutes[min(int((t0 - start) // 60), len(minutes) - 1)]
             m.ui_ms.append((time.monotonic() - t0) * 1000)
             m.errors += with_error
@@ -210,18 +214,23 @@ def report(args: argparse.Namespace, minutes: Sequence[Minute]) -> bool:
     console.print(table)
     first, last = minutes[0], minutes[-1]
     p99_first, p99_last = percentile(first.ingest_ms, 99), percentile(last.ingest_ms, 99)
-    # Memory: from minute 2 on (minute 1 warms caches and pools), the peak may not keep rising.
-    settled = minutes[1].rss_mib if len(minutes) > 1 else first.rss_mib
+    # Memory: the server's bounded caches (the SQLite writer's 64 MiB page cache, each reader
+    # thread's 2 MiB one, the writer's cache of committed rows) fill during the first minutes
+    # as the tables grow; then the peak must stay flat. A leak grows steadily instead, so the
+    # second half of the run may add at most 5%.
+    second = minutes[1].rss_mib if len(minutes) > 1 else first.rss_mib
+    middle = minutes[max(0, len(minutes) // 2 - 1)]
     latency_ok = p99_last <= 2 * p99_first
-    memory_ok = last.rss_mib <= settled * 1.2
+    memory_ok = last.rss_mib <= middle.rss_mib * 1.05
     errors = sum(m.errors for m in minutes)
     console.print(
         f"ingest p99: first minute {p99_first:.1f} ms, last {p99_last:.1f} ms "
         f"(bound 2x): {'met' if latency_ok else 'MISSED'}"
     )
     console.print(
-        f"server RSS: minute 2 {settled:.0f} MiB, last {last.rss_mib:.0f} MiB "
-        f"(bound +20%): {'met' if memory_ok else 'MISSED'}; errors: {errors}"
+        f"server RSS: minute 2 {second:.0f} MiB, minute {len(minutes) // 2} "
+        f"{middle.rss_mib:.0f} MiB, last {last.rss_mib:.0f} MiB (bound: the second half adds "
+        f"at most 5%): {'met' if memory_ok else 'MISSED'}; errors: {errors}"
     )
     return latency_ok and memory_ok and errors == 0
 
