@@ -920,6 +920,8 @@ def secrets_set(
     ] = None,
 ) -> None:
     """Store a secret encrypted with COPLANE_SECRET_KEY (asked for, hidden, unless --value-file)."""
+    from rich.markup import escape
+
     from coplane.auth.vault import SecretError, Vault, check_name, check_value
 
     problem = check_name(name)
@@ -939,7 +941,8 @@ def secrets_set(
         value = raw.removesuffix("\n")
     problem = check_value(value)
     if problem:
-        err.print(f"[red]error:[/red] {problem}", highlight=False)
+        source = "the value" if value_file is None else f"--value-file {value_file}"
+        err.print(f"[red]error:[/red] {escape(source)}: {problem}", highlight=False)
         raise typer.Exit(2)
     with _exit_on(SecretError), _database() as conn:
         new = Vault(settings.secret_key).put(conn, name, value)

@@ -368,7 +368,7 @@ def test_the_cli_names_what_is_wrong(
     no_file = runner.invoke(cli, ["secrets", "set", "a", "--value-file", str(missing)])
     assert no_file.exit_code == 2 and f"--value-file {missing}" in no_file.output
     empty = runner.invoke(cli, ["secrets", "set", "a", "--value-file", "-"], input="\n")
-    assert empty.exit_code == 2 and "cannot be empty" in empty.output
+    assert empty.exit_code == 2 and "--value-file -: a secret cannot be empty" in empty.output
     monkeypatch.delenv("COPLANE_SECRET_KEY")
     no_key = runner.invoke(cli, ["secrets", "set", "a", "--value-file", "-"], input="abcdefg")
     assert no_key.exit_code == 1 and "no COPLANE_SECRET_KEY is set" in no_key.output
