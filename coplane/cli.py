@@ -113,9 +113,10 @@ def server(
     if settings.config is not None:
         loaded = _load_config_or_exit(settings.config)
         out.print(f"{settings.config}: {len(loaded.slas)} SLAs, {len(loaded.channels)} channels")
+    tls = _tls_files_or_exit(settings)
     app_ = create_app(settings)
     out.print(f"coplane {_version()} database: {_without_password(settings.database_url)}")
-    out.print(f"coplane listening on [bold]http://{settings.host}:{settings.port}[/bold]")
+    out.print(f"coplane listening on [bold]{settings.own_url}[/bold]")
     if settings.auth == "none":
         out.print(
             "[yellow]open access:[/yellow] no login or API key is asked for "
@@ -128,7 +129,35 @@ def server(
         port=settings.port,
         log_level=settings.log_level,
         access_log=settings.log_level == "debug",
+        forwarded_allow_ips=settings.forwarded_allow_ips,
+        ssl_certfile=tls[0],
+        ssl_keyfile=tls[1],
     )
+
+
+def _tls_files_or_exit(settings: Settings) -> tuple[str | None, str | None]:
+    """uvicorn's TLS arguments, after loading the pair once so that a bad file is named here
+    rather than in a traceback (and an encrypted key is refused instead of prompted for)."""
+    import ssl
+
+    from rich.markup import escape
+
+    if settings.tls_cert is None or settings.tls_key is None:
+        return None, None
+    cert, key = str(settings.tls_cert), str(settings.tls_key)
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
+            cert, key, password=lambda: b""
+        )
+    except (OSError, ssl.SSLError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        err.print(
+            f"[red]error:[/red] COPLANE_TLS_CERT / COPLANE_TLS_KEY: cannot load {escape(cert)} "
+            f"with {escape(key)}: {escape(reason)} (a PEM certificate and its unencrypted key)",
+            highlight=False,
+        )
+        raise typer.Exit(2) from None
+    return cert, key
 
 
 def is_loopback(host: str) -> bool:

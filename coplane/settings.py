@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -87,6 +88,16 @@ class Settings(BaseSettings):
         "they are loopback, link-local or metadata addresses",
     )
 
+    tls_cert: Path | None = Field(
+        None, description="PEM certificate (chain) for `coplane server` to serve HTTPS with"
+    )
+    tls_key: Path | None = Field(None, description="PEM private key of COPLANE_TLS_CERT")
+    forwarded_allow_ips: str = Field(
+        "127.0.0.1",
+        description="comma-separated addresses and CIDRs of reverse proxies whose "
+        "X-Forwarded-Proto and X-Forwarded-For are believed; * for any",
+    )
+
     @model_validator(mode="before")
     @classmethod
     def _read_secret_files(cls, data: Any) -> Any:
@@ -103,12 +114,38 @@ class Settings(BaseSettings):
                     ) from exc
         return data
 
+    @model_validator(mode="after")
+    def _tls_in_pairs(self) -> Settings:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("COPLANE_TLS_CERT and COPLANE_TLS_KEY go together: set both")
+        return self
+
+    @property
+    def own_url(self) -> str:
+        """This server's address as it listens: https when it serves TLS itself."""
+        scheme = "https" if self.tls_cert is not None else "http"
+        return f"{scheme}://{self.host}:{self.port}"
+
     @property
     def link_base(self) -> str:
         """Where alert links point: PUBLIC_URL, or this server's own address."""
-        return self.public_url or f"http://{self.host}:{self.port}"
+        return self.public_url or self.own_url
 
-    @field_validator("config", "public_url", mode="before")
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _check_forwarded_allow_ips(cls, value: str) -> str:
+        # uvicorn would take a mistyped address as a name that never matches: refuse it here
+        value = value.strip()
+        if value == "*":
+            return value
+        for part in filter(None, (p.strip() for p in value.split(","))):
+            try:
+                ipaddress.ip_network(part, strict=False)
+            except ValueError:
+                raise ValueError(f"{part!r} is not an IP address or CIDR (or use *)") from None
+        return value
+
+    @field_validator("config", "public_url", "tls_cert", "tls_key", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
         # COPLANE_CONFIG= (set but empty) means no file, not the current directory

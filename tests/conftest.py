@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -155,7 +156,12 @@ class LiveServer:
         self.config = config
         self.env = env or {}
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        cert = self.env.get("COPLANE_TLS_CERT")
+        self.url = f"{'https' if cert else 'http'}://127.0.0.1:{self.port}"
+        # what clients check the server's certificate against: the test's own, when it has one
+        self.verify: ssl.SSLContext | bool = True
+        if cert:
+            self.verify = ssl.create_default_context(cafile=cert)
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -176,7 +182,8 @@ class LiveServer:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited: {self.log_path.read_text()}")
             try:
-                if httpx.get(f"{self.url}/api/health", timeout=1).status_code == 200:
+                health = httpx.get(f"{self.url}/api/health", timeout=1, verify=self.verify)
+                if health.status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
