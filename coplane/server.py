@@ -19,7 +19,7 @@ from coplane import __version__
 from coplane.alerts.dispatcher import Dispatcher
 from coplane.auth import api as keys_api
 from coplane.auth import mask, secrets_api
-from coplane.auth.middleware import RequireKeys
+from coplane.auth.middleware import CrossSiteGuard, RequireKeys
 from coplane.auth.vault import Vault
 from coplane.collector import ingest, ping, ping_keys, reads
 from coplane.collector.errors import install_error_handlers
@@ -124,6 +124,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     app.include_router(login.router)
     if settings.auth == "keys":
         app.add_middleware(RequireKeys, ingest_rate=settings.ingest_rate_limit)
+    app.add_middleware(CrossSiteGuard, public_url=settings.public_url)  # before any key check
     app.add_middleware(SecurityHeaders)  # outermost: refusals get the headers too
     return app
 

@@ -19,7 +19,7 @@ import json
 import math
 import time
 from typing import Protocol
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
@@ -51,6 +51,7 @@ INGEST_PATHS = ("/api/events", "/api/v1/lineage", "/ping/")
 # POSTs that change nothing: a backtest only simulates, so reading is enough
 READ_POSTS = ("/api/slas/backtest", "/backtest")
 API_PATHS = ("/api/", "/openapi.json", "/docs", "/redoc")
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 # pings carrying a ping key: no slug may start with the key's prefix
 PING_KEY_PATHS = "/ping/" + PING_KEY_PREFIX
 PING_KEY_STATE = "ping_key"  # the request state's name for the ping key the middleware found
@@ -198,6 +199,73 @@ class RequireKeys:
         return await run_in_threadpool(look_up)
 
 
+class CrossSiteGuard:
+    """ASGI middleware, whatever COPLANE_AUTH is: a request that would change something
+    (any method but GET, HEAD and OPTIONS) and that a browser sent from a page of another
+    origin is refused with 403.
+
+    Browsers attach cookies on their own, and a page anywhere can make one POST a form to
+    this server: to a loopback coplane with COPLANE_AUTH=none, or with a user's session
+    (SameSite does not separate sibling subdomains, which may also overwrite the CSRF
+    cookie). Browsers tell where a request comes from in `Sec-Fetch-Site`; older ones only
+    in `Origin`, compared here with the host asked for and with COPLANE_PUBLIC_URL. A request
+    with neither header is no browser's, and one with `Authorization` carries its own
+    credential, which no page can add cross-origin without CORS (coplane allows none). Pings
+    stay open: a ping URL is its own credential, meant to be hit from anywhere.
+    """
+
+    def __init__(self, app: ASGIApp, public_url: str | None = None) -> None:
+        self.app = app
+        self.public_origin = _origin_of(public_url) if public_url else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["method"] not in SAFE_METHODS
+            and not scope["path"].startswith("/ping/")
+        ):
+            headers = Headers(scope=scope)
+            why = self._cross_site(headers) if "authorization" not in headers else None
+            if why:
+                path: str = scope["path"]
+                api = path.startswith(API_PATHS) or path.startswith(INGEST_PATHS)
+                message = (
+                    f"refused a cross-site request ({why}): a page on another site may not "
+                    "change anything here; send an Authorization header from scripts"
+                )
+                await _refuse(send, 403, message, api, loc=["header", "origin"])
+                return
+        await self.app(scope, receive, send)
+
+    def _cross_site(self, headers: Headers) -> str | None:
+        """Why the request came from another origin, or None when it did not (or no browser
+        said)."""
+        fetch_site = headers.get("sec-fetch-site")
+        if fetch_site in ("same-origin", "none"):  # "none": typed or bookmarked by the user
+            return None
+        if fetch_site is not None:
+            return f"Sec-Fetch-Site: {fetch_site}"
+        origin = headers.get("origin")
+        if origin is None:
+            return None
+        host = headers.get("host", "")
+        if origin != "null" and (
+            origin.partition("://")[2] == host or _origin_of(origin) == self.public_origin
+        ):
+            return None
+        return f"Origin: {origin}"
+
+
+def _origin_of(url: str) -> str:
+    """scheme://host[:port] of a URL, lowercased, without a default port."""
+    parts = urlsplit(url.strip())
+    scheme, host = parts.scheme.lower(), (parts.hostname or "").lower()
+    port = parts.port
+    if port is None or (scheme, port) in (("http", 80), ("https", 443)):
+        return f"{scheme}://{host}"
+    return f"{scheme}://{host}:{port}"
+
+
 def _bearer(value: str) -> str:
     kind, _, token = value.partition(" ")
     return token.strip() if kind.lower() == "bearer" else ""
@@ -242,10 +310,12 @@ async def _send(
     await send({"type": "http.response.body", "body": body})
 
 
-async def _refuse(send: Send, status: int, message: str, api: bool) -> None:
+async def _refuse(
+    send: Send, status: int, message: str, api: bool, loc: list[str] | None = None
+) -> None:
     """The API's error shape for API clients; a short page for browsers."""
     if api:
-        body, kind = _api_error(message), b"application/json"
+        body, kind = _api_error(message, loc), b"application/json"
     else:
         body = (
             '<!doctype html><html lang="en"><head><meta charset="utf-8">'
