@@ -142,6 +142,8 @@ def _tls_files_or_exit(settings: Settings) -> tuple[str | None, str | None]:
 
     from rich.markup import escape
 
+    from coplane.auth.files import reason
+
     if settings.tls_cert is None or settings.tls_key is None:
         return None, None
     cert, key = str(settings.tls_cert), str(settings.tls_key)
@@ -149,11 +151,11 @@ def _tls_files_or_exit(settings: Settings) -> tuple[str | None, str | None]:
         ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
             cert, key, password=lambda: b""
         )
-    except (OSError, ssl.SSLError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    except OSError as exc:  # ssl.SSLError is one
         err.print(
             f"[red]error:[/red] COPLANE_TLS_CERT / COPLANE_TLS_KEY: cannot load {escape(cert)} "
-            f"with {escape(key)}: {escape(reason)} (a PEM certificate and its unencrypted key)",
+            f"with {escape(key)}: {escape(reason(exc))} (a PEM certificate and its unencrypted "
+            "key)",
             highlight=False,
         )
         raise typer.Exit(2) from None
@@ -788,12 +790,7 @@ def airflow_poll(
         )
 
     if password_file is not None:
-        try:
-            password = password_file.read_text().removesuffix("\n")
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            err.print(f"[red]error:[/red] --password-file {password_file}: {reason}")
-            raise typer.Exit(2) from None
+        password = _secret_file_or_exit("--password-file", password_file)
     if not password:
         err.print("[red]error:[/red] give --password, --password-file or AIRFLOW_PASSWORD")
         raise typer.Exit(2)
@@ -817,6 +814,19 @@ def airflow_poll(
             raise typer.Exit(130) from None
     if result.sent is not None and not result.sent.delivered:
         raise typer.Exit(1)
+
+
+def _secret_file_or_exit(option: str, path: Path) -> str:
+    """A credential read from a file; exit 2 naming the option and the file when it cannot."""
+    from rich.markup import escape
+
+    from coplane.auth.files import UnreadableFile, read_secret_file
+
+    try:
+        return read_secret_file(path)
+    except UnreadableFile as exc:
+        err.print(f"[red]error:[/red] {option}: {escape(str(exc))}", highlight=False)
+        raise typer.Exit(2) from None
 
 
 @contextmanager
@@ -912,11 +922,7 @@ def users_create(
         err.print(f"[red]error:[/red] --role {role!r}: expected one of {', '.join(ROLES)}")
         raise typer.Exit(2)
     if password_file is not None:
-        try:
-            password = password_file.read_text().rstrip("\n")
-        except OSError as exc:
-            err.print(f"[red]error:[/red] --password-file {password_file}: {exc.strerror}")
-            raise typer.Exit(2) from None
+        password = _secret_file_or_exit("--password-file", password_file)
     else:
         password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
     try:
@@ -960,14 +966,10 @@ def secrets_set(
     settings = _settings()
     if value_file is None:
         value = typer.prompt("Value", hide_input=True)
+    elif str(value_file) == "-":
+        value = sys.stdin.read().removesuffix("\n")
     else:
-        try:
-            raw = sys.stdin.read() if str(value_file) == "-" else value_file.read_text()
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            err.print(f"[red]error:[/red] --value-file {value_file}: {reason}", highlight=False)
-            raise typer.Exit(2) from None
-        value = raw.removesuffix("\n")
+        value = _secret_file_or_exit("--value-file", value_file)
     problem = check_value(value)
     if problem:
         source = "the value" if value_file is None else f"--value-file {value_file}"

@@ -12,6 +12,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from coplane.alerts.urls import parse_allow
+from coplane.auth.files import UnreadableFile, read_secret_file
 
 # Settings that may hold secrets can be given as COPLANE_<NAME>_FILE: the file's content.
 SECRET_SETTINGS = ("database_url", "secret_key")
@@ -107,11 +108,9 @@ class Settings(BaseSettings):
             path = os.environ.get(f"COPLANE_{name.upper()}_FILE")
             if path and name not in data and f"COPLANE_{name.upper()}" not in os.environ:
                 try:
-                    data[name] = Path(path).read_text().strip()
-                except OSError as exc:
-                    raise ValueError(
-                        f"COPLANE_{name.upper()}_FILE: cannot read {path}: {exc}"
-                    ) from exc
+                    data[name] = read_secret_file(path).strip()
+                except UnreadableFile as exc:
+                    raise ValueError(f"COPLANE_{name.upper()}_FILE: {exc}") from None
         return data
 
     @model_validator(mode="after")

@@ -40,7 +40,10 @@ def test_the_variable_wins_over_its_file(monkeypatch: pytest.MonkeyPatch, tmp_pa
 @pytest.mark.parametrize(
     ("env", "message"),
     [
-        ({"COPLANE_DATABASE_URL_FILE": "/nonexistent/url"}, "cannot read /nonexistent/url"),
+        (
+            {"COPLANE_DATABASE_URL_FILE": "/nonexistent/url"},
+            "COPLANE_DATABASE_URL_FILE: cannot read /nonexistent/url: No such file",
+        ),
         ({"COPLANE_DATABASE_URL": "sqlite:///"}, "needs a file path"),
         ({"COPLANE_PORT": "99999"}, "COPLANE_PORT"),
         ({"COPLANE_LOG_LEVEL": "loud"}, "COPLANE_LOG_LEVEL"),
@@ -55,3 +58,15 @@ def test_bad_settings_are_named_by_the_cli(
     result = runner.invoke(app, ["db", "upgrade"])
     assert result.exit_code == 2
     assert message in result.output
+
+
+def test_a_setting_file_that_is_not_text_is_named(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    binary = tmp_path / "key"
+    binary.write_bytes(b"\x80\x81 not a key")
+    monkeypatch.setenv("COPLANE_SECRET_KEY_FILE", str(binary))
+    result = runner.invoke(app, ["secrets", "list"])
+    assert result.exit_code == 2
+    said = " ".join(result.output.split())
+    assert f"COPLANE_SECRET_KEY_FILE: cannot read {binary}: not UTF-8 text (byte 0)" in said

@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from coplane.alerts.urls import config_refusal
+from coplane.auth.files import UnreadableFile, read_secret_file, reason
 from coplane.auth.mask import masker
 from coplane.auth.vault import REFERENCE, check_name
 from coplane.slas.model import SLA, Duration
@@ -170,8 +171,8 @@ def load_config(path: Path) -> CoplaneConfig:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise ConfigError([ConfigProblem(str(path), None, (), f"cannot read: {reason}")]) from None
+        problem = ConfigProblem(str(path), None, (), f"cannot read: {reason(exc)}")
+        raise ConfigError([problem]) from None
     return parse_config(text, str(path))
 
 
@@ -205,7 +206,7 @@ def parse_config(text: str, source: str) -> CoplaneConfig:
     if found or config is None:
         problems = [ConfigProblem(source, *_locate(root, loc), message) for loc, message in found]
         raise ConfigError(sorted(problems, key=lambda p: p.line or 0))
-    masker.add_all(credentials(config))
+    masker.add(*credentials(config))
     return config
 
 
@@ -259,10 +260,9 @@ def _env_value(name: str, problems: list[str]) -> str | None:
         problems.append(f"environment variable {name} is not set (nor {name}_FILE)")
         return None
     try:
-        return Path(path).read_text(encoding="utf-8").removesuffix("\n")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        problems.append(f"{name}_FILE: cannot read {path}: {reason}")
+        return read_secret_file(path)
+    except UnreadableFile as exc:
+        problems.append(f"{name}_FILE: {exc}")
         return None
 
 

@@ -143,3 +143,10 @@ def test_cli_creates_and_lists_users(tmp_path: Path, monkeypatch: pytest.MonkeyP
         cli, ["users", "create", "e", "--role", "viewer", "--password-file", str(tmp_path / "x")]
     )
     assert missing.exit_code == 2 and "--password-file" in missing.output
+    binary = tmp_path / "binary"
+    binary.write_bytes(b"\xff\xfe password")
+    garbled = runner.invoke(
+        cli, ["users", "create", "f", "--role", "viewer", "--password-file", str(binary)]
+    )
+    said = " ".join(garbled.output.split())
+    assert garbled.exit_code == 2 and f"cannot read {binary}: not UTF-8 text" in said

@@ -70,6 +70,7 @@ def test_a_password_file_that_cannot_be_read_is_named(tmp_path: Path) -> None:
     missing = tmp_path / "nope"
     args = ["airflow", "poll", "--once", "--url", "http://127.0.0.1:9", "--username", "admin"]
     done = CliRunner().invoke(cli, [*args, "--password-file", str(missing)])
-    assert done.exit_code == 2 and f"--password-file {missing}" in done.output
+    said = " ".join(done.output.split())
+    assert done.exit_code == 2 and f"--password-file: cannot read {missing}" in said
     done = CliRunner().invoke(cli, args, env={"AIRFLOW_PASSWORD": ""})
     assert done.exit_code == 2 and "give --password, --password-file" in done.output
