@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Iterable
 from typing import Any
 
 MASK = "****"
@@ -45,26 +44,16 @@ class Masker:
             ordered = sorted(self._values, key=len, reverse=True)
             self._pattern = re.compile("|".join(re.escape(v) for v in ordered))
 
-    def add_all(self, values: Iterable[str | None]) -> None:
-        self.add(*values)
-
     def mask(self, text: str) -> str:
-        """`text` with every known credential replaced by ****."""
-        pattern = self._pattern
-        if pattern is not None:
-            text = pattern.sub(MASK, text)
-        text = _SHAPES.sub(lambda m: m.group(1) + MASK, text)
-        return _URL_PASSWORD.sub(lambda m: m.group(1) + MASK + "@", text)
+        """`text` with every known credential replaced by ****.
 
-    def mask_any(self, value: Any) -> Any:
-        """`value` with strings masked, through dicts and lists (API answers, payloads)."""
-        if isinstance(value, str):
-            return self.mask(value)
-        if isinstance(value, dict):
-            return {k: self.mask_any(v) for k, v in value.items()}
-        if isinstance(value, list | tuple):
-            return [self.mask_any(v) for v in value]
-        return value
+        Keys are masked by their shape first: a known value that happens to occur inside a
+        key would otherwise split it, and the shape would no longer match the rest of it.
+        """
+        text = _SHAPES.sub(lambda m: m.group(1) + MASK, text)
+        text = _URL_PASSWORD.sub(lambda m: m.group(1) + MASK + "@", text)
+        pattern = self._pattern
+        return text if pattern is None else pattern.sub(MASK, text)
 
 
 masker = Masker()
