@@ -11,8 +11,15 @@ from fastapi import APIRouter, Body, Path, Request, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from coplane.auth.vault import MAX_VALUE_BYTES, SecretError, Vault, check_name, delete_secret
-from coplane.auth.vault import list_secrets as stored_secrets
+from coplane.auth.vault import (
+    MAX_VALUE_BYTES,
+    SecretError,
+    Vault,
+    check_name,
+    delete_secret,
+    list_secrets,
+    read_secret_info,
+)
 from coplane.collector.errors import ApiError
 from coplane.collector.ingest import store_of
 from coplane.store.errors import NotFound
@@ -51,8 +58,7 @@ async def put_secret(
     def put() -> tuple[bool, dict[str, Any]]:
         with store.connect() as conn:
             new = vault.put(conn, name, body.value)
-            info = next(s for s in stored_secrets(conn) if s.name == name)
-            return new, info.json()
+            return new, read_secret_info(conn, name).json()
 
     try:
         new, info = await run_in_threadpool(put)
@@ -68,7 +74,7 @@ async def put_secret(
 def get_secrets(request: Request) -> dict[str, Any]:
     """Names with when each was created and last set."""
     with store_of(request).connect() as conn:
-        return {"secrets": [s.json() for s in stored_secrets(conn)]}
+        return {"secrets": [s.json() for s in list_secrets(conn)]}
 
 
 @router.delete("/api/secrets/{name}", status_code=204, summary="Delete a stored secret")

@@ -123,17 +123,15 @@ class Vault:
         token = self._keys().encrypt(value.encode()).decode()
         masker.add(value)
         now = now or datetime.now(UTC)
-        changed = conn.execute(
-            "UPDATE secrets SET value = ?, updated = ? WHERE name = ?",
-            (token, conn.time(now), name),
-        )
-        if changed:
-            return False
-        conn.execute(
-            "INSERT INTO secrets (name, value, created, updated) VALUES (?, ?, ?, ?)",
+        # one statement, so that concurrent puts and deletes of a name cannot interleave; a
+        # replaced secret keeps its creation time, which tells the two cases apart
+        [row] = conn.query(
+            "INSERT INTO secrets (name, value, created, updated) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated = excluded.updated "
+            "RETURNING created",
             (name, token, conn.time(now), conn.time(now)),
         )
-        return True
+        return bool(row["created"] == now)
 
     def get(self, conn: Conn, name: str) -> str:
         """A secret's value; SecretError when it is not stored or the keys cannot open it."""
@@ -201,6 +199,14 @@ def list_secrets(conn: Conn) -> list[SecretInfo]:
     """Every stored secret's name and times, by name."""
     rows = conn.query("SELECT name, created, updated FROM secrets ORDER BY name")
     return [SecretInfo(r["name"], r["created"], r["updated"]) for r in rows]
+
+
+def read_secret_info(conn: Conn, name: str) -> SecretInfo:
+    """One stored secret's name and times; NotFound when none has that name."""
+    row = conn.one("SELECT name, created, updated FROM secrets WHERE name = ?", (name,))
+    if row is None:
+        raise NotFound(f"no secret named {name!r}")
+    return SecretInfo(row["name"], row["created"], row["updated"])
 
 
 def delete_secret(conn: Conn, name: str) -> None:
