@@ -95,6 +95,7 @@ class Dispatcher:
         self._channels: dict[str, ChannelConfig] = {}
         self._refs: dict[str, set[str]] = {}  # the stored secrets each channel names
         self._hashes: dict[str, str] = {}
+        self._stored: dict[str, str] = {}  # the versions of those secrets the hashes include
         self._notifiers: dict[str, Notifier] = {}
         self.set_channels(channels)
         self._wake = threading.Event()
@@ -133,6 +134,7 @@ class Dispatcher:
                 close_notifier(old)
         self._notifiers = kept
         self._hashes = hashes
+        self._stored = dict(stored)
 
     def notifier(self, channel: str) -> tuple[ChannelConfig, Notifier] | None:
         """The config and notifier of a channel; None when no channel has that name.
@@ -198,7 +200,8 @@ class Dispatcher:
                 named = set().union(*self._refs.values())
             stored = versions(conn, named) if named else {}
             with self._lock:
-                self._use_hashes(stored)
+                if stored != self._stored:  # a secret was set again: its channels anew
+                    self._use_hashes(stored)
                 hashes = dict(self._hashes)
             disabled = disabled_channels(conn, hashes)
             claimed = claim_pending_notifications(conn, now, BATCH, sorted(disabled))
