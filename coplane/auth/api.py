@@ -8,9 +8,8 @@ from fastapi import APIRouter, Body, Request, Response
 from pydantic import BaseModel, Field
 
 from coplane.auth.keys import Scope, create_key, list_keys, revoke_key
-from coplane.collector.errors import ApiError
+from coplane.collector.errors import ApiError, not_found_at
 from coplane.collector.ingest import store_of
-from coplane.store.errors import NotFound
 
 router = APIRouter()
 
@@ -40,9 +39,6 @@ def get_keys(request: Request) -> dict[str, Any]:
 @router.delete("/api/keys/{key}", status_code=204, summary="Revoke an API key")
 def delete_key(request: Request, key: str) -> Response:
     """Revoke by id or prefix: requests with it are refused from now on."""
-    try:
-        with store_of(request).connect() as conn:
-            revoke_key(conn, key)
-    except NotFound as exc:
-        raise ApiError(404, str(exc), ["path", "key"]) from None
+    with not_found_at("path", "key"), store_of(request).connect() as conn:
+        revoke_key(conn, key)
     return Response(status_code=204)

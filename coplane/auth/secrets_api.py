@@ -20,9 +20,8 @@ from coplane.auth.vault import (
     list_secrets,
     read_secret_info,
 )
-from coplane.collector.errors import ApiError
+from coplane.collector.errors import ApiError, not_found_at
 from coplane.collector.ingest import store_of
-from coplane.store.errors import NotFound
 
 router = APIRouter()
 
@@ -80,9 +79,6 @@ def get_secrets(request: Request) -> dict[str, Any]:
 @router.delete("/api/secrets/{name}", status_code=204, summary="Delete a stored secret")
 def delete_stored_secret(request: Request, name: SecretName) -> Response:
     """Forget a secret; channels naming it fail (and are disabled) until it is set again."""
-    try:
-        with store_of(request).connect() as conn:
-            delete_secret(conn, _named(name))
-    except NotFound as exc:
-        raise ApiError(404, str(exc), ["path", "name"]) from None
+    with not_found_at("path", "name"), store_of(request).connect() as conn:
+        delete_secret(conn, _named(name))
     return Response(status_code=204)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -31,6 +33,16 @@ class ApiError(Exception):
         self.detail = detail
         self.errors = [{"loc": loc, "msg": msg or detail}] if loc is not None else []
         self.headers = headers
+
+
+@contextmanager
+def not_found_at(*loc: str) -> Iterator[None]:
+    """Answer a NotFound raised inside as a 404 naming `loc`, the part of the request that
+    named nothing (the store's handler below answers one without a location)."""
+    try:
+        yield
+    except NotFound as exc:
+        raise ApiError(404, str(exc), list(loc)) from None
 
 
 def error_body(detail: str, errors: list[dict[str, Any]] | None = None) -> dict[str, Any]:

@@ -7,10 +7,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request, Response
 
-from coplane.collector.errors import ApiError
+from coplane.collector.errors import ApiError, not_found_at
 from coplane.collector.ingest import store_of
 from coplane.collector.ping import MAX_SLUG_LENGTH, valid_slug
-from coplane.store.errors import NotFound
 from coplane.store.ping_keys import create_ping_key, read_ping_key, revoke_ping_key
 
 router = APIRouter()
@@ -53,20 +52,14 @@ def post_ping_key(request: Request, slug: Slug) -> dict[str, Any]:
 def get_ping_key(request: Request, slug: Slug) -> dict[str, Any]:
     """The live key's prefix and creation time; 404 when the monitor has none."""
     checked_slug(slug)
-    try:
-        with store_of(request).connect() as conn:
-            return read_ping_key(conn, slug).json()
-    except NotFound as exc:
-        raise ApiError(404, str(exc), ["path", "slug"]) from None
+    with not_found_at("path", "slug"), store_of(request).connect() as conn:
+        return read_ping_key(conn, slug).json()
 
 
 @router.delete("/api/monitors/{slug}/ping-key", status_code=204, summary="Revoke a ping key")
 def delete_ping_key(request: Request, slug: Slug) -> Response:
     """Revoke the monitor's key: pings with it are answered 404 from now on."""
     checked_slug(slug)
-    try:
-        with store_of(request).connect() as conn:
-            revoke_ping_key(conn, slug)
-    except NotFound as exc:
-        raise ApiError(404, str(exc), ["path", "slug"]) from None
+    with not_found_at("path", "slug"), store_of(request).connect() as conn:
+        revoke_ping_key(conn, slug)
     return Response(status_code=204)

@@ -134,6 +134,7 @@ def test_keys_api_shows_a_secret_once_and_revokes(keyed: TestClient, store: Stor
     assert call(keyed, "POST", "/api/events", EVENT, secret).status_code == 401
     missing = call(keyed, "DELETE", "/api/keys/cpl_nothing", None, admin)
     assert missing.status_code == 404 and "no key" in missing.json()["detail"]
+    assert missing.json()["errors"][0]["loc"] == ["path", "key"]
     blank = call(keyed, "POST", "/api/keys", {"name": " \r", "scopes": ["read"]}, admin)
     assert blank.status_code == 422 and blank.json()["errors"][0]["loc"] == ["body", "name"]
     bad = call(keyed, "POST", "/api/keys", {"name": "x", "scopes": ["root"]}, admin)

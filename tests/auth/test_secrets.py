@@ -267,6 +267,7 @@ def test_the_api_stores_lists_and_deletes_without_ever_answering_a_value(
     assert api.delete("/api/secrets/slack-token").status_code == 204
     gone = api.delete("/api/secrets/slack-token")
     assert gone.status_code == 404 and "no secret named 'slack-token'" in gone.json()["detail"]
+    assert gone.json()["errors"][0]["loc"] == ["path", "name"]
 
 
 @pytest.mark.parametrize(

@@ -222,6 +222,7 @@ def test_the_api_creates_shows_and_revokes_a_key(server: Server) -> None:
     path = f"/api/monitors/{SLUG}/ping-key"
     missing = c.get(path, headers=admin)
     assert missing.status_code == 404 and SLUG in missing.json()["detail"]
+    assert missing.json()["errors"][0]["loc"] == ["path", "slug"]
     made = c.post(path, headers=admin)
     assert made.status_code == 201
     body = made.json()
