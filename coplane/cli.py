@@ -263,8 +263,8 @@ def slas_backtest(
     from rich.markup import escape
     from rich.table import Table
 
+    from coplane.rules.model import parse_duration
     from coplane.slas import backtest
-    from coplane.slas.model import parse_duration
 
     try:
         span = parse_duration(since)

@@ -27,8 +27,8 @@ from coplane.alerts.notifier import Action, Alert, IntegrationError, Notifier
 from coplane.alerts.registry import build_notifier, config_hash
 from coplane.auth.mask import mask
 from coplane.auth.vault import SecretError, Vault, references, versions
+from coplane.rules.model import SLA
 from coplane.slas.config import ChannelConfig, Quiet
-from coplane.slas.model import SLA
 from coplane.store import NotFound, Store
 from coplane.store.channels import disable_channel, disabled_channels
 from coplane.store.dialects import Conn, Row

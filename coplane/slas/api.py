@@ -11,9 +11,9 @@ from pydantic import TypeAdapter, ValidationError
 
 from coplane.collector.errors import ApiError
 from coplane.collector.ingest import store_of
+from coplane.rules.model import SLA
 from coplane.slas import backtest
 from coplane.slas.config import ConfigError
-from coplane.slas.model import SLA
 from coplane.store.channels import channel_state_json, list_channel_states
 from coplane.store.dialects import Conn, Row
 from coplane.store.errors import Conflict, NotFound

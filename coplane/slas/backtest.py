@@ -20,10 +20,10 @@ from typing import Any
 import msgspec
 
 from coplane.events.model import Event, EventDecodeError, decode_events
+from coplane.rules import evaluate
+from coplane.rules.model import SLA, ExpectedEventSLA
+from coplane.rules.schedule import MAX_LOOKBACK
 from coplane.slas.engine import DEBOUNCE, watched_resources
-from coplane.slas.model import SLA, ExpectedEventSLA
-from coplane.slas.rules import evaluate
-from coplane.slas.rules.schedule import MAX_LOOKBACK
 from coplane.store.dialects import Conn
 from coplane.store.events import insert_events
 from coplane.store.migrate import migrated_connection

@@ -24,7 +24,7 @@ from coplane.alerts.urls import config_refusal
 from coplane.auth.files import UnreadableFile, read_secret_file, reason
 from coplane.auth.mask import masker
 from coplane.auth.vault import REFERENCE, check_name
-from coplane.slas.model import SLA, Duration
+from coplane.rules.model import SLA, Duration
 
 Loc = tuple[int | str, ...]
 

@@ -23,11 +23,11 @@ from coplane.alerts.dispatcher import Dispatcher
 from coplane.events.model import Event, RelatedResource, Resource
 from coplane.events.names import KIND_PIPELINE, ROLE_INPUT
 from coplane.jobs.scheduler import Scheduler
+from coplane.rules import evaluate
+from coplane.rules.facts import Breach, Evaluation, Facts
+from coplane.rules.model import SLA, ExpectedEventSLA, HeartbeatSLA
 from coplane.slas.config import ChannelConfig, load_config
 from coplane.slas.explain import explain_inputs
-from coplane.slas.facts import Breach, Evaluation, Facts
-from coplane.slas.model import SLA, ExpectedEventSLA, HeartbeatSLA
-from coplane.slas.rules import evaluate
 from coplane.store import Conn, Store
 from coplane.store.dialects import Row
 from coplane.store.evaluations import (

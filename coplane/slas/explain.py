@@ -11,8 +11,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from coplane.slas.facts import Evaluation, EventFact, Facts, PingFact, RunFact
-from coplane.slas.model import (
+from coplane.rules import freshness, quality, schedule
+from coplane.rules.common import event_matches
+from coplane.rules.duration import MIN_HISTORY
+from coplane.rules.facts import Evaluation, EventFact, Facts, PingFact, RunFact
+from coplane.rules.heartbeat import expected_ping
+from coplane.rules.history import completions, durations, is_running, percentile, target_runs
+from coplane.rules.model import (
     SLA,
     CompletionSLA,
     DurationSLA,
@@ -22,17 +27,6 @@ from coplane.slas.model import (
     HeartbeatSLA,
     QualitySLA,
 )
-from coplane.slas.rules import freshness, quality, schedule
-from coplane.slas.rules.common import (
-    completions,
-    durations,
-    event_matches,
-    is_running,
-    percentile,
-    target_runs,
-)
-from coplane.slas.rules.duration import MIN_HISTORY
-from coplane.slas.rules.heartbeat import expected_ping
 
 RUNS_SHOWN = 5  # runs listed per evaluation
 CHECKS_SHOWN = 10  # failing checks listed per evaluation

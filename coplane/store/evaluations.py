@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from coplane.slas.facts import Evaluation
+from coplane.rules.facts import Evaluation
 from coplane.store.dialects import Conn, Row
 
 KEEP = 50  # evaluations kept per SLA

@@ -7,8 +7,8 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, Literal
 
-from coplane.slas.facts import Breach, Evaluation
-from coplane.slas.model import SLA
+from coplane.rules.facts import Breach, Evaluation
+from coplane.rules.model import SLA
 from coplane.store.dialects import Conn, Row
 from coplane.store.errors import Conflict, NotFound
 from coplane.store.sla_facts import upstream

@@ -7,8 +7,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from coplane.events.names import ASSET_UPDATED, RUN_COMPLETED, RUN_FAILED, RUN_STARTED
-from coplane.slas.facts import CheckFact, EventFact, Facts, PingFact, RunFact
-from coplane.slas.model import (
+from coplane.rules.common import event_matches
+from coplane.rules.facts import CheckFact, EventFact, Facts, PingFact, RunFact
+from coplane.rules.history import RECENT_RUNS, matches_target
+from coplane.rules.model import (
     CompletionSLA,
     DurationSLA,
     EventMatch,
@@ -17,8 +19,7 @@ from coplane.slas.model import (
     HeartbeatSLA,
     QualitySLA,
 )
-from coplane.slas.rules.common import RECENT_RUNS, event_matches, matches_target
-from coplane.slas.rules.schedule import MAX_LOOKBACK
+from coplane.rules.schedule import MAX_LOOKBACK
 from coplane.store.dialects import Conn, Row
 from coplane.store.events import like_pattern
 

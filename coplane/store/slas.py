@@ -10,8 +10,8 @@ from typing import Any
 from pydantic import TypeAdapter
 from pydantic_core import to_jsonable_python
 
-from coplane.slas.facts import Evaluation
-from coplane.slas.model import SLA
+from coplane.rules.facts import Evaluation
+from coplane.rules.model import SLA
 from coplane.store.dialects import Conn, Row
 from coplane.store.errors import NotFound
 

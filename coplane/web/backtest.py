@@ -12,8 +12,8 @@ from pydantic import TypeAdapter, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from coplane.collector.ingest import store_of
+from coplane.rules.model import SLA
 from coplane.slas import backtest
-from coplane.slas.model import SLA
 from coplane.web import csrf
 from coplane.web.render import render
 

@@ -16,7 +16,7 @@ from fastapi.responses import HTMLResponse
 
 from coplane.collector.ingest import store_of
 from coplane.events import names as n
-from coplane.slas.model import SLA, ExpectedEventSLA, HeartbeatSLA
+from coplane.rules.model import SLA, ExpectedEventSLA, HeartbeatSLA
 from coplane.store.health import (
     failing_assets,
     health_resources,

@@ -19,6 +19,8 @@ from coplane.alerts.notifier import Alert, IntegrationError
 from coplane.alerts.registry import build_notifier, config_hash
 from coplane.alerts.urls import check_url
 from coplane.cli import app
+from coplane.rules.facts import Breach, Evaluation
+from coplane.rules.model import FreshnessSLA
 from coplane.settings import Settings
 from coplane.slas.config import (
     ChannelConfig,
@@ -30,8 +32,6 @@ from coplane.slas.config import (
     WebhookChannel,
     parse_config,
 )
-from coplane.slas.facts import Breach, Evaluation
-from coplane.slas.model import FreshnessSLA
 from coplane.store import Store
 from coplane.store.channels import list_channel_states
 from coplane.store.incidents import apply_evaluation, list_incidents

@@ -10,10 +10,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from coplane.collector.ping import MAX_LOG_BYTES
+from coplane.rules import evaluate
+from coplane.rules.model import HeartbeatSLA
 from coplane.server import create_app
 from coplane.settings import Settings
-from coplane.slas.model import HeartbeatSLA
-from coplane.slas.rules import evaluate
 from coplane.store import Store, open_store
 from coplane.store.sla_facts import read_facts
 from coplane.store.slas import read_sla

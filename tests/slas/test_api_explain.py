@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from fastapi.testclient import TestClient
 
+from coplane.rules.facts import Breach, Evaluation
 from coplane.server import create_app
 from coplane.settings import Settings
-from coplane.slas.facts import Breach, Evaluation
 from coplane.store import Store
 from coplane.store.evaluations import EvaluationRecord, insert_sla_evaluations
 from coplane.store.incidents import apply_evaluation

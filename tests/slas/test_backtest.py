@@ -14,9 +14,9 @@ from fastapi.testclient import TestClient
 from pydantic import TypeAdapter
 
 from coplane.events.model import Event, RelatedResource, Resource, decode_events
+from coplane.rules.model import SLA
 from coplane.slas import backtest
 from coplane.slas.backtest import BacktestError, decode_given_events, run_backtest
-from coplane.slas.model import SLA
 from coplane.store import Store
 from coplane.store.events import insert_events
 

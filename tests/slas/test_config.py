@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from coplane.cli import app
+from coplane.rules.model import FreshnessSLA, HeartbeatSLA, QualitySLA
 from coplane.slas.config import (
     ConfigError,
     ConfigProblem,
@@ -17,7 +18,6 @@ from coplane.slas.config import (
     WebhookChannel,
     load_config,
 )
-from coplane.slas.model import FreshnessSLA, HeartbeatSLA, QualitySLA
 
 runner = CliRunner()
 

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from pydantic import TypeAdapter
 
+from coplane.rules import evaluate
+from coplane.rules.model import SLA
 from coplane.slas.engine import SlaEngine
-from coplane.slas.model import SLA
-from coplane.slas.rules import evaluate
 from coplane.store import Store, sla_facts
 from coplane.store.events import EventFilter, event_json, insert_events, list_events
 from coplane.store.incidents import list_incidents

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from pydantic import TypeAdapter
 
+from coplane.rules.model import SLA
 from coplane.slas.engine import SlaEngine
-from coplane.slas.model import SLA
 from coplane.store import Store
 from coplane.store.evaluations import evaluation_json, list_sla_evaluations
 from coplane.store.events import insert_events

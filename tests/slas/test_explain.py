@@ -8,10 +8,10 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
+from coplane.rules import evaluate
+from coplane.rules.facts import CheckFact, EventFact, Facts, PingFact, RunFact
+from coplane.rules.model import SLA
 from coplane.slas.explain import explain_inputs
-from coplane.slas.facts import CheckFact, EventFact, Facts, PingFact, RunFact
-from coplane.slas.model import SLA
-from coplane.slas.rules import evaluate
 
 T0 = datetime(2026, 11, 22, 10, tzinfo=UTC)
 DAG = "airflow.dag.refresh"

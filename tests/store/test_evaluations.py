@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from coplane.slas.facts import Breach, Evaluation
+from coplane.rules.facts import Breach, Evaluation
 from coplane.store import Conn
 from coplane.store.evaluations import (
     EvaluationRecord,

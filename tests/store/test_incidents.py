@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from coplane.slas.facts import Breach, Evaluation
-from coplane.slas.model import FreshnessSLA
+from coplane.rules.facts import Breach, Evaluation
+from coplane.rules.model import FreshnessSLA
 from coplane.store import Conflict, Conn, NotFound, Store
 from coplane.store.dialects import Row
 from coplane.store.incidents import (

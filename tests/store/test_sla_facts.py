@@ -9,8 +9,8 @@ import pytest
 from pydantic import TypeAdapter
 
 from coplane.events.derive import run_uuid
-from coplane.slas.model import SLA
-from coplane.slas.rules import AnySLA, evaluate
+from coplane.rules import AnySLA, evaluate
+from coplane.rules.model import SLA
 from coplane.store import Conn, Store
 from coplane.store.events import insert_events
 from coplane.store.sla_facts import downstream, glob_like, read_facts, read_facts_many

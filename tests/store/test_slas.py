@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from pydantic import TypeAdapter
 
-from coplane.slas.facts import Evaluation
-from coplane.slas.model import SLA, DurationSLA, FreshnessSLA
+from coplane.rules.facts import Evaluation
+from coplane.rules.model import SLA, DurationSLA, FreshnessSLA
 from coplane.store import Conn, NotFound
 from coplane.store.slas import (
     delete_sla,

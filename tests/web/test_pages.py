@@ -13,8 +13,8 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import TypeAdapter
 
-from coplane.slas.facts import Breach, Evaluation
-from coplane.slas.model import SLA
+from coplane.rules.facts import Breach, Evaluation
+from coplane.rules.model import SLA
 from coplane.store import Store
 from coplane.store.incidents import apply_evaluation
 from coplane.store.slas import save_sla_state

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from coplane.slas.facts import Evaluation
+from coplane.rules.facts import Evaluation
 from coplane.store import Store
 from coplane.store.health import compliance
 from coplane.store.slas import save_sla_state

@@ -31,9 +31,9 @@ from bisect import bisect_right
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from coplane.slas.facts import Facts, RunFact
-from coplane.slas.rules import schedule
-from coplane.slas.rules.common import (
+from coplane.rules import schedule
+from coplane.rules.facts import Facts, RunFact
+from coplane.rules.history import (
     RECENT_RUNS,
     completed_at,
     durations,

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from coplane.slas.facts import Facts, RunFact
-from coplane.slas.model import CompletionSLA
-from coplane.slas.rules import evaluate
+from coplane.rules import evaluate
+from coplane.rules.facts import Facts, RunFact
+from coplane.rules.model import CompletionSLA
 
 BERLIN = ZoneInfo("Europe/Berlin")
 DAG = "airflow.dag.sales_daily"

@@ -12,7 +12,7 @@ Semantics:
 - every unmet window since `facts.created` is reported, bounded by schedule.MAX_LOOKBACK and
   schedule.MAX_WINDOWS, so deadlines missed while the server was down still breach;
 - at_risk: no update yet in the current window, and the forecast ETA of the target's producer
-  (coplane.slas.forecast: itself when a pipeline, else the asset's producers in the lineage)
+  (coplane.rules.forecast: itself when a pipeline, else the asset's producers in the lineage)
   is after the deadline (`max_age`: after `last update + max_age`, running runs only) by more
   than forecast.MARGIN; the explanation names the ETA and the late upstream it waits on;
 - unknown: no update seen and no deadline (or max_age) passed since `facts.created`.
@@ -23,20 +23,11 @@ from __future__ import annotations
 from datetime import datetime
 
 from coplane.events.names import ASSET_UPDATED, RUN_COMPLETED
-from coplane.slas import forecast
-from coplane.slas.facts import Breach, Evaluation, Facts
-from coplane.slas.model import FreshnessSLA
-from coplane.slas.rules.common import (
-    at_risk_text,
-    completions,
-    deadline_evaluation,
-    iso,
-    local,
-    local_due,
-    matches_target,
-    require_aware,
-    span,
-)
+from coplane.rules import forecast
+from coplane.rules.common import at_risk_text, deadline_evaluation, iso, local, local_due, span
+from coplane.rules.facts import Breach, Evaluation, Facts
+from coplane.rules.history import completions, matches_target, require_aware
+from coplane.rules.model import FreshnessSLA
 
 
 def updates(sla: FreshnessSLA, facts: Facts, now: datetime) -> list[datetime]:

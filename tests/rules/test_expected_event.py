@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from coplane.slas.facts import EventFact, Facts
-from coplane.slas.model import EventMatch, ExpectedEventSLA
-from coplane.slas.rules import evaluate
+from coplane.rules import evaluate
+from coplane.rules.facts import EventFact, Facts
+from coplane.rules.model import EventMatch, ExpectedEventSLA
 
 BERLIN = ZoneInfo("Europe/Berlin")
 T0 = datetime(2026, 11, 22, 10, tzinfo=UTC)

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from coplane.slas.facts import Breach, CheckFact, Evaluation, Facts
-from coplane.slas.model import QualitySLA
-from coplane.slas.rules.common import local, matches_target, require_aware
+from coplane.rules.common import local
+from coplane.rules.facts import Breach, CheckFact, Evaluation, Facts
+from coplane.rules.history import matches_target, require_aware
+from coplane.rules.model import QualitySLA
 
 
 def latest_results(

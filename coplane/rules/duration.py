@@ -15,17 +15,10 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from coplane.slas.facts import Breach, Evaluation, Facts, RunFact
-from coplane.slas.model import DurationSLA
-from coplane.slas.rules.common import (
-    durations,
-    is_running,
-    local,
-    percentile,
-    require_aware,
-    span,
-    target_runs,
-)
+from coplane.rules.common import local, span
+from coplane.rules.facts import Breach, Evaluation, Facts, RunFact
+from coplane.rules.history import durations, is_running, percentile, require_aware, target_runs
+from coplane.rules.model import DurationSLA
 
 MIN_HISTORY = 5  # completed runs needed (or `history`, if smaller) for the relative bound
 

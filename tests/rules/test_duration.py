@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from coplane.slas.facts import Facts, RunFact
-from coplane.slas.model import DurationSLA
-from coplane.slas.rules import evaluate
+from coplane.rules import evaluate
+from coplane.rules.facts import Facts, RunFact
+from coplane.rules.model import DurationSLA
 
 DAG = "airflow.dag.warehouse_refresh"
 T0 = datetime(2026, 11, 22, 10, tzinfo=UTC)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from coplane.slas.facts import Facts, PingFact
-from coplane.slas.model import HeartbeatSLA
-from coplane.slas.rules import evaluate
+from coplane.rules import evaluate
+from coplane.rules.facts import Facts, PingFact
+from coplane.rules.model import HeartbeatSLA
 
 T0 = datetime(2026, 11, 22, 10, tzinfo=UTC)
 HOURLY = HeartbeatSLA(name="backup", kind="heartbeat", target="backup", period="1h")

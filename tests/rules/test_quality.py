@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from coplane.slas.facts import CheckFact, Facts
-from coplane.slas.model import QualitySLA
-from coplane.slas.rules import evaluate
+from coplane.rules import evaluate
+from coplane.rules.facts import CheckFact, Facts
+from coplane.rules.model import QualitySLA
 
 T0 = datetime(2026, 11, 22, 10, tzinfo=UTC)
 SLA = QualitySLA(name="sales_quality", kind="quality", target="warehouse.sales*")

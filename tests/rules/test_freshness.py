@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from coplane.slas.facts import EventFact, Facts, RunFact
-from coplane.slas.model import FreshnessSLA
-from coplane.slas.rules import evaluate, schedule
+from coplane.rules import evaluate, schedule
+from coplane.rules.facts import EventFact, Facts, RunFact
+from coplane.rules.model import FreshnessSLA
 
 BERLIN = ZoneInfo("Europe/Berlin")
 

@@ -18,17 +18,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from coplane.slas.facts import Breach, Evaluation, EventFact, Facts
-from coplane.slas.model import ExpectedEventSLA
-from coplane.slas.rules import schedule
-from coplane.slas.rules.common import (
-    event_matches,
-    iso,
-    local,
-    local_due,
-    require_aware,
-    span,
-)
+from coplane.rules import schedule
+from coplane.rules.common import event_matches, iso, local, local_due, span
+from coplane.rules.facts import Breach, Evaluation, EventFact, Facts
+from coplane.rules.history import require_aware
+from coplane.rules.model import ExpectedEventSLA
 
 
 @dataclass(frozen=True, slots=True)

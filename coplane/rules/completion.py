@@ -9,7 +9,7 @@ Semantics:
   schedule.MAX_WINDOWS runs) must be followed by a completed run (itself or a later-started
   one) by `started + within`; it breaches at that instant even while still running, and a late
   completion resolves it; a failed run stays breached until a later run completes;
-- at_risk: see coplane.slas.forecast: the producing run's ETA (a running run's start + p50 of
+- at_risk: see coplane.rules.forecast: the producing run's ETA (a running run's start + p50 of
   recent durations; a late start blamed on a late upstream) is after the next deadline (or a
   running run's after its own `started + within`) by more than forecast.MARGIN.
 """
@@ -18,22 +18,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from coplane.slas import forecast  # a module: it imports these rules' helpers in turn
-from coplane.slas.facts import Breach, Evaluation, Facts
-from coplane.slas.model import CompletionSLA
-from coplane.slas.rules import schedule
-from coplane.slas.rules.common import (
-    completed_at,
-    completions,
-    deadline_evaluation,
-    is_running,
-    local,
-    local_due,
-    require_aware,
-    span,
-    summarise,
-    target_runs,
+from coplane.rules import (
+    forecast,  # a module: it imports these rules' helpers in turn
+    schedule,
 )
+from coplane.rules.common import deadline_evaluation, local, local_due, span, summarise
+from coplane.rules.facts import Breach, Evaluation, Facts
+from coplane.rules.history import completed_at, completions, is_running, require_aware, target_runs
+from coplane.rules.model import CompletionSLA
 
 
 def evaluate(sla: CompletionSLA, facts: Facts, now: datetime) -> Evaluation:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from coplane.rules import evaluate
+from coplane.rules.facts import Facts, RunFact
+from coplane.rules.forecast import Window, forecast
+from coplane.rules.model import CompletionSLA, FreshnessSLA
 from coplane.slas.engine import watched_resources
-from coplane.slas.facts import Facts, RunFact
-from coplane.slas.forecast import Window, forecast
-from coplane.slas.model import CompletionSLA, FreshnessSLA
-from coplane.slas.rules import evaluate
 
 DAG = "airflow.dag.sales_daily"
 TABLE = "snowflake://acct/analytics.sales"

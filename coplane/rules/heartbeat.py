@@ -18,10 +18,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from coplane.slas.facts import Breach, Evaluation, Facts, PingFact
-from coplane.slas.model import HeartbeatSLA
-from coplane.slas.rules import schedule
-from coplane.slas.rules.common import iso, local, local_due, require_aware, span
+from coplane.rules import schedule
+from coplane.rules.common import iso, local, local_due, span
+from coplane.rules.facts import Breach, Evaluation, Facts, PingFact
+from coplane.rules.history import require_aware
+from coplane.rules.model import HeartbeatSLA
 
 
 def expected_ping(sla: HeartbeatSLA, since: datetime) -> datetime | None:

@@ -4,22 +4,22 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from coplane.slas.facts import Evaluation, Facts
-from coplane.slas.model import (
-    CompletionSLA,
-    DurationSLA,
-    ExpectedEventSLA,
-    FreshnessSLA,
-    HeartbeatSLA,
-    QualitySLA,
-)
-from coplane.slas.rules import (
+from coplane.rules import (
     completion,
     duration,
     expected_event,
     freshness,
     heartbeat,
     quality,
+)
+from coplane.rules.facts import Evaluation, Facts
+from coplane.rules.model import (
+    CompletionSLA,
+    DurationSLA,
+    ExpectedEventSLA,
+    FreshnessSLA,
+    HeartbeatSLA,
+    QualitySLA,
 )
 
 __all__ = ["evaluate"]

@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import TypeAdapter
 
-from coplane.slas.facts import Facts
-from coplane.slas.model import SLA
-from coplane.slas.rules import evaluate
+from coplane.rules import evaluate
+from coplane.rules.facts import Facts
+from coplane.rules.model import SLA
 
 ADAPTER: TypeAdapter[SLA] = TypeAdapter(SLA)
 
