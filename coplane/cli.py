@@ -62,7 +62,7 @@ out = Console(soft_wrap=True)
 
 
 def _settings(**overrides: Any) -> Settings:
-    from coplane.auth import mask
+    from coplane.security import mask
 
     mask.install()  # whatever this command logs, credentials are masked
     try:
@@ -142,7 +142,7 @@ def _tls_files_or_exit(settings: Settings) -> tuple[str | None, str | None]:
 
     from rich.markup import escape
 
-    from coplane.auth.files import reason
+    from coplane.security.files import reason
 
     if settings.tls_cert is None or settings.tls_key is None:
         return None, None
@@ -410,8 +410,8 @@ def alerts_test(
 
     from coplane.alerts.dispatcher import send_test
     from coplane.alerts.notifier import IntegrationError
-    from coplane.auth.mask import mask
     from coplane.auth.vault import SecretError, Vault, references
+    from coplane.security.mask import mask
 
     settings = _settings(config=config)
     if settings.config is None:
@@ -776,9 +776,9 @@ def airflow_poll(
     """Send the DAG runs and task tries that Airflow's REST API shows, since the last poll."""
     from rich.markup import escape
 
-    from coplane.auth.mask import mask, masker
     from coplane.client import ClientError
     from coplane.integrations.airflow.poller import PollError, PollResult, poll
+    from coplane.security.mask import mask, masker
 
     def report(result: PollResult) -> None:
         sent = result.sent
@@ -820,7 +820,7 @@ def _secret_file_or_exit(option: str, path: Path) -> str:
     """A credential read from a file; exit 2 naming the option and the file when it cannot."""
     from rich.markup import escape
 
-    from coplane.auth.files import UnreadableFile, read_secret_file
+    from coplane.security.files import UnreadableFile, read_secret_file
 
     try:
         return read_secret_file(path)
@@ -1021,7 +1021,7 @@ def secrets_rotate() -> None:
 @secrets_app.command("generate-key")
 def secrets_generate_key() -> None:
     """Print a new random key for COPLANE_SECRET_KEY."""
-    from coplane.auth.vault import generate_key
+    from coplane.security.fernet import generate_key
 
     out.print(generate_key(), highlight=False, soft_wrap=True)
 

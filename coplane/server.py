@@ -18,12 +18,13 @@ from fastapi.staticfiles import StaticFiles
 from coplane import __version__
 from coplane.alerts.dispatcher import Dispatcher
 from coplane.auth import api as keys_api
-from coplane.auth import mask, secrets_api
+from coplane.auth import secrets_api
 from coplane.auth.middleware import CrossSiteGuard, RequireKeys
 from coplane.auth.vault import Vault
 from coplane.collector import ingest, ping, ping_keys, reads
 from coplane.collector.errors import install_error_handlers
 from coplane.jobs.scheduler import Scheduler
+from coplane.security import mask
 from coplane.settings import Settings
 from coplane.slas import api as slas_api
 from coplane.slas.engine import SlaEngine

@@ -11,8 +11,9 @@ import platformdirs
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from coplane.alerts.urls import parse_allow
-from coplane.auth.files import UnreadableFile, read_secret_file
+from coplane.security.fernet import parse_keys
+from coplane.security.files import UnreadableFile, read_secret_file
+from coplane.security.outbound import parse_allow
 
 # Settings that may hold secrets can be given as COPLANE_<NAME>_FILE: the file's content.
 SECRET_SETTINGS = ("database_url", "secret_key")
@@ -153,15 +154,13 @@ class Settings(BaseSettings):
     @field_validator("secret_key")
     @classmethod
     def _check_secret_key(cls, value: str | None) -> str | None:
-        from coplane.auth.vault import parse_keys  # the vault needs the store: import late
-
         parse_keys(value)
         return value
 
     @field_validator("outbound_allow")
     @classmethod
     def _check_outbound_allow(cls, value: str) -> str:
-        parse_allow(value)  # the policy reads the variable itself (coplane.alerts.urls)
+        parse_allow(value)  # the policy reads the variable itself (coplane.security.outbound)
         return value
 
     @field_validator("database_url")

@@ -25,9 +25,9 @@ from typing import Any
 
 from coplane.alerts.notifier import Action, Alert, IntegrationError, Notifier
 from coplane.alerts.registry import build_notifier, config_hash
-from coplane.auth.mask import mask
 from coplane.auth.vault import SecretError, Vault, references, versions
 from coplane.rules.model import SLA
+from coplane.security.mask import mask
 from coplane.slas.config import ChannelConfig, Quiet
 from coplane.store import NotFound, Store
 from coplane.store.channels import disable_channel, disabled_channels

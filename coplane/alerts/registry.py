@@ -17,7 +17,7 @@ from importlib.metadata import entry_points
 from typing import Any
 
 from coplane.alerts.notifier import Notifier
-from coplane.alerts.urls import ALLOW_ENV
+from coplane.security.outbound import ALLOW_ENV
 from coplane.slas.config import ChannelConfig
 
 ENTRY_POINT_GROUP = "coplane.notifiers"

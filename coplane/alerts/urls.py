@@ -29,18 +29,20 @@ from __future__ import annotations
 
 import os
 import socket
-from dataclasses import dataclass
-from functools import lru_cache
-from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
+from ipaddress import ip_address
 from urllib.parse import unquote, urlsplit
 
 from coplane.alerts.notifier import IntegrationError
+from coplane.security.outbound import (
+    ALLOW_ENV,
+    Allow,
+    IPAddress,
+    parse_allow,
+)
+from coplane.security.outbound import normal_host as _normal
+from coplane.security.outbound import unmapped as _unmapped
 
-ALLOW_ENV = "COPLANE_OUTBOUND_ALLOW"
 SCHEMES = ("http", "https")
-
-IPAddress = IPv4Address | IPv6Address
-IPNetwork = IPv4Network | IPv6Network
 
 # Metadata services: AWS, GCP and Azure answer at 169.254.169.254 (link-local anyway; named
 # here for a clearer message), AWS's IPv6 endpoint is fd00:ec2::254
@@ -54,44 +56,6 @@ class RefusedURL(IntegrationError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, permanent=True)
-
-
-@dataclass(frozen=True)
-class Allow:
-    """What COPLANE_OUTBOUND_ALLOW lets through: networks, and names whatever they resolve to."""
-
-    networks: tuple[IPNetwork, ...] = ()
-    hosts: frozenset[str] = frozenset()
-
-    def allows_host(self, host: str) -> bool:
-        return _normal(host) in self.hosts
-
-    def allows_address(self, address: IPAddress) -> bool:
-        plain = _unmapped(address)
-        return any(plain in network or address in network for network in self.networks)
-
-
-@lru_cache(maxsize=8)
-def parse_allow(text: str) -> Allow:
-    """The allow list from its comma-separated text; ValueError naming a malformed entry."""
-    networks: list[IPNetwork] = []
-    hosts: set[str] = set()
-    for raw in text.split(","):
-        entry = raw.strip()
-        if not entry:
-            continue
-        try:
-            networks.append(ip_network(entry, strict=False))
-            continue
-        except ValueError:
-            if "/" in entry or ":" in entry:
-                raise ValueError(f"{entry!r} is not a network such as 10.0.0.0/8") from None
-        name = _normal(entry)
-        labels = name.split(".")
-        if not all(label and label.replace("-", "").isalnum() for label in labels):
-            raise ValueError(f"{entry!r} is neither a network nor a host name") from None
-        hosts.add(name)
-    return Allow(tuple(networks), frozenset(hosts))
 
 
 def current_allow() -> Allow:
@@ -212,20 +176,9 @@ def _resolve(host: str, port: int, *, numeric: bool) -> list[IPAddress]:
     return addresses
 
 
-def _unmapped(address: IPAddress) -> IPAddress:
-    """The IPv4 address behind an IPv4-mapped IPv6 one (::ffff:127.0.0.1), else itself."""
-    if isinstance(address, IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    return address
-
-
 def _literal(host: str) -> IPAddress | None:
     """The address `host` spells in the usual notation, if it is one."""
     try:
         return ip_address(_normal(host).split("%")[0])
     except ValueError:
         return None
-
-
-def _normal(host: str) -> str:
-    return host.strip("[]").rstrip(".").lower()

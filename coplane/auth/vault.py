@@ -23,10 +23,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from cryptography.fernet import InvalidToken, MultiFernet
 from pydantic import ValidationError
 
-from coplane.auth.mask import masker
+from coplane.security.fernet import parse_keys
+from coplane.security.mask import masker
 from coplane.store.dialects import Conn
 from coplane.store.errors import NotFound
 
@@ -58,28 +59,6 @@ class SecretInfo:
             "created": self.created.isoformat(),
             "updated": self.updated.isoformat(),
         }
-
-
-def generate_key() -> str:
-    """A new random key for COPLANE_SECRET_KEY."""
-    return Fernet.generate_key().decode()
-
-
-def parse_keys(keys: str | None) -> list[Fernet]:
-    """The keys of a COPLANE_SECRET_KEY value, first the one that encrypts; ValueError for
-    one that is not a key (without showing it)."""
-    parts = [k.strip() for k in (keys or "").split(",") if k.strip()]
-    masker.add(*parts)
-    fernets = []
-    for i, part in enumerate(parts, 1):
-        try:
-            fernets.append(Fernet(part))
-        except ValueError:
-            raise ValueError(
-                f"key {i} of {len(parts)} is not a Fernet key (32 url-safe base64-encoded "
-                "bytes); `coplane secrets generate-key` makes one"
-            ) from None
-    return fernets
 
 
 def check_name(name: str) -> str | None:

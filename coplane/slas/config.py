@@ -21,10 +21,10 @@ from pydantic import (
 )
 
 from coplane.alerts.urls import config_refusal
-from coplane.auth.files import UnreadableFile, read_secret_file, reason
-from coplane.auth.mask import masker
 from coplane.auth.vault import REFERENCE, check_name
 from coplane.rules.model import SLA, Duration
+from coplane.security.files import UnreadableFile, read_secret_file, reason
+from coplane.security.mask import masker
 
 Loc = tuple[int | str, ...]
 

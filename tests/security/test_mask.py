@@ -8,8 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from coplane.auth import mask
-from coplane.auth.mask import MASK, Masker
+from coplane.security import mask
+from coplane.security.mask import MASK, Masker
 from coplane.slas.config import parse_config
 
 TOKEN = "xoxb-9999-mask-me-please"
