@@ -35,11 +35,11 @@ from rich.table import Table
 from bench.ingest import scratch_database
 from coplane.alerts.dispatcher import Dispatcher
 from coplane.events.model import Event, RelatedResource, Resource
+from coplane.integrations.slack.config import SlackChannel
 from coplane.jobs.scheduler import Scheduler
 from coplane.rules import evaluate
 from coplane.rules.model import SLA
 from coplane.settings import Settings
-from coplane.slas.config import SlackChannel
 from coplane.slas.engine import SlaEngine
 from coplane.store import Store, open_store
 from coplane.store.incidents import list_incidents

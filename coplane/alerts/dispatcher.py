@@ -23,12 +23,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from coplane.alerts.channels import ChannelConfig, Quiet
 from coplane.alerts.notifier import Action, Alert, IntegrationError, Notifier
 from coplane.alerts.registry import build_notifier, config_hash
 from coplane.auth.vault import SecretError, Vault, references, versions
 from coplane.rules.model import SLA
 from coplane.security.mask import mask
-from coplane.slas.config import ChannelConfig, Quiet
 from coplane.store import NotFound, Store
 from coplane.store.channels import disable_channel, disabled_channels
 from coplane.store.dialects import Conn, Row

@@ -16,9 +16,9 @@ from importlib import import_module
 from importlib.metadata import entry_points
 from typing import Any
 
+from coplane.alerts.channels import ChannelConfig
 from coplane.alerts.notifier import Notifier
 from coplane.security.outbound import ALLOW_ENV
-from coplane.slas.config import ChannelConfig
 
 ENTRY_POINT_GROUP = "coplane.notifiers"
 
@@ -32,7 +32,34 @@ BUILTIN = {
     "webhook": "coplane.integrations.webhook.notifier:build",
 }
 
+CHANNELS_GROUP = "coplane.channels"
+
+# Each channel type's config model, declared under [project.entry-points."coplane.channels"].
+BUILTIN_CHANNELS = {
+    "slack": "coplane.integrations.slack.config:SlackChannel",
+    "pagerduty": "coplane.integrations.pagerduty.config:PagerDutyChannel",
+    "jira": "coplane.integrations.jira.config:JiraChannel",
+    "github": "coplane.integrations.github.config:GitHubChannel",
+    "webhook": "coplane.integrations.webhook.config:WebhookChannel",
+}
+
 Builder = Callable[[Any], Notifier]
+
+
+@cache
+def channel_models() -> dict[str, type[ChannelConfig]]:
+    """Channel type → its config model, plugins' included; a plugin may not replace a built-in."""
+    found = dict(BUILTIN_CHANNELS)
+    for entry in entry_points(group=CHANNELS_GROUP):
+        found.setdefault(entry.name, entry.value)
+    models: dict[str, type[ChannelConfig]] = {}
+    for kind, target in found.items():
+        module, _, name = target.partition(":")
+        model = getattr(import_module(module), name)
+        if not (isinstance(model, type) and issubclass(model, ChannelConfig)):
+            raise TypeError(f"channel type {kind!r}: {target} is not a ChannelBase model")
+        models[kind] = model
+    return models
 
 
 @cache

@@ -21,18 +21,17 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, TypeVar
 
 from cryptography.fernet import InvalidToken, MultiFernet
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from coplane.security.fernet import parse_keys
 from coplane.security.mask import masker
 from coplane.store.dialects import Conn
 from coplane.store.errors import NotFound
 
-if TYPE_CHECKING:
-    from coplane.slas.config import ChannelConfig
+Model = TypeVar("Model", bound=BaseModel)
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
 NAME_RULE = "1 to 100 letters, digits, '_', '.' or '-', starting with a letter or digit"
@@ -159,7 +158,7 @@ class Vault:
         """`value` (strings, through dicts and lists) with its references replaced."""
         return substitute(value, lambda name: self.get(conn, name))
 
-    def resolve_channel(self, conn: Conn, config: ChannelConfig) -> ChannelConfig:
+    def resolve_channel(self, conn: Conn, config: Model) -> Model:
         """The channel with its `${secret:NAME}` references replaced by the stored values."""
         data = config.model_dump(mode="python")
         if not references(data):

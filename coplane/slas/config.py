@@ -1,128 +1,29 @@
-"""The config file (coplane.yaml): its SLAs and alert channels, loaded with each problem's line."""
+"""The config file (coplane.yaml): its SLAs and alert channels, loaded with each problem's line.
+
+Channel types are not listed here: each integration registers its config model
+(coplane.alerts.registry.channel_models), and the `channels:` schema is built from them.
+"""
 
 from __future__ import annotations
 
 import os
 import re
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Union, get_args
 
 import yaml
-from pydantic import (
-    AfterValidator,
-    AwareDatetime,
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 
-from coplane.alerts.urls import config_refusal
+from coplane.alerts.channels import ChannelBase
+from coplane.alerts.registry import channel_models
 from coplane.auth.vault import REFERENCE, check_name
-from coplane.rules.model import SLA, Duration
+from coplane.rules.model import SLA
 from coplane.security.files import UnreadableFile, read_secret_file, reason
 from coplane.security.mask import masker
 
 Loc = tuple[int | str, ...]
-
-
-class Quiet(BaseModel):
-    """A silence: incidents of SLAs with all of `labels` (all incidents when empty) are not
-    announced on the channel until `until`."""
-
-    model_config = ConfigDict(extra="forbid")
-    labels: dict[str, str] = {}
-    until: AwareDatetime
-    reason: str | None = None
-
-
-def _outgoing(url: str) -> str:
-    """A channel's URL, unless it points at this host, link-local or metadata addresses.
-
-    A URL holding a `${secret:...}` reference is checked when it is sent to, once resolved.
-    """
-    refusal = None if "${secret:" in url else config_refusal(url)
-    if refusal is not None:
-        raise ValueError(refusal)
-    return url
-
-
-OutgoingURL = Annotated[str, AfterValidator(_outgoing)]
-
-
-class ChannelBase(BaseModel):
-    """The alert policy every channel has."""
-
-    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)  # inputs are secrets
-    repeat_every: Duration | None = None  # re-announce a still-open, unacknowledged incident
-    quiet: list[Quiet] = []
-
-
-class SlackChannel(ChannelBase):
-    """Slack, through a bot `token` (chat.postMessage to `channel`) or an incoming `webhook_url`."""
-
-    type: Literal["slack"]
-    token: str | None = Field(None, repr=False)
-    webhook_url: OutgoingURL | None = Field(None, repr=False)
-    channel: str | None = None
-    base_url: OutgoingURL | None = None  # the Slack API, for tests and proxies
-
-    @model_validator(mode="after")
-    def _one_way_in(self) -> SlackChannel:
-        if (self.token is None) == (self.webhook_url is None):
-            raise ValueError("give exactly one of token, webhook_url")
-        # https://api.slack.com/methods/chat.postMessage: `channel` is required
-        if self.token is not None and self.channel is None:
-            raise ValueError("a token needs a channel to post to")
-        return self
-
-
-class PagerDutyChannel(ChannelBase):
-    """PagerDuty Events API v2, with an integration's `routing_key`."""
-
-    type: Literal["pagerduty"]
-    routing_key: str = Field(repr=False)
-    base_url: OutgoingURL | None = None
-
-
-class JiraChannel(ChannelBase):
-    """Jira: an issue of `issue_type` in `project`, as `email` with an API token."""
-
-    type: Literal["jira"]
-    url: OutgoingURL
-    email: str
-    api_token: str = Field(repr=False)
-    project: str
-    issue_type: str = "Task"
-    labels: list[str] = []
-
-
-class GitHubChannel(ChannelBase):
-    """A GitHub issue in `repository` ("owner/name"), with `labels`."""
-
-    type: Literal["github"]
-    repository: str = Field(pattern=r"^[A-Za-z0-9_.\-]+/[A-Za-z0-9_.\-]+$")
-    token: str = Field(repr=False)
-    base_url: OutgoingURL | None = None  # GitHub Enterprise's API
-    labels: list[str] = []
-
-
-class WebhookChannel(ChannelBase):
-    """A JSON POST to `url`, signed with `secret` when given, with extra `headers`."""
-
-    type: Literal["webhook"]
-    url: OutgoingURL
-    secret: str | None = Field(None, repr=False)
-    headers: dict[str, str] = Field({}, repr=False)
-
-
-ChannelConfig = Annotated[
-    SlackChannel | PagerDutyChannel | JiraChannel | GitHubChannel | WebhookChannel,
-    Field(discriminator="type"),
-]
 
 
 class CoplaneConfig(BaseModel):
@@ -130,7 +31,7 @@ class CoplaneConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     slas: list[SLA] = []
-    channels: dict[str, ChannelConfig] = {}
+    channels: dict[str, ChannelBase] = {}
 
     @field_validator("slas", "channels", mode="before")
     @classmethod
@@ -199,7 +100,7 @@ def parse_config(text: str, source: str) -> CoplaneConfig:
     data = _expand_env(data, (), found)
     config: CoplaneConfig | None = None
     try:
-        config = CoplaneConfig.model_validate(data)
+        config = _schema().model_validate(data)
     except ValidationError as exc:
         found += [_describe(e) for e in exc.errors(include_url=False)]
     found += _check_names(data)
@@ -208,6 +109,14 @@ def parse_config(text: str, source: str) -> CoplaneConfig:
         raise ConfigError(sorted(problems, key=lambda p: p.line or 0))
     masker.add(*credentials(config))
     return config
+
+
+@cache
+def _schema() -> type[CoplaneConfig]:
+    """CoplaneConfig with `channels:` checked against every installed channel type's model."""
+    models = tuple(channel_models().values())
+    channel: Any = Annotated[Union[models], Field(discriminator="type")]  # noqa: UP007
+    return create_model("CoplaneConfig", __base__=CoplaneConfig, channels=(dict[str, channel], {}))
 
 
 def credentials(config: CoplaneConfig) -> list[str]:
@@ -278,7 +187,7 @@ def _describe(error: Any) -> tuple[Loc, str]:
             message = f"{ctx['tag']!r} is not one of {ctx['expected_tags']}"
         else:
             message = (
-                f"Field required: one of {_tags(SLA if tag == 'kind' else ChannelConfig, tag)}"
+                f"Field required: one of {_tags(SLA, tag) if tag == 'kind' else _channel_tags()}"
             )
     elif error["type"] == "extra_forbidden":
         message = "unknown key" + ("; the file has slas: and channels:" if len(loc) == 1 else "")
@@ -289,6 +198,11 @@ def _tags(union: Any, field: str) -> str:
     """The values of a discriminated union's tag `field`, such as 'freshness', 'completion'."""
     members = get_args(get_args(union)[0])
     return ", ".join(repr(get_args(m.model_fields[field].annotation)[0]) for m in members)
+
+
+def _channel_tags() -> str:
+    """The installed channel types, as the `type:` of a channel may name them."""
+    return ", ".join(repr(kind) for kind in channel_models())
 
 
 def _check_names(data: dict[str, Any]) -> list[tuple[Loc, str]]:

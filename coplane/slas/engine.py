@@ -19,6 +19,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from coplane.alerts.channels import ChannelConfig
 from coplane.alerts.dispatcher import Dispatcher
 from coplane.events.model import Event, RelatedResource, Resource
 from coplane.events.names import KIND_PIPELINE, ROLE_INPUT
@@ -26,7 +27,7 @@ from coplane.jobs.scheduler import Scheduler
 from coplane.rules import evaluate
 from coplane.rules.facts import Breach, Evaluation, Facts
 from coplane.rules.model import SLA, ExpectedEventSLA, HeartbeatSLA
-from coplane.slas.config import ChannelConfig, load_config
+from coplane.slas.config import load_config
 from coplane.slas.explain import explain_inputs
 from coplane.store import Conn, Store
 from coplane.store.dialects import Row

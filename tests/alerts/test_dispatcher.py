@@ -9,11 +9,12 @@ from typing import Any
 
 import pytest
 
+from coplane.alerts.channels import ChannelConfig
 from coplane.alerts.dispatcher import Dispatcher
 from coplane.alerts.notifier import Alert, IntegrationError, Notifier
+from coplane.integrations.webhook.config import WebhookChannel
 from coplane.rules.facts import Breach, Evaluation
 from coplane.rules.model import FreshnessSLA
-from coplane.slas.config import ChannelConfig, WebhookChannel
 from coplane.store import Store
 from coplane.store.channels import list_channel_states
 from coplane.store.events import insert_events

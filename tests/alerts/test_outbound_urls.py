@@ -14,24 +14,21 @@ import pytest
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
+from coplane.alerts.channels import ChannelConfig
 from coplane.alerts.dispatcher import Dispatcher
 from coplane.alerts.notifier import Alert, IntegrationError
 from coplane.alerts.registry import build_notifier, config_hash
 from coplane.alerts.urls import check_url
 from coplane.cli import app
+from coplane.integrations.github.config import GitHubChannel
+from coplane.integrations.jira.config import JiraChannel
+from coplane.integrations.pagerduty.config import PagerDutyChannel
+from coplane.integrations.slack.config import SlackChannel
+from coplane.integrations.webhook.config import WebhookChannel
 from coplane.rules.facts import Breach, Evaluation
 from coplane.rules.model import FreshnessSLA
 from coplane.settings import Settings
-from coplane.slas.config import (
-    ChannelConfig,
-    ConfigError,
-    GitHubChannel,
-    JiraChannel,
-    PagerDutyChannel,
-    SlackChannel,
-    WebhookChannel,
-    parse_config,
-)
+from coplane.slas.config import ConfigError, parse_config
 from coplane.store import Store
 from coplane.store.channels import list_channel_states
 from coplane.store.incidents import apply_evaluation, list_incidents

@@ -12,6 +12,7 @@ from cryptography.fernet import Fernet
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
+from coplane.alerts.channels import ChannelConfig
 from coplane.alerts.dispatcher import Dispatcher
 from coplane.alerts.notifier import Alert, Notifier
 from coplane.auth.keys import create_key
@@ -23,9 +24,10 @@ from coplane.auth.vault import (
     references,
 )
 from coplane.cli import app as cli
+from coplane.integrations.slack.config import SlackChannel
 from coplane.server import create_app
 from coplane.settings import Settings
-from coplane.slas.config import ChannelConfig, ConfigError, SlackChannel, parse_config
+from coplane.slas.config import ConfigError, parse_config
 from coplane.store import Store
 from coplane.store.channels import list_channel_states
 from coplane.store.dialects import Conn

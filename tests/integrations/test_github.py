@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from coplane.alerts.notifier import Action, Alert, IntegrationError
+from coplane.integrations.github.config import GitHubChannel
 from coplane.integrations.github.notifier import GitHubNotifier, build, marker
-from coplane.slas.config import GitHubChannel
 from tests.fake_http import FakeService, Reply, Request
 
 TOKEN = "ghp_test_token"

@@ -14,8 +14,8 @@ import httpx
 import pytest
 
 from coplane.alerts.notifier import Action, Alert, IntegrationError
+from coplane.integrations.jira.config import JiraChannel
 from coplane.integrations.jira.notifier import JiraNotifier, build, incident_label
-from coplane.slas.config import JiraChannel
 from tests.fake_http import FakeService, Reply, Request
 
 EMAIL = "bot@example.com"

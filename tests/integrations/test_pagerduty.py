@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from coplane.alerts.notifier import Action, Alert, IntegrationError
+from coplane.integrations.pagerduty.config import PagerDutyChannel
 from coplane.integrations.pagerduty.notifier import PagerDutyNotifier, build
-from coplane.slas.config import PagerDutyChannel
 from tests.fake_http import FakeService, Reply, Request
 
 ROUTING_KEY = "R0UT1NGKEY0123456789012345678901"

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from coplane.alerts.notifier import Action, Alert, IntegrationError
+from coplane.integrations.slack.config import SlackChannel
 from coplane.integrations.slack.notifier import SlackNotifier, build
-from coplane.slas.config import SlackChannel
 from tests.fake_http import FakeService, Reply, Request
 
 TOKEN = "xoxb-test-token"

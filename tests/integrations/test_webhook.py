@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from coplane.alerts.notifier import Action, Alert, IntegrationError
+from coplane.integrations.webhook.config import WebhookChannel
 from coplane.integrations.webhook.notifier import WebhookNotifier, build, verify_signature
-from coplane.slas.config import WebhookChannel
 from tests.fake_http import FakeService, Reply, Request
 
 SECRET = "s3cret-shared-with-the-receiver"

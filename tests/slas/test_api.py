@@ -11,11 +11,12 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import TypeAdapter
 
+from coplane.integrations.slack.config import SlackChannel
+from coplane.integrations.webhook.config import WebhookChannel
 from coplane.rules.facts import Breach, Evaluation
 from coplane.rules.model import SLA
 from coplane.server import create_app
 from coplane.settings import Settings
-from coplane.slas.config import SlackChannel, WebhookChannel
 from coplane.store import Store
 from coplane.store.incidents import apply_evaluation
 from coplane.store.slas import save_sla_state, upsert_slas

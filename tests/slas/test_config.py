@@ -9,15 +9,11 @@ import pytest
 from typer.testing import CliRunner
 
 from coplane.cli import app
+from coplane.integrations.github.config import GitHubChannel
+from coplane.integrations.slack.config import SlackChannel
+from coplane.integrations.webhook.config import WebhookChannel
 from coplane.rules.model import FreshnessSLA, HeartbeatSLA, QualitySLA
-from coplane.slas.config import (
-    ConfigError,
-    ConfigProblem,
-    GitHubChannel,
-    SlackChannel,
-    WebhookChannel,
-    load_config,
-)
+from coplane.slas.config import ConfigError, ConfigProblem, load_config
 
 runner = CliRunner()
 

@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from coplane.slas.config import SlackChannel, WebhookChannel
+from coplane.integrations.slack.config import SlackChannel
+from coplane.integrations.webhook.config import WebhookChannel
 from coplane.store import Store
 
 

@@ -14,7 +14,7 @@ from coplane.alerts import text
 from coplane.alerts.http import channel_client, request
 from coplane.alerts.notifier import Alert, IntegrationError
 from coplane.alerts.urls import RefusedURL
-from coplane.slas.config import GitHubChannel
+from coplane.integrations.github.config import GitHubChannel
 
 SERVICE = "GitHub"
 API = "https://api.github.com"

@@ -13,7 +13,7 @@ import httpx
 from coplane.alerts import text
 from coplane.alerts.http import channel_client, request
 from coplane.alerts.notifier import Alert, IntegrationError
-from coplane.slas.config import JiraChannel
+from coplane.integrations.jira.config import JiraChannel
 
 SERVICE = "Jira"
 MAX_SUMMARY = 255  # Jira rejects a longer summary

@@ -18,7 +18,7 @@ import httpx
 from coplane.alerts import text
 from coplane.alerts.http import channel_client, request
 from coplane.alerts.notifier import Alert, IntegrationError
-from coplane.slas.config import PagerDutyChannel
+from coplane.integrations.pagerduty.config import PagerDutyChannel
 
 SERVICE = "PagerDuty"
 BASE_URL = "https://events.pagerduty.com"

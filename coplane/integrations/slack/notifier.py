@@ -24,7 +24,7 @@ from coplane.alerts import text
 from coplane.alerts.http import retry_after
 from coplane.alerts.notifier import Alert, IntegrationError
 from coplane.alerts.urls import check_url
-from coplane.slas.config import SlackChannel
+from coplane.integrations.slack.config import SlackChannel
 
 BASE_URL = "https://slack.com/api/"
 TIMEOUT = 10  # seconds; a slow Slack must not hold the dispatcher

@@ -34,7 +34,7 @@ import httpx
 
 from coplane.alerts.http import channel_client, request
 from coplane.alerts.notifier import Alert, IntegrationError
-from coplane.slas.config import WebhookChannel
+from coplane.integrations.webhook.config import WebhookChannel
 
 SERVICE = "Webhook"
 VERSION = "1"
