@@ -35,7 +35,8 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
@@ -44,7 +45,6 @@ from urllib.parse import quote
 import httpx
 
 from coplane import __version__
-from coplane.alerts.http import retry_after
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +67,24 @@ REJECTED_SUFFIX = ".rejected"
 TMP_SUFFIX = ".tmp"
 
 PingKind = Literal["start", "success", "fail"]
+
+
+def retry_after(headers: httpx.Headers) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date), if any."""
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 class ClientError(Exception):

@@ -22,7 +22,7 @@ from coplane.auth import secrets_api
 from coplane.auth.middleware import CrossSiteGuard, RequireKeys
 from coplane.auth.vault import Vault
 from coplane.collector import ingest, ping, ping_keys, reads
-from coplane.collector.errors import install_error_handlers
+from coplane.http.errors import install_error_handlers
 from coplane.jobs.scheduler import Scheduler
 from coplane.security import mask
 from coplane.settings import Settings

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpcore
@@ -12,6 +11,7 @@ import httpx
 
 from coplane.alerts.notifier import IntegrationError
 from coplane.alerts.urls import check_url, checked_addresses
+from coplane.client import retry_after
 
 TIMEOUT = httpx.Timeout(10.0, connect=5.0)  # a slow channel must not hold the dispatcher
 LIMITS = httpx.Limits(max_connections=20, max_keepalive_connections=5)  # one host per client
@@ -70,24 +70,6 @@ class CheckedTransport(httpx.HTTPTransport):
 def channel_client(**options: Any) -> httpx.Client:
     """An httpx client for one channel: coplane's timeout, connections checked by the policy."""
     return httpx.Client(transport=CheckedTransport(), timeout=TIMEOUT, **options)
-
-
-def retry_after(headers: httpx.Headers) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date), if any."""
-    value = headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 def check_response(response: httpx.Response, service: str) -> None:

@@ -8,8 +8,8 @@ from fastapi import APIRouter, Body, Request, Response
 from pydantic import BaseModel, Field
 
 from coplane.auth.keys import Scope, create_key, list_keys, revoke_key
-from coplane.collector.errors import ApiError, not_found_at
-from coplane.collector.ingest import store_of
+from coplane.http.deps import store_of
+from coplane.http.errors import ApiError, not_found_at
 
 router = APIRouter()
 

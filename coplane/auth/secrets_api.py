@@ -20,8 +20,8 @@ from coplane.auth.vault import (
     list_secrets,
     read_secret_info,
 )
-from coplane.collector.errors import ApiError, not_found_at
-from coplane.collector.ingest import store_of
+from coplane.http.deps import store_of
+from coplane.http.errors import ApiError, not_found_at
 
 router = APIRouter()
 

@@ -6,7 +6,7 @@ import zlib
 
 from fastapi import Request
 
-from coplane.collector.errors import ApiError
+from coplane.http.errors import ApiError
 
 MAX_BODY_BYTES = 16 * 1024 * 1024  # API.md: at most 16 MiB per request (after decompression)
 MAX_EVENTS = 10_000  # API.md: at most 10,000 events per request

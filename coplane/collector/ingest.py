@@ -10,21 +10,16 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from coplane.collector.body import MAX_EVENTS, read_body
-from coplane.collector.errors import ApiError
 from coplane.collector.openlineage import translate_openlineage
 from coplane.events.model import Event, EventDecodeError, check_no_nul, decode_events
+from coplane.http.deps import store_of
+from coplane.http.errors import ApiError
 from coplane.store import Store
 from coplane.store.events import InsertResult
 
 router = APIRouter()
 
 _EVENT_SCHEMA = msgspec.json.schema(Event | list[Event])
-
-
-def store_of(request: Request) -> Store:
-    """The store the app was started with."""
-    store: Store = request.app.state.store
-    return store
 
 
 async def write(store: Store, events: list[Event]) -> InsertResult:

@@ -26,10 +26,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.convertors import Convertor, register_url_convertor
 
 from coplane.auth.middleware import PING_KEY_STATE
-from coplane.collector.errors import ApiError
-from coplane.collector.ingest import store_of, write
+from coplane.collector.ingest import write
 from coplane.events import names as n
 from coplane.events.model import Event, RelatedResource, Resource
+from coplane.http.deps import store_of
+from coplane.http.errors import ApiError
 from coplane.store import Store
 from coplane.store.ping_keys import PING_KEY_PATTERN, PING_KEY_PREFIX, PingKey, check_ping_key
 from coplane.store.pings import is_monitor, open_plain_start

@@ -7,9 +7,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request, Response
 
-from coplane.collector.errors import ApiError, not_found_at
-from coplane.collector.ingest import store_of
 from coplane.collector.ping import MAX_SLUG_LENGTH, valid_slug
+from coplane.http.deps import store_of
+from coplane.http.errors import ApiError, not_found_at
 from coplane.store.ping_keys import create_ping_key, read_ping_key, revoke_ping_key
 
 router = APIRouter()

@@ -10,9 +10,9 @@ from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime
 
 from coplane import __version__
-from coplane.collector.errors import ApiError, error_body
-from coplane.collector.ingest import store_of
 from coplane.events import names as n
+from coplane.http.deps import store_of
+from coplane.http.errors import ApiError, error_body
 from coplane.store.events import EventFilter, event_json, list_events
 from coplane.store.lineage import read_lineage
 from coplane.store.resources import (

@@ -9,8 +9,8 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Body, Query, Request, Response
 from pydantic import TypeAdapter, ValidationError
 
-from coplane.collector.errors import ApiError
-from coplane.collector.ingest import store_of
+from coplane.http.deps import store_of
+from coplane.http.errors import ApiError
 from coplane.rules.model import SLA
 from coplane.slas import backtest
 from coplane.slas.config import ConfigError

@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse
 from pydantic import TypeAdapter, ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from coplane.collector.ingest import store_of
+from coplane.http.deps import store_of
 from coplane.rules.model import SLA
 from coplane.slas import backtest
 from coplane.web import csrf

@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
-from coplane.collector.ingest import store_of
+from coplane.http.deps import store_of
 from coplane.store.events import EventFilter, event_json, list_events
 from coplane.web.render import error_page, render
 

@@ -13,8 +13,8 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
-from coplane.collector.ingest import store_of
 from coplane.events import names as n
+from coplane.http.deps import store_of
 from coplane.store.dialects import Conn
 from coplane.store.health import failing_assets, latest_runs, open_incidents_by_resource
 from coplane.store.runs import RunFilter, list_runs, run_json

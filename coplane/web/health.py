@@ -14,8 +14,8 @@ from urllib.parse import quote
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
-from coplane.collector.ingest import store_of
 from coplane.events import names as n
+from coplane.http.deps import store_of
 from coplane.rules.model import SLA, ExpectedEventSLA, HeartbeatSLA
 from coplane.store.health import (
     failing_assets,

@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from coplane.auth.keys import Key, check_key
 from coplane.auth.middleware import KEY_COOKIE, SESSION_COOKIE
 from coplane.auth.users import SESSION_LIFETIME, check_password, end_session, start_session
-from coplane.collector.ingest import store_of
+from coplane.http.deps import store_of
 from coplane.web import csrf
 from coplane.web.render import render
 

@@ -11,8 +11,8 @@ from urllib.parse import quote
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
-from coplane.collector.ingest import store_of
 from coplane.events import names as n
+from coplane.http.deps import store_of
 from coplane.store.dialects import Conn
 from coplane.store.errors import NotFound
 from coplane.store.events import EventFilter, event_json, list_events

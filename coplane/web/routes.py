@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from coplane.collector.ingest import store_of
+from coplane.http.deps import store_of
 from coplane.slas.api import sla_json
 from coplane.store.errors import Conflict, NotFound
 from coplane.store.health import breach_windows, compliance

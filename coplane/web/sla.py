@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from markupsafe import Markup
 
-from coplane.collector.ingest import store_of
+from coplane.http.deps import store_of
 from coplane.slas.api import sla_json
 from coplane.slas.explain import DURATION_KEYS
 from coplane.store.errors import NotFound

@@ -21,9 +21,9 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.webhook import WebhookClient
 
 from coplane.alerts import text
-from coplane.alerts.http import retry_after
 from coplane.alerts.notifier import Alert, IntegrationError
 from coplane.alerts.urls import check_url
+from coplane.client import retry_after
 from coplane.integrations.slack.config import SlackChannel
 
 BASE_URL = "https://slack.com/api/"
