@@ -158,7 +158,7 @@ def test_server_refuses_a_bad_config_naming_the_line(tmp_path: Path) -> None:
 
 
 def test_printed_database_urls_hide_passwords() -> None:
-    from coplane.cli import _without_password
+    from coplane.cli.server import _without_password
 
     assert _without_password("postgresql://app:s3cret@db:5432/coplane") == (
         "postgresql://app:***@db:5432/coplane"
@@ -197,6 +197,6 @@ def test_server_beyond_loopback_with_the_flag_starts_and_says_it_is_open(tmp_pat
      ("localhost", True), ("0.0.0.0", False), ("192.168.1.5", False), ("example.org", False)],
 )  # fmt: skip
 def test_loopback_addresses(host: str, loopback: bool) -> None:
-    from coplane.cli import is_loopback
+    from coplane.cli.server import is_loopback
 
     assert is_loopback(host) is loopback

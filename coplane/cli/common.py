@@ -1,0 +1,152 @@
+"""Helpers every command group shares: settings, consoles, the server option, the database."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import httpx
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+
+from coplane.settings import Settings
+
+if TYPE_CHECKING:
+    from coplane.client import CoplaneClient
+    from coplane.slas.config import CoplaneConfig
+    from coplane.store.dialects import Conn
+
+
+ServerOption = Annotated[
+    str, typer.Option("--server", envvar="COPLANE_URL", help="coplane server URL")
+]
+DEFAULT_SERVER = "http://127.0.0.1:4200"
+# soft_wrap: an error naming a file or URL must stay on one line, whatever the terminal
+err = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    from coplane.security import mask
+
+    mask.install()  # whatever this command logs, credentials are masked
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        for e in exc.errors():
+            msg = str(e["msg"]).removeprefix("Value error, ")
+            if e["loc"]:
+                msg = f"COPLANE_{'_'.join(str(p) for p in e['loc']).upper()}: {msg}"
+            err.print(f"[red]error:[/red] {msg}", markup=True, highlight=False)
+        raise typer.Exit(2) from None
+
+
+def load_config_or_exit(path: Path) -> CoplaneConfig:
+    """The config file, or exit 2 naming each problem's line."""
+    from rich.markup import escape
+
+    from coplane.slas.config import ConfigError, load_config
+
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            err.print(f"[red]error:[/red] {escape(str(problem))}", highlight=False)
+        raise typer.Exit(2) from None
+
+
+def version() -> str:
+    from coplane import __version__
+
+    return __version__
+
+
+API_KEY_ENV = "COPLANE_API_KEY"  # the key commands that talk to a server send
+
+
+def auth_headers() -> dict[str, str]:
+    """`Authorization: Bearer` with COPLANE_API_KEY, when it is set."""
+    key = os.environ.get(API_KEY_ENV, "").strip()
+    return {"Authorization": f"Bearer {key}"} if key else {}
+
+
+def get_json(server: str, path: str, params: dict[str, Any] | None = None) -> Any:
+    """GET a server's API; exit 1 naming the server when it cannot answer."""
+    url = server.rstrip("/") + path
+    try:
+        resp = httpx.get(url, params=params, headers=auth_headers(), timeout=30)
+    except httpx.HTTPError as exc:
+        err.print(f"[red]error:[/red] cannot reach {url}: {exc}", highlight=False)
+        raise typer.Exit(1) from None
+    if resp.status_code != 200:
+        detail = resp.text[:300]
+        err.print(f"[red]error:[/red] {url} answered {resp.status_code}: {detail}", markup=True)
+        raise typer.Exit(1)
+    return resp.json()
+
+
+def when(value: str | None) -> str:
+    """An API time for a table: minutes, in UTC."""
+    if value is None:
+        return "-"
+    return datetime.fromisoformat(value).astimezone(UTC).strftime("%Y-%m-%d %H:%M")
+
+
+def status_text(status: str | None) -> str:
+    colour = {"ok": "green", "at_risk": "yellow", "breached": "red"}.get(status or "", "dim")
+    return f"[{colour}]{status or 'unknown'}[/{colour}]"
+
+
+def secret_file_or_exit(option: str, path: Path) -> str:
+    """A credential read from a file; exit 2 naming the option and the file when it cannot."""
+    from rich.markup import escape
+
+    from coplane.security.files import UnreadableFile, read_secret_file
+
+    try:
+        return read_secret_file(path)
+    except UnreadableFile as exc:
+        err.print(f"[red]error:[/red] {option}: {escape(str(exc))}", highlight=False)
+        raise typer.Exit(2) from None
+
+
+@contextmanager
+def exit_on(*errors: type[Exception]) -> Iterator[None]:
+    """One of these errors ends the command: its message on stderr, exit code 1."""
+    from rich.markup import escape
+
+    try:
+        yield
+    except errors as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
+        raise typer.Exit(1) from None
+
+
+@contextmanager
+def database() -> Iterator[Conn]:
+    """A connection to the database COPLANE_DATABASE_URL names, its schema up to date."""
+    from coplane.server import ensure_sqlite_folder
+    from coplane.store.migrate import migrated_connection
+
+    settings = load_settings()
+    ensure_sqlite_folder(settings.database_url)
+    with migrated_connection(settings.database_url) as conn:
+        yield conn
+
+
+def client_for(server: str) -> CoplaneClient:
+    """A client for `server` sending COPLANE_API_KEY; exit 2 for a URL that is not one."""
+    from rich.markup import escape
+
+    from coplane.client import CoplaneClient
+
+    try:
+        return CoplaneClient(server, api_key=os.environ.get(API_KEY_ENV))
+    except ValueError as exc:
+        err.print(f"[red]error:[/red] --server: {escape(str(exc))}", highlight=False)
+        raise typer.Exit(2) from None

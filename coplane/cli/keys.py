@@ -1,0 +1,65 @@
+"""`coplane keys`: API keys."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from coplane.cli.common import database, err, exit_on, out, when
+
+app = typer.Typer(help="API keys (used when COPLANE_AUTH=keys).", no_args_is_help=True)
+
+
+@app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Argument(help="who or what uses the key, e.g. airflow-prod")],
+    scope: Annotated[
+        list[str] | None,
+        typer.Option(help="ingest, read or admin; repeat for several [default: ingest]"),
+    ] = None,
+) -> None:
+    """Create a key and print it once: coplane keeps only its hash."""
+    from coplane.auth.keys import SCOPES, create_key
+
+    scope = scope or ["ingest"]
+    unknown = [s for s in scope if s not in SCOPES]
+    if unknown:
+        err.print(f"[red]error:[/red] --scope {unknown[0]!r}: expected one of {', '.join(SCOPES)}")
+        raise typer.Exit(2)
+    with database() as conn:
+        key, secret = create_key(conn, name, [s for s in SCOPES if s in scope])
+    err.print(f"key {key.prefix}… ({', '.join(key.scopes)}) for {key.name}, id {key.id}")
+    err.print("It is shown only now: store it where its user reads secrets from.")
+    out.print(secret, highlight=False, soft_wrap=True)
+
+
+@app.command("list")
+def keys_list() -> None:
+    """Every key: prefix, name, scopes, created, last used, active or revoked."""
+    from rich.table import Table
+
+    from coplane.auth.keys import list_keys
+
+    with database() as conn:
+        keys = list_keys(conn)
+    table = Table("prefix", "name", "scopes", "created", "last used", "state")
+    for k in keys:
+        used = when(k.used.isoformat() if k.used else None)
+        state = "revoked" if k.revoked else "active"
+        table.add_row(
+            k.prefix, k.name, ",".join(k.scopes), when(k.created.isoformat()), used, state
+        )
+    out.print(table)
+    out.print(f"{len(keys)} keys")
+
+
+@app.command("revoke")
+def keys_revoke(which: Annotated[str, typer.Argument(help="the key's id or prefix")]) -> None:
+    """Revoke a key: requests with it are refused from now on."""
+    from coplane.auth.keys import revoke_key
+    from coplane.store.errors import NotFound
+
+    with exit_on(NotFound), database() as conn:
+        key = revoke_key(conn, which)
+    out.print(f"revoked {key.prefix}… ({key.name})")

@@ -1,0 +1,115 @@
+"""The `coplane server` command: collector, SLA engine, notifier and UI in one process."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Annotated
+
+import typer
+
+from coplane.cli.common import err, load_config_or_exit, load_settings, out, version
+from coplane.settings import Settings
+
+
+def server(
+    host: Annotated[
+        str | None, typer.Option(help="address to listen on [default: 127.0.0.1]")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="port to listen on [default: 4200]")] = None,
+    config: Annotated[
+        str | None, typer.Option(help="coplane.yaml with slas: and channels: [COPLANE_CONFIG]")
+    ] = None,
+    insecure_no_auth: Annotated[
+        bool,
+        typer.Option(
+            "--insecure-no-auth",
+            help="listen on an address other than loopback although nothing asks for a login",
+        ),
+    ] = False,
+) -> None:
+    """Run the collector, API and periodic jobs in one process."""
+    import uvicorn
+    from rich.markup import escape
+
+    from coplane.server import create_app, limit_malloc_arenas
+
+    limit_malloc_arenas()  # first, before any thread allocates
+    settings = load_settings(host=host, port=port, config=config)
+    if not is_loopback(settings.host) and settings.auth == "none" and not insecure_no_auth:
+        err.print(
+            f"[red]error:[/red] refusing to listen on {escape(settings.host)} with "
+            "COPLANE_AUTH=none: anyone who can reach it could read and change everything. "
+            "Set COPLANE_AUTH=keys (and create keys with `coplane keys create`), or pass "
+            "--insecure-no-auth to accept that.",
+            highlight=False,
+        )
+        raise typer.Exit(2)
+    if settings.config is not None:
+        loaded = load_config_or_exit(settings.config)
+        out.print(f"{settings.config}: {len(loaded.slas)} SLAs, {len(loaded.channels)} channels")
+    tls = _tls_files_or_exit(settings)
+    app_ = create_app(settings)
+    out.print(f"coplane {version()} database: {_without_password(settings.database_url)}")
+    out.print(f"coplane listening on [bold]{settings.own_url}[/bold]")
+    if settings.auth == "none":
+        out.print(
+            "[yellow]open access:[/yellow] no login or API key is asked for "
+            "(COPLANE_AUTH=none); anyone who can reach this address can read and change "
+            "everything."
+        )
+    uvicorn.run(
+        app_,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        access_log=settings.log_level == "debug",
+        forwarded_allow_ips=settings.forwarded_allow_ips,
+        ssl_certfile=tls[0],
+        ssl_keyfile=tls[1],
+    )
+
+
+def _tls_files_or_exit(settings: Settings) -> tuple[str | None, str | None]:
+    """uvicorn's TLS arguments, after loading the pair once so that a bad file is named here
+    rather than in a traceback (and an encrypted key is refused instead of prompted for)."""
+    import ssl
+
+    from rich.markup import escape
+
+    from coplane.security.files import reason
+
+    if settings.tls_cert is None or settings.tls_key is None:
+        return None, None
+    cert, key = str(settings.tls_cert), str(settings.tls_key)
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
+            cert, key, password=lambda: b""
+        )
+    except OSError as exc:  # ssl.SSLError is one
+        err.print(
+            f"[red]error:[/red] COPLANE_TLS_CERT / COPLANE_TLS_KEY: cannot load {escape(cert)} "
+            f"with {escape(key)}: {escape(reason(exc))} (a PEM certificate and its unencrypted "
+            "key)",
+            highlight=False,
+        )
+        raise typer.Exit(2) from None
+    return cert, key
+
+
+def is_loopback(host: str) -> bool:
+    """Whether an address to listen on is reachable from this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        return False
+
+
+def _without_password(url: str) -> str:
+    """The URL as safe to print: a password in it is masked."""
+    scheme, sep, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if not at or ":" not in credentials:
+        return url
+    return f"{scheme}{sep}{credentials.split(':', 1)[0]}:***@{host}"
