@@ -33,9 +33,12 @@ def source_hash(fn: Callable[..., Any]) -> str:
     """A hash of a function's source (its bytecode when the source cannot be read)."""
     try:
         text = inspect.getsource(fn).encode()
-    except (OSError, TypeError):
+    except (OSError, TypeError):  # made by exec, or in a REPL: its code and constants
         code = getattr(fn, "__code__", None)
-        text = code.co_code if code is not None else repr(fn).encode()
+        if code is None:
+            text = repr(fn).encode()
+        else:
+            text = code.co_code + repr((code.co_consts, code.co_names)).encode()
     return hashlib.sha256(text).hexdigest()
 
 

@@ -216,7 +216,14 @@ def execute_task(
             inputs=spec.inputs, outputs=spec.outputs,
         )  # fmt: skip
 
-    key = _cache_key(spec, ctx, parameters)
+    key = None
+    if spec.cache:  # the key function sees the task run it decides for (its first try)
+        first_key = ev.task_run_key(ctx.run_key, spec.name, call, 1)
+        key = _cache_key(spec, ctx.for_task(
+            task_run_id=ev.run_id(resource, first_key), task_resource=resource,
+            task_run_key=first_key, task_name=spec.name, task_run_name=run_name, try_number=1,
+            log_prints=ctx.log_prints,
+        ), parameters)  # fmt: skip
     store = ResultStore(spec.result_storage) if key is not None else None
     if store is not None and key is not None and not spec.refresh_cache:
         try:
