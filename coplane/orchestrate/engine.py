@@ -14,14 +14,16 @@ and the events are the same on each.
 from __future__ import annotations
 
 import contextvars
+import importlib
 import inspect
 import itertools
 import logging
+import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -84,6 +86,37 @@ class TaskSpec:
         if self._source is None:
             self._source = caching.source_hash(self.fn)
         return self._source
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # A module-level task's function goes to a worker by name, as pickle sends
+        # functions: by value, its globals (a lock, a client) would have to pickle too.
+        state = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "_signature"}
+        reference = _reference(self.fn)
+        if reference is not None:
+            state["fn"] = reference
+        return (_restore_spec, (state,))
+
+
+def _reference(fn: Callable[..., Any]) -> tuple[str, str] | None:
+    """(module, qualified name) that finds `fn` (or the task wrapping it) again, if any."""
+    module, qualname = getattr(fn, "__module__", None), getattr(fn, "__qualname__", "")
+    if not module or "<locals>" in qualname or module not in sys.modules:
+        return None
+    found: Any = sys.modules[module]
+    for part in qualname.split("."):
+        found = getattr(found, part, None)
+    return (module, qualname) if found is fn or getattr(found, "fn", None) is fn else None
+
+
+def _restore_spec(state: dict[str, Any]) -> TaskSpec:
+    fn = state["fn"]
+    if isinstance(fn, tuple):
+        module, qualname = fn
+        found: Any = importlib.import_module(module)
+        for part in qualname.split("."):
+            found = getattr(found, part)
+        state["fn"] = getattr(found, "fn", found)
+    return TaskSpec(**state)
 
 
 @dataclass(slots=True)

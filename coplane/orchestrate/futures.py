@@ -107,13 +107,17 @@ class DoneAndNotDone(NamedTuple):
 def wait(futures: Iterable[TaskFuture[Any]], timeout: float | None = None) -> DoneAndNotDone:
     """Wait until every future has ended, or `timeout` seconds; (done, not_done)."""
     pending = list(futures)
-    deadline = None if timeout is None else time.monotonic() + timeout
+    if timeout is None:
+        for future in pending:
+            future.wait()
+        return DoneAndNotDone(set(pending), set())
     done: set[TaskFuture[Any]] = set()
-    not_done: set[TaskFuture[Any]] = set()
-    for future in pending:
-        left = None if deadline is None else max(0.0, deadline - time.monotonic())
-        (done if future.wait(left) else not_done).add(future)
-    return DoneAndNotDone(done, not_done)
+    try:
+        for future in as_completed(pending, timeout):
+            done.add(future)
+    except TimeoutError:
+        pass
+    return DoneAndNotDone(done, {f for f in pending if f not in done})
 
 
 def as_completed(

@@ -128,15 +128,14 @@ class Task(Generic[P, R]):
             raise RuntimeError(f"{self.name}.{what}() is called inside a flow")
         return ctx, ctx.runtime
 
-    def submit(
-        self, *args: P.args, **kwargs: P.kwargs
-    ) -> TaskFuture[R]:
+    # Any, not P: each argument may also be a future of one, resolved before the run starts
+    def submit(self, *args: Any, **kwargs: Any) -> TaskFuture[R]:
         """Run the task in the flow's task runner; returns its future at once.
 
         `wait_for=[futures]` (a keyword the task's own parameters cannot use) makes the run
         wait for those first, and fail without running if one of them failed.
         """
-        wait_for = list(kwargs.pop("wait_for", None) or ())  # type: ignore[call-overload]
+        wait_for = list(kwargs.pop("wait_for", None) or ())
         ctx, runtime = self._flow_context("submit")
         future: TaskFuture[R] = runtime.runner().submit(self.spec, ctx, args, kwargs, wait_for)
         runtime.track(future)
