@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -98,6 +99,29 @@ class DaskTaskFuture(TaskFuture[R]):
     def done(self) -> bool:
         return self._outcome is not None or bool(self.dask_future.done())
 
+    @property
+    def unsettled(self) -> bool:
+        """True until the outcome has been taken from the cluster."""
+        return self._outcome is None
+
+
+def settle_dask(futures: list[DaskTaskFuture[Any]], timeout: float | None = None) -> None:
+    """Wait for Dask task runs and take their outcomes in one gather: waiting on each
+    would cost a round trip to the scheduler per task run."""
+    import distributed
+
+    wait_all: Any = distributed.wait  # untyped
+    with contextlib.suppress(TimeoutError, distributed.TimeoutError):
+        wait_all([f.dask_future for f in futures], timeout=timeout)
+    finished = [f for f in futures if f.dask_future.done()]
+    if not finished:
+        return
+    client = finished[0].dask_future.client
+    outcomes = client.gather([f.dask_future for f in finished], errors="skip")
+    if len(outcomes) == len(finished):
+        for future, outcome in zip(finished, outcomes, strict=True):
+            future.settle(outcome)
+
 
 class DoneAndNotDone(NamedTuple):
     done: set[TaskFuture[Any]]
@@ -107,6 +131,9 @@ class DoneAndNotDone(NamedTuple):
 def wait(futures: Iterable[TaskFuture[Any]], timeout: float | None = None) -> DoneAndNotDone:
     """Wait until every future has ended, or `timeout` seconds; (done, not_done)."""
     pending = list(futures)
+    on_dask = [f for f in pending if isinstance(f, DaskTaskFuture) and f.unsettled]
+    if on_dask:
+        settle_dask(on_dask, timeout)
     if timeout is None:
         for future in pending:
             future.wait()

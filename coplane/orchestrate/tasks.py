@@ -162,14 +162,18 @@ class Task(Generic[P, R]):
             shown = ", ".join(f"{k}: {v}" for k, v in lengths.items())
             raise ValueError(f"{self.name}.map(): the iterables differ in length ({shown})")
         count = next(iter(lengths.values()))
-        runner = runtime.runner()
-        futures: list[TaskFuture[R]] = []
-        for i in range(count):
-            call_args = [v[i] if j in lengths else _whole(v) for j, v in enumerate(args)]
-            call_kwargs = {k: v[i] if k in lengths else _whole(v) for k, v in kwargs.items()}
-            future: TaskFuture[R] = runner.submit(self.spec, ctx, call_args, call_kwargs, wait_for)
+        calls = [
+            (
+                [v[i] if j in lengths else _whole(v) for j, v in enumerate(args)],
+                {k: v[i] if k in lengths else _whole(v) for k, v in kwargs.items()},
+            )
+            for i in range(count)
+        ]
+        futures: list[TaskFuture[R]] = runtime.runner().submit_many(
+            self.spec, ctx, calls, wait_for
+        )
+        for future in futures:
             runtime.track(future)
-            futures.append(future)
         return futures
 
 
