@@ -142,6 +142,7 @@ class HttpReporter(Reporter):
                 marker.set()
 
     def _send_events(self, client: CoplaneClient, events: list[dict[str, Any]]) -> None:
+        events = coalesce(events)
         try:
             result = client.send_events(events)
         except Exception:
@@ -186,6 +187,42 @@ class HttpReporter(Reporter):
             if response.status_code not in TRANSIENT_STATUSES:
                 break
         log.warning("coplane: %d log records dropped: %s", len(batch), reason)
+
+
+_TERMINAL = frozenset({"run.completed", "run.failed", "run.retrying", "run.cancelled",
+                       "run.cached"})  # fmt: skip
+
+
+def coalesce(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`events` with each run's `run.started` folded into its end when both are here.
+
+    Most task runs end before their start has been sent. One event instead of two halves
+    what the server stores for them: the end carries the start's time as `payload.started`
+    (which the server reads as the run's start) and the start's payload under its own.
+    """
+    starts: dict[tuple[str, str], int] = {}
+    merged: set[int] = set()
+    for i, event in enumerate(events):
+        name = event.get("event")
+        if name != "run.started" and name not in _TERMINAL:
+            continue
+        related = event.get("related") or ()
+        if not related or related[0].get("role") != "run":
+            continue
+        key = (event["resource"]["id"], related[0]["id"])
+        if name == "run.started":
+            starts[key] = i
+            continue
+        at = starts.pop(key, None)
+        if at is None:
+            continue
+        start = events[at]
+        event["payload"] = {**start.get("payload", {}), **event.get("payload", {}),
+                            "started": start["occurred"]}  # fmt: skip
+        merged.add(at)
+    if not merged:
+        return events
+    return [e for i, e in enumerate(events) if i not in merged]
 
 
 def _drain(queue: deque[Any]) -> list[Any]:

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from coplane import flow, get_run_logger, task
+from coplane import DaskTaskRunner, flow, get_run_logger, task
 from coplane.orchestrate import reporter as reporting
 from coplane.orchestrate.context import get_run_context
 from coplane.orchestrate.reporter import HttpReporter
@@ -106,11 +106,13 @@ def test_a_flow_run_while_the_server_is_down_completes_and_arrives_later_once(
     runs = _get(live_server, "/api/runs", pipeline="sdk.stored_flow")["runs"]
     assert len(runs) == 2 and {r["state"] for r in runs} == {"completed"}
     events = _get(live_server, "/api/events", resource="sdk.stored_flow", limit=1000)["events"]
-    assert len(events) == 4  # started and completed of each flow run, each stored once
+    ends = [e for e in events if e["event"] == "run.completed"]
+    assert len(ends) == 2  # each flow run's end, stored once
+    assert len({e["id"] for e in events}) == len(events)
     assert not list(spool.glob("*.jsonl"))
     # a replay of the same events (another process flushing an old copy) stores nothing
     again = httpx.post(f"{live_server.url}/api/events", json=events, timeout=30).json()
-    assert again == {"accepted": 0, "duplicates": 4}
+    assert again == {"accepted": 0, "duplicates": len(events)}
 
 
 @pytest.fixture
@@ -214,3 +216,32 @@ def test_a_server_without_the_logs_endpoint_gets_no_more_logs_and_the_flow_compl
     assert len(log_posts) == 1  # the first 404 turned log shipping off
     assert len(event_posts) >= 2  # events still went
     assert reporter.sent_logs == 0
+
+
+@task
+def square(x: int) -> int:
+    return x * x
+
+
+def test_dask_worker_processes_report_their_task_runs_to_the_server(
+    live_server: LiveServer, report_to: Callable[[str], HttpReporter]
+) -> None:
+    reporter = report_to(live_server.url)  # the workers inherit COPLANE_URL from here
+    runner = DaskTaskRunner(cluster_kwargs={"n_workers": 2, "processes": True,
+                                            "threads_per_worker": 1,
+                                            "dashboard_address": None})  # fmt: skip
+
+    @flow(name="on_workers", task_runner=runner)
+    def on_workers(n: int) -> int:
+        return sum(f.result() for f in square.map(range(n)))
+
+    assert on_workers(12) == sum(i * i for i in range(12))
+    assert reporter.flush()
+    [flow_run] = _get(live_server, "/api/runs", pipeline="sdk.on_workers")["runs"]
+    # stored by the time the flow's own end is: the workers flushed before the cluster closed
+    tasks = _get(live_server, f"/api/runs/{flow_run['id']}")["tasks"]
+    assert len(tasks) == 12 and {t["state"] for t in tasks} == {"completed"}
+    events = _get(live_server, "/api/events", resource="sdk.on_workers.square", limit=1000)
+    ends = [e for e in events["events"] if e["event"] == "run.completed"]
+    assert len(ends) == 12  # each task run's end, once
+    assert all(t["started"] and t["duration_s"] is not None for t in tasks)
