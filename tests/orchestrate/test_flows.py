@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+import coplane
 from coplane import flow, get_run_logger, task
 from coplane.orchestrate import reporter as reporting
 from coplane.orchestrate.context import get_run_context
@@ -232,3 +233,15 @@ def test_a_task_called_outside_a_flow_is_a_plain_call(caplog: pytest.LogCaptureF
     with collected() as reported:
         assert double(4) == 8
     assert reported.events == []
+
+
+def test_importing_coplane_does_not_load_the_sdk() -> None:
+    # collectors import coplane; the SDK (and Dask, fsspec) load on first use of a name
+    probe = ("import sys, coplane; "
+             "print(sorted(m for m in ('coplane.orchestrate', 'distributed', 'fsspec') "
+             "if m in sys.modules)); coplane.flow; print('coplane.orchestrate' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         timeout=60, check=True)  # fmt: skip
+    assert out.stdout.split("\n")[:2] == ["[]", "True"]
+    with pytest.raises(AttributeError, match="no attribute 'flows'"):
+        coplane.__getattr__("flows")
