@@ -36,12 +36,12 @@ from psycopg import sql
 from rich.console import Console, JustifyMethod
 from rich.table import Table
 
-from coplane import __version__
 from coplane.collector.openlineage import translate_openlineage
 from coplane.events.model import Event, decode_events
 from coplane.settings import Settings
 from coplane.store import Store, open_store
 from coplane.store.dialects import Database
+from coplane.version import __version__
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURE = REPO / "tests" / "fixtures" / "airflow-3.3-openlineage-events.jsonl"

@@ -2,9 +2,50 @@
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
 
-try:
-    __version__ = version("coplane")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0.0.0"
+from coplane.version import __version__
+
+if TYPE_CHECKING:
+    from coplane.orchestrate.flows import flow
+    from coplane.orchestrate.futures import as_completed, wait
+    from coplane.orchestrate.logging import get_run_logger
+    from coplane.orchestrate.retries import exponential_backoff
+    from coplane.orchestrate.runners import DaskTaskRunner, ThreadPoolTaskRunner
+    from coplane.orchestrate.tasks import task, unmapped
+
+# The flow SDK, imported on first use: the collectors import `coplane` and must stay cheap.
+_LAZY = {
+    "flow": "coplane.orchestrate.flows",
+    "task": "coplane.orchestrate.tasks",
+    "unmapped": "coplane.orchestrate.tasks",
+    "wait": "coplane.orchestrate.futures",
+    "as_completed": "coplane.orchestrate.futures",
+    "get_run_logger": "coplane.orchestrate.logging",
+    "exponential_backoff": "coplane.orchestrate.retries",
+    "DaskTaskRunner": "coplane.orchestrate.runners",
+    "ThreadPoolTaskRunner": "coplane.orchestrate.runners",
+}
+
+__all__ = [
+    "DaskTaskRunner",
+    "ThreadPoolTaskRunner",
+    "__version__",
+    "as_completed",
+    "exponential_backoff",
+    "flow",
+    "get_run_logger",
+    "task",
+    "unmapped",
+    "wait",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'coplane' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value  # found once; later lookups do not come here
+    return value

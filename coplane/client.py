@@ -44,7 +44,7 @@ from urllib.parse import quote
 
 import httpx
 
-from coplane import __version__
+from coplane.version import __version__
 
 log = logging.getLogger(__name__)
 
@@ -319,6 +319,14 @@ class CoplaneClient:
         """Exponential backoff with jitter: between half and all of backoff * 2**attempt."""
         ceiling = min(BACKOFF_CAP, self.backoff * 2.0**attempt)
         return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+    def post_json(self, path: str, body: Any, *, timeout: float | None = None) -> httpx.Response:
+        """POST `body` as JSON to `path` through this client's session (its key included).
+
+        One attempt, no spool: for the SDK's log records, which are shipped best-effort.
+        Raises httpx.HTTPError when the server cannot be reached.
+        """
+        return self._http.post(f"{self.url}{path}", json=body, timeout=timeout or self.timeout)
 
     # spool
 

@@ -15,7 +15,6 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from coplane import __version__
 from coplane.alerts.dispatcher import Dispatcher
 from coplane.auth import api as keys_api
 from coplane.auth import secrets_api
@@ -29,6 +28,7 @@ from coplane.settings import Settings
 from coplane.slas import api as slas_api
 from coplane.slas.engine import SlaEngine
 from coplane.store import Store, open_store
+from coplane.version import __version__
 from coplane.web import login
 from coplane.web import routes as web_routes
 from coplane.web.headers import SecurityHeaders

@@ -61,7 +61,7 @@ def load_config_or_exit(path: Path) -> CoplaneConfig:
 
 
 def version() -> str:
-    from coplane import __version__
+    from coplane.version import __version__
 
     return __version__
 

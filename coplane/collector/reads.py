@@ -9,7 +9,6 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime
 
-from coplane import __version__
 from coplane.events import names as n
 from coplane.http.deps import store_of
 from coplane.http.errors import ApiError, error_body
@@ -23,6 +22,7 @@ from coplane.store.resources import (
     read_pipeline,
 )
 from coplane.store.runs import RunFilter, list_child_runs, list_runs, read_run, run_json
+from coplane.version import __version__
 
 router = APIRouter()
 HEALTH_TIMEOUT_S = 2.0  # a monitor asking for health wants an answer, not a hang
@@ -78,7 +78,9 @@ def get_events(
 def get_runs(
     request: Request,
     pipeline: Annotated[str | None, Query(description="resource id of the pipeline")] = None,
-    state: Literal["scheduled", "running", "completed", "failed", "retrying", "cancelled"]
+    state: Literal[
+        "scheduled", "running", "completed", "failed", "retrying", "cancelled", "cached"
+    ]
     | None = None,
     since: AwareDatetime | None = None,
     limit: Limit = 100,

@@ -293,6 +293,12 @@ def _add_run(d: Derived, event: Event, source: str, parent_rel: RelatedResource 
         run.merge_state(state[0], state[1], event.occurred, _error_text(event.payload))
         if state[1] == 1:  # a terminal event says when a run ended, not when it began
             run.merge_started(event.occurred)
+        elif state[1] == n.TERMINAL_RANK:
+            # unless it says so: a producer that reports a short run by its end alone
+            # (the flow SDK) gives the start as payload.started
+            started = _parse_time(event.payload.get("started"))
+            if started is not None:
+                run.merge_started(started)
         if event.event == n.RUN_SCHEDULED and (
             run.scheduled is None or event.occurred < run.scheduled
         ):

@@ -13,6 +13,7 @@ RUN_COMPLETED: Final = "run.completed"
 RUN_FAILED: Final = "run.failed"
 RUN_RETRYING: Final = "run.retrying"  # this try failed; the orchestrator will try again
 RUN_CANCELLED: Final = "run.cancelled"
+RUN_CACHED: Final = "run.cached"  # a flow SDK task run that reused a stored result
 ASSET_UPDATED: Final = "asset.updated"
 ASSET_DECLARED: Final = "asset.declared"
 JOB_DECLARED: Final = "job.declared"
@@ -30,6 +31,7 @@ RUN_STATES: Final[dict[str, tuple[str, int]]] = {
     RUN_FAILED: ("failed", 2),
     RUN_RETRYING: ("retrying", 2),
     RUN_CANCELLED: ("cancelled", 2),
+    RUN_CACHED: ("cached", 2),
 }
 TERMINAL_RANK: Final = 2
 

@@ -12,6 +12,7 @@ from coplane.store.runs import recent_runs
 Direction = Literal["both", "upstream", "downstream"]
 _RUN_STATUS = {
     "completed": "ok",
+    "cached": "ok",  # a task run that reused a stored result: done, as if completed
     "failed": "failed",
     "retrying": "running",  # a try failed and another is coming: the task is not done
     "cancelled": "cancelled",

@@ -102,3 +102,14 @@ def test_run_ids_are_uuid5_of_pipeline_and_key() -> None:
     for pipeline, key in [("airflow.prod.sales", "manual__2026-11-24"), ("ü/∂", ""), ("a", "b\nc")]:
         expected = uuid.uuid5(RUN_NAMESPACE, f"{pipeline}\n{key}")
         assert run_uuid(pipeline, key) == str(expected)
+
+
+def test_a_terminal_event_may_say_when_the_run_started() -> None:
+    started = at(2).isoformat()
+    d = derive(events(
+        event_dict("run.completed", PIPE, minutes=4, run="r1", payload={"started": started}),
+        event_dict("run.failed", PIPE, minutes=5, run="r2", payload={"started": "not a time"}),
+    ))  # fmt: skip
+    one = d.runs[run_uuid(PIPE, "r1")]
+    assert (one.state, one.started, one.ended) == ("completed", at(2), at(4))
+    assert d.runs[run_uuid(PIPE, "r2")].started is None  # an unreadable time is ignored

@@ -1,0 +1,488 @@
+"""Runs flows and task runs in the calling process, reporting each as `run.*` events.
+
+Calling a flow runs its function in the calling thread; calling a task inside it runs the
+task there too, and `submit`/`map` hand task runs to the flow's task runner. Every state
+change is an event dict given to the reporter, which only queues it: nothing here waits
+for the server, and a reporting problem never reaches user code.
+
+`execute_task` is the whole life of one task run (cache lookup, tries, timeout, result
+persistence, events) and never raises for the task's own failure: it returns a
+`TaskOutcome`, so the same function serves an inline call, a pool thread and a Dask worker,
+and the events are the same on each.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import importlib
+import inspect
+import itertools
+import logging
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from coplane.events import names as n
+from coplane.orchestrate import caching
+from coplane.orchestrate import events as ev
+from coplane.orchestrate import logging as runlog
+from coplane.orchestrate.context import RunContext, enter_context, get_run_context, leave_context
+from coplane.orchestrate.reporter import get_reporter
+from coplane.orchestrate.results import ResultError, ResultStore, Serializer
+from coplane.orchestrate.retries import RetryPolicy
+
+if TYPE_CHECKING:
+    from coplane.orchestrate.futures import TaskFuture
+    from coplane.orchestrate.runners import TaskRunner
+
+log = logging.getLogger(__name__)
+
+
+class TaskTimeoutError(TimeoutError):
+    """A task run took longer than its `timeout`; its thread is left to finish on its own."""
+
+
+class UpstreamFailed(RuntimeError):
+    """A task run did not start because a task run it depends on failed."""
+
+
+@dataclass(slots=True)
+class TaskSpec:
+    """Everything about a task that a run of it needs; picklable, so it can go to a worker."""
+
+    fn: Callable[..., Any]
+    name: str
+    key: str  # module and qualified name: what the default cache key names the task by
+    labels: dict[str, str]
+    retry: RetryPolicy
+    timeout: float | None
+    task_run_name: str | Callable[..., str] | None
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    cache: bool
+    cache_key_fn: caching.CacheKeyFn | None
+    cache_expiration: timedelta | None
+    refresh_cache: bool
+    result_storage: str | None
+    result_serializer: Serializer
+    log_prints: bool | None
+    _signature: inspect.Signature | None = field(default=None, repr=False)
+    _source: str | None = field(default=None, repr=False)
+
+    def bind(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> dict[str, Any]:
+        """The call's arguments by parameter name (defaults applied)."""
+        if self._signature is None:
+            self._signature = inspect.signature(self.fn)
+        bound = self._signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        return dict(bound.arguments)
+
+    def source(self) -> str:
+        if self._source is None:
+            self._source = caching.source_hash(self.fn)
+        return self._source
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # A module-level task's function goes to a worker by name, as pickle sends
+        # functions: by value, its globals (a lock, a client) would have to pickle too.
+        state = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "_signature"}
+        reference = _reference(self.fn)
+        if reference is not None:
+            state["fn"] = reference
+        return (_restore_spec, (state,))
+
+
+def _reference(fn: Callable[..., Any]) -> tuple[str, str] | None:
+    """(module, qualified name) that finds `fn` (or the task wrapping it) again, if any."""
+    module, qualname = getattr(fn, "__module__", None), getattr(fn, "__qualname__", "")
+    if not module or "<locals>" in qualname or module not in sys.modules:
+        return None
+    found: Any = sys.modules[module]
+    for part in qualname.split("."):
+        found = getattr(found, part, None)
+    return (module, qualname) if found is fn or getattr(found, "fn", None) is fn else None
+
+
+def _restore_spec(state: dict[str, Any]) -> TaskSpec:
+    fn = state["fn"]
+    if isinstance(fn, tuple):
+        module, qualname = fn
+        found: Any = importlib.import_module(module)
+        for part in qualname.split("."):
+            found = getattr(found, part)
+        state["fn"] = getattr(found, "fn", found)
+    return TaskSpec(**state)
+
+
+@dataclass(slots=True)
+class TaskOutcome:
+    """What became of a task run: its value or its error, and its final state."""
+
+    value: Any = None
+    error: BaseException | None = None
+    state: str = "completed"
+    # what the run emitted, when it ran where it could not report itself (a Dask worker
+    # without COPLANE_URL): the caller's reporter sends them
+    events: list[dict[str, Any]] | None = None
+    logs: list[dict[str, Any]] | None = None
+
+    def unwrap(self) -> Any:
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+
+class FlowRuntime:
+    """The engine's state of one flow run: task call counters, its task runner, its futures."""
+
+    def __init__(self, runner_template: TaskRunner) -> None:
+        self._template = runner_template
+        self._runner: TaskRunner | None = None
+        self._counters: dict[str, itertools.count[int]] = {}
+        self._lock = threading.Lock()
+        self.futures: list[TaskFuture[Any]] = []
+
+    def next_call(self, task_name: str) -> int:
+        """The number of this call of the task within the flow run (1, 2, ...)."""
+        counter = self._counters.get(task_name)
+        if counter is None:
+            counter = self._counters.setdefault(task_name, itertools.count(1))
+        return next(counter)  # atomic under the GIL: no lock on the hot path
+
+    def runner(self) -> TaskRunner:
+        """The flow run's task runner, started on first use."""
+        with self._lock:
+            if self._runner is None:
+                runner = self._template.duplicate()
+                runner.start()
+                self._runner = runner
+            return self._runner
+
+    def track(self, future: TaskFuture[Any]) -> None:
+        self.futures.append(future)
+
+    def finish(self) -> None:
+        """Wait for every task run submitted, so that each ends within the flow run."""
+        if self._runner is not None:
+            self._runner.wait_all(self.futures)
+
+    def shutdown(self) -> None:
+        if self._runner is not None:
+            self._runner.shutdown()
+
+
+# tasks
+
+
+def _render_run_name(spec: TaskSpec, parameters: dict[str, Any], call: int) -> str:
+    template = spec.task_run_name
+    if template is None:
+        return f"{spec.name}-{call}"
+    try:
+        if callable(template):
+            return str(template(**parameters)) if parameters else str(template())
+        return template.format(**parameters)
+    except Exception as exc:  # a template naming a parameter that is not there
+        log.warning("task %s: task_run_name %r cannot be rendered: %s", spec.name, template, exc)
+        return f"{spec.name}-{call}"
+
+
+def _call_with_timeout(spec: TaskSpec, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
+    if spec.timeout is None:
+        return spec.fn(*args, **kwargs)
+    box: dict[str, Any] = {}
+    context = contextvars.copy_context()
+
+    def target() -> None:
+        try:
+            box["value"] = context.run(spec.fn, *args, **kwargs)
+        except BaseException as exc:
+            box["error"] = exc
+
+    # Python cannot stop a thread: on timeout the run fails and this daemon thread is left
+    # to finish (or not) on its own, its result discarded
+    thread = threading.Thread(target=target, name=f"coplane-task-{spec.name}", daemon=True)
+    thread.start()
+    thread.join(spec.timeout)
+    if thread.is_alive():
+        raise TaskTimeoutError(f"task {spec.name} timed out after {spec.timeout:g} s")
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+def _cache_key(spec: TaskSpec, ctx: RunContext, parameters: dict[str, Any]) -> str | None:
+    if not spec.cache:
+        return None
+    try:
+        if spec.cache_key_fn is not None:
+            return caching.user_cache_key(spec.cache_key_fn, ctx, parameters)
+        return caching.default_cache_key(spec.key, spec.source(), parameters)
+    except caching.Unhashable as exc:
+        log.warning("task %s: inputs cannot be hashed, not cached: %s", spec.name, exc)
+        return None
+
+
+def execute_task(
+    spec: TaskSpec, ctx: RunContext, call: int, args: Sequence[Any], kwargs: Mapping[str, Any]
+) -> TaskOutcome:
+    """Run one task run to its end and report it; its failure is returned, not raised."""
+    resource = ev.task_resource(ctx.flow_name, spec.name)
+    emit = ctx.reporter.emit
+    reporting = ctx.reporter.enabled
+    try:
+        parameters = spec.bind(args, kwargs)
+    except TypeError as exc:  # called with arguments its function does not take
+        return TaskOutcome(error=exc, state="failed")
+    run_name = _render_run_name(spec, parameters, call)
+    summary = ev.parameters_summary(parameters) if reporting else {}
+
+    def event(name: str, run_key: str, payload: dict[str, Any]) -> dict[str, Any]:
+        return ev.task_run_event(
+            name, flow_pipeline=ctx.pipeline_id, flow_run_key=ctx.run_key, resource=resource,
+            task_name=spec.name, run_key=run_key, payload=payload, labels=spec.labels,
+            inputs=spec.inputs, outputs=spec.outputs,
+        )  # fmt: skip
+
+    key = None
+    if spec.cache:  # the key function sees the task run it decides for (its first try)
+        first_key = ev.task_run_key(ctx.run_key, spec.name, call, 1)
+        key = _cache_key(spec, ctx.for_task(
+            task_run_id=ev.run_id(resource, first_key), task_resource=resource,
+            task_run_key=first_key, task_name=spec.name, task_run_name=run_name, try_number=1,
+            log_prints=ctx.log_prints,
+        ), parameters)  # fmt: skip
+    store = ResultStore(spec.result_storage) if key is not None else None
+    if store is not None and key is not None and not spec.refresh_cache:
+        try:
+            stored = store.read(key, datetime.now(UTC))
+        except ResultError as exc:
+            log.warning("task %s: cached result unreadable, running it: %s", spec.name, exc)
+            stored = None
+        if stored is not None:
+            run_key = ev.task_run_key(ctx.run_key, spec.name, call, 1)
+            if reporting:
+                base = {"task_run_name": run_name, "try_number": 1, "parameters": summary}
+                emit(event(n.RUN_STARTED, run_key, base))
+                emit(event(n.RUN_CACHED, run_key, {
+                    **base, "cache_key": key, "cached_from": stored.run_id,
+                    "cached_at": stored.written.isoformat(), "result": ev.summary(stored.value),
+                }))  # fmt: skip
+            return TaskOutcome(value=stored.value, state="cached")
+
+    log_prints = spec.log_prints if spec.log_prints is not None else ctx.log_prints
+    for try_number in itertools.count(1):
+        run_key = ev.task_run_key(ctx.run_key, spec.name, call, try_number)
+        task_run_id = ev.run_id(resource, run_key)
+        task_ctx = ctx.for_task(
+            task_run_id=task_run_id, task_resource=resource, task_run_key=run_key,
+            task_name=spec.name, task_run_name=run_name, try_number=try_number,
+            log_prints=log_prints,
+        )  # fmt: skip
+        base = {"task_run_name": run_name, "try_number": try_number}
+        if reporting:
+            emit(event(n.RUN_STARTED, run_key, {**base, "parameters": summary}))
+        started = time.perf_counter()
+        token = enter_context(task_ctx)
+        if log_prints:
+            runlog.capture_prints()
+        try:
+            value = _call_with_timeout(spec, args, kwargs)
+        except Exception as exc:
+            duration = time.perf_counter() - started
+            if spec.retry.should_retry(exc, try_number):
+                delay = spec.retry.delay(try_number)
+                if reporting:
+                    emit(event(n.RUN_RETRYING, run_key, {
+                        **base, "error": ev.error_payload(exc), "duration_s": duration,
+                        "will_retry": True, "retry_in_s": delay,
+                    }))  # fmt: skip
+                if delay > 0:
+                    time.sleep(delay)
+                continue
+            if reporting:
+                emit(event(n.RUN_FAILED, run_key, {
+                    **base, "error": ev.error_payload(exc), "duration_s": duration,
+                }))  # fmt: skip
+            return TaskOutcome(error=exc, state="failed")
+        except BaseException as exc:  # KeyboardInterrupt, SystemExit: report, then let it go
+            if reporting:
+                emit(event(n.RUN_FAILED, run_key, {
+                    **base, "error": ev.error_payload(exc),
+                    "duration_s": time.perf_counter() - started,
+                }))  # fmt: skip
+            raise
+        finally:
+            if log_prints:
+                runlog.release_prints()
+            leave_context(token)
+        duration = time.perf_counter() - started
+        payload: dict[str, Any] = {**base, "duration_s": duration}
+        if store is not None and key is not None:
+            now = datetime.now(UTC)
+            expires = now + spec.cache_expiration if spec.cache_expiration else None
+            try:
+                store.write(key, value, spec.result_serializer, now=now, expires=expires,
+                            run_id=task_run_id)  # fmt: skip
+                payload["cache_key"] = key
+            except ResultError as exc:  # the run succeeded; only its reuse is lost
+                log.warning("task %s: result not stored: %s", spec.name, exc)
+                payload["result_error"] = str(exc)
+        if reporting:
+            payload["result"] = ev.summary(value)
+            emit(event(n.RUN_COMPLETED, run_key, payload))
+            for asset in spec.outputs:
+                emit(ev.asset_updated_event(asset, producer=resource, run_key=run_key))
+        return TaskOutcome(value=value)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def resolve(value: Any) -> Any:
+    """`value` with every task future in it (also in lists, tuples, sets, dicts) replaced by
+    its result; an upstream failure raises UpstreamFailed."""
+    from coplane.orchestrate.futures import TaskFuture
+
+    if isinstance(value, TaskFuture):
+        try:
+            return value.result()
+        except BaseException as exc:
+            raise UpstreamFailed(f"upstream task run failed: {exc!r}") from exc
+    if isinstance(value, list | tuple | set):
+        if not any(isinstance(v, TaskFuture | list | tuple | set | dict) for v in value):
+            return value
+        return type(value)(resolve(v) for v in value)
+    if isinstance(value, dict):
+        return {k: resolve(v) for k, v in value.items()}
+    return value
+
+
+def call_task(
+    spec: TaskSpec,
+    ctx: RunContext,
+    args: Sequence[Any],
+    kwargs: Mapping[str, Any],
+    wait_for: Sequence[Any] = (),
+    call: int | None = None,
+) -> TaskOutcome:
+    """A task run in this thread: its futures resolved first (a failed one fails it)."""
+    if call is None:
+        runtime: FlowRuntime = ctx.runtime
+        call = runtime.next_call(spec.name)
+    try:
+        for dependency in wait_for:
+            resolve(dependency)
+        args = resolve(tuple(args))
+        kwargs = resolve(dict(kwargs))
+    except UpstreamFailed as exc:
+        return upstream_failed(spec, ctx, call, exc)
+    return execute_task(spec, ctx, call, args, kwargs)
+
+
+def upstream_failed(spec: TaskSpec, ctx: RunContext, call: int, exc: UpstreamFailed) -> TaskOutcome:
+    """A task run that never started: reported failed with the upstream error."""
+    if ctx.reporter.enabled:
+        resource = ev.task_resource(ctx.flow_name, spec.name)
+        run_key = ev.task_run_key(ctx.run_key, spec.name, call, 1)
+        ctx.reporter.emit(ev.task_run_event(
+            n.RUN_FAILED, flow_pipeline=ctx.pipeline_id, flow_run_key=ctx.run_key,
+            resource=resource, task_name=spec.name, run_key=run_key,
+            payload={"try_number": 1, "error": ev.error_payload(exc), "upstream_failed": True},
+            labels=spec.labels, inputs=spec.inputs, outputs=spec.outputs,
+        ))  # fmt: skip
+    return TaskOutcome(error=exc, state="failed")
+
+
+# flows
+
+
+@dataclass(slots=True)
+class FlowSpec:
+    """What a run of a flow needs."""
+
+    fn: Callable[..., Any]
+    name: str
+    labels: dict[str, str]
+    task_runner: TaskRunner
+    log_prints: bool
+    flow_run_name: str | Callable[..., str] | None
+    _signature: inspect.Signature | None = field(default=None, repr=False)
+
+    def bind(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> dict[str, Any]:
+        if self._signature is None:
+            self._signature = inspect.signature(self.fn)
+        bound = self._signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        return dict(bound.arguments)
+
+
+def _flow_run_name(spec: FlowSpec, parameters: dict[str, Any]) -> str | None:
+    template = spec.flow_run_name
+    if template is None:
+        return None
+    try:
+        if callable(template):
+            return str(template())
+        return template.format(**parameters)
+    except Exception as exc:
+        log.warning("flow %s: flow_run_name %r cannot be rendered: %s", spec.name, template, exc)
+        return None
+
+
+def run_flow(spec: FlowSpec, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
+    """Run a flow in this thread, as a subflow when called inside another flow run."""
+    parameters = spec.bind(args, kwargs)  # a TypeError here is the caller's, as for a function
+    parent = get_run_context()
+    reporter = parent.reporter if parent is not None else get_reporter()
+    run_key = str(uuid.uuid4())
+    pipeline = ev.flow_resource(spec.name)
+    runtime = FlowRuntime(spec.task_runner)
+    ctx = RunContext(
+        flow_run_id=ev.run_id(pipeline, run_key), pipeline_id=pipeline, run_key=run_key,
+        flow_name=spec.name, reporter=reporter, parameters=parameters,
+        log_prints=spec.log_prints, runtime=runtime,
+    )  # fmt: skip
+    # a subflow is a child run of its caller's flow run, also when a task calls it
+    parent_pipeline = parent.pipeline_id if parent is not None else None
+    parent_run_key = parent.run_key if parent is not None else None
+
+    def event(name: str, payload: dict[str, Any]) -> dict[str, Any]:
+        return ev.flow_run_event(
+            name, flow_name=spec.name, run_key=run_key, payload=payload, labels=spec.labels,
+            parent_pipeline=parent_pipeline, parent_run_key=parent_run_key,
+        )  # fmt: skip
+
+    base: dict[str, Any] = {}
+    run_name = _flow_run_name(spec, parameters)
+    if run_name:
+        base["flow_run_name"] = run_name
+    if reporter.enabled:
+        reporter.emit(event(n.RUN_STARTED, {**base,
+                                            "parameters": ev.parameters_summary(parameters)}))
+    started = time.perf_counter()
+    token = enter_context(ctx)
+    if spec.log_prints:
+        runlog.capture_prints()
+    try:
+        try:
+            result = spec.fn(*args, **kwargs)
+        finally:
+            runtime.finish()
+    except BaseException as exc:
+        if reporter.enabled:
+            reporter.emit(event(n.RUN_FAILED, {**base, "error": ev.error_payload(exc),
+                                               "duration_s": time.perf_counter() - started}))
+        raise
+    finally:
+        if spec.log_prints:
+            runlog.release_prints()
+        leave_context(token)
+        runtime.shutdown()
+    if reporter.enabled:
+        reporter.emit(event(n.RUN_COMPLETED, {**base, "result": ev.summary(result),
+                                              "duration_s": time.perf_counter() - started}))
+    return result

@@ -1,0 +1,1 @@
+"""Tests for the flow SDK and the server side of acting on runs."""
