@@ -96,34 +96,52 @@ def _exactly_one(model: BaseModel, *fields: str) -> None:
         raise ValueError(f"give exactly one of {', '.join(fields)}")
 
 
+def _check_opening(model: FreshnessSLA | CompletionSLA) -> None:
+    """`window` and `not_before` bound a deadline's window: one of them, and only with one."""
+    if model.window is not None and model.not_before is not None:
+        raise ValueError("give window or not_before, not both")
+    if model.deadline is None:
+        for name in ("window", "not_before"):
+            if getattr(model, name) is not None:
+                raise ValueError(f"{name} needs a deadline")
+
+
 class FreshnessSLA(SLABase):
     """`target` must see asset.updated (or a pipeline's run.completed) within `max_age`, or
-    since each `deadline` window."""
+    since each `deadline` window; `window` (a duration) or `not_before` (a cron) bounds how
+    early before the deadline an update counts for it."""
 
     kind: Literal["freshness"]
     target: str = Field(min_length=1)  # resource id, or a glob with * and ?
     max_age: Duration | None = None
     deadline: Cron | None = None
+    window: Duration | None = None
+    not_before: Cron | None = None
     timezone: TimeZone = "UTC"
 
     @model_validator(mode="after")
     def _one_rule(self) -> FreshnessSLA:
         _exactly_one(self, "max_age", "deadline")
+        _check_opening(self)
         return self
 
 
 class CompletionSLA(SLABase):
-    """`target` pipeline must complete by each `deadline`, or `within` of a run.started."""
+    """`target` pipeline must complete by each `deadline`, or `within` of a run.started;
+    `window` or `not_before` bound a deadline's window as in freshness."""
 
     kind: Literal["completion"]
     target: str = Field(min_length=1)
     deadline: Cron | None = None
     within: Duration | None = None
+    window: Duration | None = None
+    not_before: Cron | None = None
     timezone: TimeZone = "UTC"
 
     @model_validator(mode="after")
     def _one_rule(self) -> CompletionSLA:
         _exactly_one(self, "deadline", "within")
+        _check_opening(self)
         return self
 
 

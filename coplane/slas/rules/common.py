@@ -143,15 +143,24 @@ def window_breaches(
     last: datetime | None,
     noun: str,
     resource: str,
+    *,
+    lead: timedelta | None = None,
+    not_before: str | None = None,
 ) -> list[Breach]:
     """One breach per passed deadline window not met by `last` (the latest fulfilling time).
 
-    A window is met when something fulfilled it at or after its start: in time if by its due,
-    late otherwise (which resolves the breach). Windows come from `schedule.windows`.
+    A window is met when something fulfilled it at or after it opened (`schedule.opens`): in
+    time if by its due, late otherwise (which resolves the breach). Something before the
+    window opened is the previous deadline's, not this one's: a load late every day breaches
+    every day. Windows come from `schedule.windows`.
     """
     breaches: list[Breach] = []
     for window in schedule.windows(cron, tz, now, created):
-        if last is not None and last >= window.start:
+        opening = schedule.opens(
+            window.start, window.due, lead=lead, not_before=not_before, timezone=tz
+        )
+        assert opening is not None  # a window always has a start
+        if last is not None and last >= opening:
             continue
         what = f"no {noun} since {local(last, tz)}" if last else f"no {noun} yet"
         breaches.append(
@@ -159,7 +168,7 @@ def window_breaches(
                 key=f"{name}:{iso(window.due)}",
                 due=window.due,
                 reason=f"{name}: {what}; due {local_due(window.due, tz, last)}",
-                window_start=window.start,
+                window_start=opening,
                 resource=resource,
             )
         )
@@ -182,13 +191,20 @@ def deadline_evaluation(
     last: datetime | None,
     noun: str,
     verb: str,
+    *,
+    lead: timedelta | None = None,
+    not_before: str | None = None,
 ) -> Evaluation:
     """Deadline windows met by `last` (the latest `noun`): breached, at risk, unknown or ok.
 
-    Shared by freshness (met by an update) and completion (met by a completed run).
+    Shared by freshness (met by an update) and completion (met by a completed run); `lead`
+    and `not_before` are the SLA's `window` and `not_before` (see `schedule.opens`).
     """
     upcoming = schedule.next_deadline(cron, tz, now)
-    breaches = window_breaches(name, cron, tz, now, facts.created, last, noun, target)
+    breaches = window_breaches(
+        name, cron, tz, now, facts.created, last, noun, target,
+        lead=lead, not_before=not_before,
+    )  # fmt: skip
     if breaches:
         return Evaluation(
             status="breached",
@@ -200,11 +216,14 @@ def deadline_evaluation(
     from coplane.slas import forecast  # it builds on these helpers: imported late
 
     current = schedule.previous_deadline(cron, tz, now)
-    met_current = last is not None and current is not None and last >= current
+    opening = None
+    if upcoming is not None:
+        opening = schedule.opens(current, upcoming, lead=lead, not_before=not_before, timezone=tz)
+    met_current = last is not None and opening is not None and last >= opening
     wake = upcoming
     watching: tuple[str, ...] = ()  # while the window is open, upstream runs change forecasts
     if not met_current and upcoming is not None:
-        window = forecast.Window(current, upcoming, cron, tz)
+        window = forecast.Window(opening, upcoming, cron, tz)
         watching = forecast.watched(target, facts)
         risk = forecast.forecast(target, facts, now, window)
         if risk is not None:

@@ -8,6 +8,13 @@ a 02:30 deadline twice on a fall-back day, and several gap times collapse onto 0
 - a wall time that occurs twice (fall-back) is taken once, at its first occurrence;
 - deadlines that land on the same instant are one deadline.
 
+When a window opens: `opens` gives the instant from which an update counts for a deadline.
+By default that is halfway between the previous deadline and this one, so each update belongs
+to the deadline it is nearer to: a load ten minutes after 09:00 is that morning's late load
+(it resolves that breach) and cannot also meet the next morning's deadline, while a load at
+22:00 the evening before is early for the next one. `lead` (the SLA's `window`) or
+`not_before` (a cron) set that lower bound explicitly instead.
+
 Lookback bound: `windows` returns at most `MAX_WINDOWS` windows, and only those due within
 `MAX_LOOKBACK` before `now` (and after the SLA's creation), so a long outage or a per-minute
 cron reports a bounded number of missed windows.
@@ -198,6 +205,33 @@ def deadlines_between(
         found.append(due)
     found.reverse()
     return found
+
+
+def opens(
+    start: datetime | None,
+    due: datetime,
+    *,
+    lead: timedelta | None = None,
+    not_before: str | None = None,
+    timezone: str = "UTC",
+) -> datetime | None:
+    """From when an update counts for the deadline `due` whose window starts at `start`.
+
+    `due - lead` when a lead is given; else the latest `not_before` tick at or before `due`;
+    else the midpoint of [start, due) (None without a start).
+    """
+    # In UTC: arithmetic on two times of one zone is wall-clock arithmetic, off on DST days.
+    due = due.astimezone(UTC)
+    if lead is not None:
+        return due - lead
+    if not_before is not None:
+        tick = previous_deadline(not_before, timezone, due)
+        if tick is not None:
+            return tick
+    if start is None:
+        return None
+    start = start.astimezone(UTC)
+    return start + (due - start) / 2
 
 
 def windows(
