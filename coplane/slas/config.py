@@ -24,7 +24,7 @@ from coplane.alerts.urls import config_refusal
 from coplane.auth.files import UnreadableFile, read_secret_file, reason
 from coplane.auth.mask import masker
 from coplane.auth.vault import REFERENCE, check_name
-from coplane.slas.model import SLA, Duration
+from coplane.slas.model import SLA, Calendar, Duration
 
 Loc = tuple[int | str, ...]
 
@@ -126,13 +126,15 @@ ChannelConfig = Annotated[
 
 
 class CoplaneConfig(BaseModel):
-    """The whole file: `slas:` and the `channels:` their `notify` entries name."""
+    """The whole file: `slas:`, the `channels:` their `notify` entries name and the
+    `calendars:` their `calendar` entries name."""
 
     model_config = ConfigDict(extra="forbid")
     slas: list[SLA] = []
     channels: dict[str, ChannelConfig] = {}
+    calendars: dict[str, Calendar] = {}
 
-    @field_validator("slas", "channels", mode="before")
+    @field_validator("slas", "channels", "calendars", mode="before")
     @classmethod
     def _empty_when_null(cls, value: Any, info: Any) -> Any:
         # `slas:` with every entry commented out is null in YAML: read it as none
@@ -197,6 +199,7 @@ def parse_config(text: str, source: str) -> CoplaneConfig:
 
     found: list[tuple[Loc, str]] = []
     data = _expand_env(data, (), found)
+    data = _resolve_calendars(data, found)
     config: CoplaneConfig | None = None
     try:
         config = CoplaneConfig.model_validate(data)
@@ -281,7 +284,8 @@ def _describe(error: Any) -> tuple[Loc, str]:
                 f"Field required: one of {_tags(SLA if tag == 'kind' else ChannelConfig, tag)}"
             )
     elif error["type"] == "extra_forbidden":
-        message = "unknown key" + ("; the file has slas: and channels:" if len(loc) == 1 else "")
+        top = "; the file has slas:, channels: and calendars:"
+        message = "unknown key" + (top if len(loc) == 1 else "")
     return loc, message
 
 
@@ -289,6 +293,38 @@ def _tags(union: Any, field: str) -> str:
     """The values of a discriminated union's tag `field`, such as 'freshness', 'completion'."""
     members = get_args(get_args(union)[0])
     return ", ".join(repr(get_args(m.model_fields[field].annotation)[0]) for m in members)
+
+
+def _resolve_calendars(data: dict[str, Any], found: list[tuple[Loc, str]]) -> dict[str, Any]:
+    """`data` with each SLA's `calendar: NAME` replaced by that entry of `calendars:`.
+
+    An SLA is stored with its calendar's definition, so its rule needs nothing else and a
+    changed calendar changes (and re-evaluates) the SLAs using it. A calendar that is itself
+    invalid is reported once, where it is defined: the SLAs naming it drop it meanwhile.
+    """
+    slas, calendars = data.get("slas"), data.get("calendars")
+    if not isinstance(slas, list):
+        return data
+    defined = calendars if isinstance(calendars, dict) else {}
+    resolved: list[Any] = []
+    for i, sla in enumerate(slas):
+        name = sla.get("calendar") if isinstance(sla, dict) else None
+        if not isinstance(name, str):
+            resolved.append(sla)
+            continue
+        if name not in defined:
+            known = ", ".join(sorted(defined)) or "none are defined"
+            message = f"no calendar named {name!r} in calendars: ({known})"
+            found.append((("slas", i, "calendar"), message))
+            resolved.append({k: v for k, v in sla.items() if k != "calendar"})
+            continue
+        try:
+            Calendar.model_validate(defined[name])
+        except ValidationError:
+            resolved.append({k: v for k, v in sla.items() if k != "calendar"})
+            continue
+        resolved.append({**sla, "calendar": defined[name]})
+    return {**data, "slas": resolved}
 
 
 def _check_names(data: dict[str, Any]) -> list[tuple[Loc, str]]:

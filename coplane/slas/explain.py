@@ -14,6 +14,7 @@ from typing import Any
 from coplane.slas.facts import Evaluation, EventFact, Facts, PingFact, RunFact
 from coplane.slas.model import (
     SLA,
+    Calendar,
     CompletionSLA,
     DurationSLA,
     EventMatch,
@@ -66,11 +67,12 @@ def _window(
     now: datetime,
     lead: timedelta | None = None,
     not_before: str | None = None,
+    calendar: Calendar | None = None,
 ) -> dict[str, Any]:
     """The deadline window `now` lies in: from the previous deadline to the next, and from
     when an update counts for the next (`schedule.opens`, as the rules use it)."""
-    start = schedule.previous_deadline(cron, tz, now)
-    due = schedule.next_deadline(cron, tz, now)
+    start = schedule.previous_deadline(cron, tz, now, calendar)
+    due = schedule.next_deadline(cron, tz, now, calendar)
     opening = None
     if due is not None:
         opening = schedule.opens(start, due, lead=lead, not_before=not_before, timezone=tz)
@@ -85,6 +87,8 @@ def _window(
         out["window"] = _seconds(lead)
     if not_before is not None:
         out["not_before"] = not_before
+    if calendar is not None:
+        out["calendar"] = calendar.model_dump(mode="json", exclude_defaults=True)
     return out
 
 
@@ -121,7 +125,7 @@ def _freshness(sla: FreshnessSLA, facts: Facts, now: datetime) -> dict[str, Any]
         out["due"] = _iso(None if since is None else since + sla.max_age)
     else:
         assert sla.deadline is not None
-        out |= _window(sla.deadline, sla.timezone, now, sla.window, sla.not_before)
+        out |= _window(sla.deadline, sla.timezone, now, sla.window, sla.not_before, sla.calendar)
     return out
 
 
@@ -133,7 +137,7 @@ def _completion(sla: CompletionSLA, facts: Facts, now: datetime) -> dict[str, An
         out["within"] = _seconds(sla.within)
     else:
         assert sla.deadline is not None
-        out |= _window(sla.deadline, sla.timezone, now, sla.window, sla.not_before)
+        out |= _window(sla.deadline, sla.timezone, now, sla.window, sla.not_before, sla.calendar)
     out["runs"] = [_run(r) for r in runs[:RUNS_SHOWN]]
     out["runs_seen"] = len(runs)
     return out
@@ -186,7 +190,7 @@ def _expected_event(sla: ExpectedEventSLA, facts: Facts, now: datetime) -> dict[
         out["after"] = _last_match(facts.events, sla.after, now)
     else:
         assert sla.deadline is not None
-        out |= _window(sla.deadline, sla.timezone, now)
+        out |= _window(sla.deadline, sla.timezone, now, calendar=sla.calendar)
     out["expect"] = _last_match(facts.events, sla.expect, now)
     out["within"] = _seconds(sla.within)
     if sla.for_each is not None:

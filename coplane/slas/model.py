@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import holidays
 from croniter import croniter
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
@@ -77,6 +78,53 @@ class EventMatch(BaseModel):
     resource: str | None = None
 
 
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+
+class Calendar(BaseModel):
+    """Business days: `weekdays`, less a country's public holidays and `days_off`, plus the
+    `working` dates (see coplane.slas.rules.calendar)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)  # hashable: schedules cache on it
+    country: str | None = None  # ISO 3166-1 alpha-2, as the holidays package names it
+    subdivision: str | None = None  # its ISO 3166-2 part: BE for Berlin, ENG for England
+    weekdays: tuple[Weekday, ...] = Field(("mon", "tue", "wed", "thu", "fri"), min_length=1)
+    days_off: tuple[date, ...] = ()  # closures beyond the public holidays
+    working: tuple[date, ...] = ()  # worked although a holiday or a day off
+
+    @model_validator(mode="after")
+    def _known_region(self) -> Calendar:
+        if self.country is None:
+            if self.subdivision is not None:
+                raise ValueError("subdivision needs a country")
+            return self
+        supported = holidays.list_supported_countries()
+        if self.country not in supported:
+            raise ValueError(
+                f"country {self.country!r} is not an ISO 3166 code the holidays package knows"
+            )
+        if self.subdivision is not None and self.subdivision not in supported[self.country]:
+            known = ", ".join(supported[self.country]) or "none"
+            raise ValueError(
+                f"subdivision {self.subdivision!r} is not one of {self.country}'s ({known})"
+            )
+        return self
+
+
+def _calendar_given(value: Any) -> Any:
+    """A calendar's definition; its name is only looked up in a config file's `calendars:`."""
+    if isinstance(value, str):
+        raise ValueError(
+            f"{value!r} names a calendar: names are looked up in a config file's calendars:, "
+            "elsewhere give the calendar itself ({country, subdivision, weekdays, days_off, "
+            "working})"
+        )
+    return value
+
+
+BusinessDays = Annotated[Calendar | None, BeforeValidator(_calendar_given)]
+
+
 class SLABase(BaseModel):
     """Fields every kind has."""
 
@@ -94,6 +142,12 @@ def _exactly_one(model: BaseModel, *fields: str) -> None:
     given = [f for f in fields if getattr(model, f) is not None]
     if len(given) != 1:
         raise ValueError(f"give exactly one of {', '.join(fields)}")
+
+
+def _calendar_needs(model: BaseModel, schedule: str) -> None:
+    """A calendar skips the deadlines of a cron schedule: only with one."""
+    if getattr(model, "calendar", None) is not None and getattr(model, schedule) is None:
+        raise ValueError(f"calendar needs a {schedule}")
 
 
 def _check_opening(model: FreshnessSLA | CompletionSLA) -> None:
@@ -118,11 +172,13 @@ class FreshnessSLA(SLABase):
     window: Duration | None = None
     not_before: Cron | None = None
     timezone: TimeZone = "UTC"
+    calendar: BusinessDays = None
 
     @model_validator(mode="after")
     def _one_rule(self) -> FreshnessSLA:
         _exactly_one(self, "max_age", "deadline")
         _check_opening(self)
+        _calendar_needs(self, "deadline")
         return self
 
 
@@ -137,11 +193,13 @@ class CompletionSLA(SLABase):
     window: Duration | None = None
     not_before: Cron | None = None
     timezone: TimeZone = "UTC"
+    calendar: BusinessDays = None
 
     @model_validator(mode="after")
     def _one_rule(self) -> CompletionSLA:
         _exactly_one(self, "deadline", "within")
         _check_opening(self)
+        _calendar_needs(self, "deadline")
         return self
 
 
@@ -173,10 +231,12 @@ class ExpectedEventSLA(SLABase):
     expect: EventMatch
     within: Duration
     for_each: str | None = None
+    calendar: BusinessDays = None
 
     @model_validator(mode="after")
     def _one_trigger(self) -> ExpectedEventSLA:
         _exactly_one(self, "after", "deadline")
+        _calendar_needs(self, "deadline")
         return self
 
 
@@ -191,10 +251,12 @@ class HeartbeatSLA(SLABase):
     grace: Duration = timedelta(minutes=5)
     max_runtime: Duration | None = None
     timezone: TimeZone = "UTC"
+    calendar: BusinessDays = None
 
     @model_validator(mode="after")
     def _one_schedule(self) -> HeartbeatSLA:
         _exactly_one(self, "schedule", "period")
+        _calendar_needs(self, "schedule")
         return self
 
 

@@ -340,3 +340,23 @@ def test_channels_show_their_type_and_state(api: TestClient) -> None:
         {"name": "slack-data", "type": "slack", "status": "enabled", "disabled": None,
          "last_error": None},
     ]  # fmt: skip
+
+
+def test_a_calendar_and_window_round_trip_and_a_calendar_name_is_refused(
+    api: TestClient,
+) -> None:
+    calendar = {"country": "DE", "subdivision": "BE", "days_off": ["2027-12-24"]}
+    body = {**FRESH, "window": "6h", "calendar": calendar}
+    got = api.post("/api/slas", json=body)
+    assert got.status_code == 201, got.text
+    assert got.json()["window"] == 6 * 3600
+    assert got.json()["calendar"] == {"country": "DE", "subdivision": "BE",
+                                      "weekdays": ["mon", "tue", "wed", "thu", "fri"],
+                                      "days_off": ["2027-12-24"], "working": []}  # fmt: skip
+    shown = api.get("/api/slas/sales_fresh").json()
+    assert api.put("/api/slas/sales_fresh", json=shown).json()["calendar"] == shown["calendar"]
+    named = api.post("/api/slas", json={**FRESH, "name": "other", "calendar": "berlin"})
+    assert named.status_code == 422
+    assert ["body", "calendar"] in field_errors(named)
+    bad = api.post("/api/slas", json={**FRESH, "name": "other", "calendar": {"country": "XX"}})
+    assert ["body", "calendar"] in field_errors(bad)

@@ -336,3 +336,28 @@ def test_one_missing_morning_load_and_evening_loads() -> None:
     bounded = replay({**FRESH, "window": "6h"}, start, end, evenings).breaches
     # each evening load, late for that morning, resolves it (the last after the end)
     assert [b.resolved_at for b in bounded] == [d.replace(hour=22) for d in days[1:-1]] + [None]
+
+
+def test_a_business_calendar_skips_the_easter_deadlines_in_a_backtest() -> None:
+    tz = ZoneInfo("Europe/Berlin")
+    # Loads at 08:00 on business days only: Thursday 25 March, then Tuesday 30 March 2027.
+    start, end = datetime(2027, 3, 24, 10, tzinfo=tz), datetime(2027, 4, 1, 12, tzinfo=tz)
+    days = [datetime(2027, 3, d, 8, tzinfo=tz) for d in (24, 25, 30, 31)]
+    days.append(datetime(2027, 4, 1, 8, tzinfo=tz))
+    events = asset_updates(days)
+    plain = replay(FRESH, start, end, events)
+    # Without a calendar: Good Friday, the weekend (and its DST change) and Easter Monday.
+    assert len(plain.breaches) == 4
+    berlin = {**FRESH, "calendar": {"country": "DE", "subdivision": "BE"}}
+    assert replay(berlin, start, end, events).breaches == []
+    # Closed on the 31st: no load then, and no breach.
+    shut = [e for e in events if "03-31" not in e["occurred"]]
+    assert [b.due for b in replay(berlin, start, end, shut).breaches] == [
+        datetime(2027, 3, 31, 9, tzinfo=tz)
+    ]
+    closed = {**FRESH, "calendar": {"country": "DE", "days_off": ["2027-03-31"]}}
+    assert replay(closed, start, end, shut).breaches == []
+    no_tuesday = [e for e in events if "03-30" not in e["occurred"]]
+    [missed] = replay(berlin, start, end, no_tuesday).breaches
+    assert missed.due == datetime(2027, 3, 30, 9, tzinfo=tz)
+    assert missed.resolved_at == datetime(2027, 3, 31, 8, tzinfo=tz)

@@ -15,6 +15,7 @@ from coplane.slas.rules.schedule import zone
 
 if TYPE_CHECKING:
     from coplane.slas.forecast import Forecast
+    from coplane.slas.model import Calendar
 
 _GLOB_CHARS = frozenset("*?[")
 
@@ -146,6 +147,7 @@ def window_breaches(
     *,
     lead: timedelta | None = None,
     not_before: str | None = None,
+    calendar: Calendar | None = None,
 ) -> list[Breach]:
     """One breach per passed deadline window not met by `last` (the latest fulfilling time).
 
@@ -155,7 +157,7 @@ def window_breaches(
     every day. Windows come from `schedule.windows`.
     """
     breaches: list[Breach] = []
-    for window in schedule.windows(cron, tz, now, created):
+    for window in schedule.windows(cron, tz, now, created, calendar=calendar):
         opening = schedule.opens(
             window.start, window.due, lead=lead, not_before=not_before, timezone=tz
         )
@@ -194,16 +196,18 @@ def deadline_evaluation(
     *,
     lead: timedelta | None = None,
     not_before: str | None = None,
+    calendar: Calendar | None = None,
 ) -> Evaluation:
     """Deadline windows met by `last` (the latest `noun`): breached, at risk, unknown or ok.
 
     Shared by freshness (met by an update) and completion (met by a completed run); `lead`
-    and `not_before` are the SLA's `window` and `not_before` (see `schedule.opens`).
+    and `not_before` are the SLA's `window` and `not_before` (see `schedule.opens`); a
+    `calendar` skips the deadlines on days that are not business days.
     """
-    upcoming = schedule.next_deadline(cron, tz, now)
+    upcoming = schedule.next_deadline(cron, tz, now, calendar)
     breaches = window_breaches(
         name, cron, tz, now, facts.created, last, noun, target,
-        lead=lead, not_before=not_before,
+        lead=lead, not_before=not_before, calendar=calendar,
     )  # fmt: skip
     if breaches:
         return Evaluation(
@@ -215,7 +219,7 @@ def deadline_evaluation(
         )
     from coplane.slas import forecast  # it builds on these helpers: imported late
 
-    current = schedule.previous_deadline(cron, tz, now)
+    current = schedule.previous_deadline(cron, tz, now, calendar)
     opening = None
     if upcoming is not None:
         opening = schedule.opens(current, upcoming, lead=lead, not_before=not_before, timezone=tz)
@@ -223,7 +227,7 @@ def deadline_evaluation(
     wake = upcoming
     watching: tuple[str, ...] = ()  # while the window is open, upstream runs change forecasts
     if not met_current and upcoming is not None:
-        window = forecast.Window(opening, upcoming, cron, tz)
+        window = forecast.Window(opening, upcoming, cron, tz, calendar)
         watching = forecast.watched(target, facts)
         risk = forecast.forecast(target, facts, now, window)
         if risk is not None:

@@ -52,6 +52,7 @@ def _deadline(sla: CompletionSLA, facts: Facts, now: datetime) -> Evaluation:
     return deadline_evaluation(
         sla.name, sla.deadline, sla.timezone, sla.target, facts, now, last,
         "completed run", "completed", lead=sla.window, not_before=sla.not_before,
+        calendar=sla.calendar,
     )  # fmt: skip
 
 

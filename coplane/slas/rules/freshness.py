@@ -113,5 +113,5 @@ def _deadline(sla: FreshnessSLA, facts: Facts, now: datetime, last: datetime | N
     assert sla.deadline is not None
     return deadline_evaluation(
         sla.name, sla.deadline, sla.timezone, sla.target, facts, now, last, "update", "updated",
-        lead=sla.window, not_before=sla.not_before,
+        lead=sla.window, not_before=sla.not_before, calendar=sla.calendar,
     )  # fmt: skip
