@@ -152,6 +152,9 @@ def _calendar_needs(model: BaseModel, schedule: str) -> None:
 
 def _check_opening(model: FreshnessSLA | CompletionSLA) -> None:
     """`window` and `not_before` bound a deadline's window: one of them, and only with one."""
+    # Deadlines are looked at 7 days back (schedule.MAX_LOOKBACK): a window as long at most.
+    if model.window is not None and model.window > timedelta(days=7):
+        raise ValueError("window is at most 7d")
     if model.window is not None and model.not_before is not None:
         raise ValueError("give window or not_before, not both")
     if model.deadline is None:

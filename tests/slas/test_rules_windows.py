@@ -181,6 +181,7 @@ def test_the_window_opens_halfway_between_deadlines() -> None:
         ({"window": "6h", "not_before": "0 3 * * *"}, "give window or not_before, not both"),
         ({"window": "soon"}, "is not a duration"),
         ({"not_before": "at three"}, "is not a cron expression"),
+        ({"window": "8d"}, "window is at most 7d"),
     ],
 )
 def test_bad_window_settings_are_refused(extra: dict[str, Any], message: str) -> None:
