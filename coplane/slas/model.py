@@ -9,7 +9,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import holidays
 from croniter import croniter
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    model_validator,
+)
 
 Severity = Literal["info", "warning", "critical"]
 
@@ -56,7 +63,21 @@ def check_timezone(value: Any) -> Any:
     return value
 
 
+def parse_percent(value: Any) -> Any:
+    """'99.5%' (or 99.5) as the number 99.5."""
+    if isinstance(value, bool):
+        raise ValueError("an objective is a percentage like '99.5%'")
+    if isinstance(value, str):
+        text = value.strip().removesuffix("%").strip()
+        try:
+            return float(text)
+        except ValueError:
+            raise ValueError(f"{value!r} is not a percentage like '99.5%'") from None
+    return value
+
+
 Duration = Annotated[timedelta, BeforeValidator(parse_duration), Field(gt=timedelta(0))]
+Percent = Annotated[float, BeforeValidator(parse_percent), Field(gt=0, lt=100)]
 Cron = Annotated[str, BeforeValidator(check_cron)]
 TimeZone = Annotated[str, BeforeValidator(check_timezone)]
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$", max_length=200)]
@@ -76,6 +97,13 @@ class EventMatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
     event: str = Field(min_length=1)
     resource: str | None = None
+
+
+def _at_most_90_days(value: timedelta) -> timedelta:
+    # The SLA page reads this much incident history on every view: keep it bounded.
+    if value > timedelta(days=90):
+        raise ValueError("an objective_period is at most 90d")
+    return value
 
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -136,6 +164,16 @@ class SLABase(BaseModel):
     remediate: Remediate | None = None
     labels: dict[str, str] = {}
     description: str | None = None
+    # An error budget: the share of `objective_period` the SLA must be met (not `period`,
+    # which a heartbeat already uses for its ping interval).
+    objective: Percent | None = None
+    objective_period: Annotated[Duration, AfterValidator(_at_most_90_days)] | None = None
+
+    @model_validator(mode="after")
+    def _period_needs_objective(self) -> SLABase:
+        if self.objective_period is not None and self.objective is None:
+            raise ValueError("objective_period needs an objective")
+        return self
 
 
 def _exactly_one(model: BaseModel, *fields: str) -> None:
