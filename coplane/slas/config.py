@@ -24,19 +24,28 @@ from coplane.alerts.urls import config_refusal
 from coplane.auth.files import UnreadableFile, read_secret_file, reason
 from coplane.auth.mask import masker
 from coplane.auth.vault import REFERENCE, check_name
-from coplane.slas.model import SLA, Calendar, Duration
+from coplane.slas.model import SLA, BusinessDays, Calendar, Duration, TimeZone
 
 Loc = tuple[int | str, ...]
 
 
 class Quiet(BaseModel):
     """A silence: incidents of SLAs with all of `labels` (all incidents when empty) are not
-    announced on the channel until `until`."""
+    announced on the channel until `until`, or on the days off of `calendar` (dates in
+    `timezone`)."""
 
     model_config = ConfigDict(extra="forbid")
     labels: dict[str, str] = {}
-    until: AwareDatetime
+    until: AwareDatetime | None = None
+    calendar: BusinessDays = None
+    timezone: TimeZone = "UTC"
     reason: str | None = None
+
+    @model_validator(mode="after")
+    def _until_or_calendar(self) -> Quiet:
+        if (self.until is None) == (self.calendar is None):
+            raise ValueError("give exactly one of until, calendar")
+        return self
 
 
 def _outgoing(url: str) -> str:
@@ -296,35 +305,49 @@ def _tags(union: Any, field: str) -> str:
 
 
 def _resolve_calendars(data: dict[str, Any], found: list[tuple[Loc, str]]) -> dict[str, Any]:
-    """`data` with each SLA's `calendar: NAME` replaced by that entry of `calendars:`.
+    """`data` with each SLA's (and channel quiet period's) `calendar: NAME` replaced by that
+    entry of `calendars:`.
 
     An SLA is stored with its calendar's definition, so its rule needs nothing else and a
     changed calendar changes (and re-evaluates) the SLAs using it. A calendar that is itself
-    invalid is reported once, where it is defined: the SLAs naming it drop it meanwhile.
+    invalid is reported once, where it is defined.
     """
-    slas, calendars = data.get("slas"), data.get("calendars")
-    if not isinstance(slas, list):
-        return data
+    calendars = data.get("calendars")
     defined = calendars if isinstance(calendars, dict) else {}
-    resolved: list[Any] = []
-    for i, sla in enumerate(slas):
-        name = sla.get("calendar") if isinstance(sla, dict) else None
+
+    def resolve(entry: Any, loc: Loc) -> Any:
+        name = entry.get("calendar") if isinstance(entry, dict) else None
         if not isinstance(name, str):
-            resolved.append(sla)
-            continue
+            return entry
+        # A calendar that cannot be had is reported once; an empty (valid) one stands in for
+        # it meanwhile, so that it raises no second problem where it is named.
+        without = {**entry, "calendar": {}}
         if name not in defined:
             known = ", ".join(sorted(defined)) or "none are defined"
             message = f"no calendar named {name!r} in calendars: ({known})"
-            found.append((("slas", i, "calendar"), message))
-            resolved.append({k: v for k, v in sla.items() if k != "calendar"})
-            continue
+            found.append(((*loc, "calendar"), message))
+            return without
         try:
             Calendar.model_validate(defined[name])
         except ValidationError:
-            resolved.append({k: v for k, v in sla.items() if k != "calendar"})
-            continue
-        resolved.append({**sla, "calendar": defined[name]})
-    return {**data, "slas": resolved}
+            return without
+        return {**entry, "calendar": defined[name]}
+
+    out = dict(data)
+    slas = data.get("slas")
+    if isinstance(slas, list):
+        out["slas"] = [resolve(sla, ("slas", i)) for i, sla in enumerate(slas)]
+    channels = data.get("channels")
+    if isinstance(channels, dict):
+        out["channels"] = {}
+        for name, channel in channels.items():
+            quiet = channel.get("quiet") if isinstance(channel, dict) else None
+            if isinstance(quiet, list):
+                loc = ("channels", name, "quiet")
+                quiet = [resolve(q, (*loc, j)) for j, q in enumerate(quiet)]
+                channel = {**channel, "quiet": quiet}
+            out["channels"][name] = channel
+    return out
 
 
 def _check_names(data: dict[str, Any]) -> list[tuple[Loc, str]]:

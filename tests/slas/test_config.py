@@ -325,3 +325,24 @@ def test_cli_calendars_show_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     bad = write(tmp_path, CALENDARS.replace("country: DE", "country: XX"))
     broken = runner.invoke(app, ["calendars", "show", "berlin", "--config", str(bad)])
     assert broken.exit_code == 2 and f"{bad}:2: calendars.berlin:" in broken.stderr
+
+
+QUIET = CALENDARS + """\
+channels:
+  ops:
+    type: webhook
+    url: https://example.com/hook
+    quiet:
+      - calendar: berlin
+        timezone: Europe/Berlin
+"""
+
+
+def test_a_channel_is_quiet_on_a_named_calendars_days_off(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, QUIET))
+    [quiet] = config.channels["ops"].quiet
+    assert quiet.calendar == config.calendars["berlin"] and quiet.timezone == "Europe/Berlin"
+    problem = only_problem(tmp_path, QUIET.replace("- calendar: berlin", "- calendar: paris"))
+    assert (problem.line, problem.loc) == (19, ("channels", "ops", "quiet", 0, "calendar"))
+    both = only_problem(tmp_path, QUIET + "        until: 2027-01-01T00:00:00Z\n")
+    assert both.message == "give exactly one of until, calendar"
