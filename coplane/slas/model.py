@@ -7,7 +7,6 @@ from datetime import date, timedelta
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import holidays
 from croniter import croniter
 from pydantic import (
     AfterValidator,
@@ -126,6 +125,8 @@ class Calendar(BaseModel):
             if self.subdivision is not None:
                 raise ValueError("subdivision needs a country")
             return self
+        import holidays  # only when a calendar names a country: its import takes ~0.1 s
+
         supported = holidays.list_supported_countries()
         if self.country not in supported:
             raise ValueError(

@@ -13,8 +13,6 @@ from datetime import date, timedelta
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
-import holidays
-
 if TYPE_CHECKING:
     from coplane.slas.model import Calendar
 
@@ -24,6 +22,8 @@ WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")  # date.weekday() o
 @lru_cache(maxsize=256)
 def _public(country: str, subdivision: str | None, year: int) -> dict[date, str]:
     """A country's public holidays in one year (the package computes them per year)."""
+    import holidays  # imported on first use: it takes ~0.1 s, and most SLAs have no calendar
+
     return dict(holidays.country_holidays(country, subdiv=subdivision, years=year))
 
 
