@@ -9,20 +9,29 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, model_validator
 
 from coplane.alerts.urls import config_refusal
-from coplane.rules.model import Duration
+from coplane.rules.model import BusinessDays, Duration, TimeZone
 
 
 class Quiet(BaseModel):
     """A silence: incidents of SLAs with all of `labels` (all incidents when empty) are not
-    announced on the channel until `until`."""
+    announced on the channel until `until`, or on the days off of `calendar` (dates in
+    `timezone`)."""
 
     model_config = ConfigDict(extra="forbid")
     labels: dict[str, str] = {}
-    until: AwareDatetime
+    until: AwareDatetime | None = None
+    calendar: BusinessDays = None
+    timezone: TimeZone = "UTC"
     reason: str | None = None
+
+    @model_validator(mode="after")
+    def _until_or_calendar(self) -> Quiet:
+        if (self.until is None) == (self.calendar is None):
+            raise ValueError("give exactly one of until, calendar")
+        return self
 
 
 def _outgoing(url: str) -> str:

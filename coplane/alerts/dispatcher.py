@@ -27,7 +27,9 @@ from coplane.alerts.channels import ChannelConfig, Quiet
 from coplane.alerts.notifier import Action, Alert, IntegrationError, Notifier
 from coplane.alerts.registry import build_notifier, config_hash
 from coplane.auth.vault import SecretError, Vault, references, versions
+from coplane.rules.calendar import day_off
 from coplane.rules.model import SLA
+from coplane.rules.schedule import zone
 from coplane.security.mask import mask
 from coplane.store import NotFound, Store
 from coplane.store.channels import disable_channel, disabled_channels
@@ -294,9 +296,11 @@ class Dispatcher:
         if action != "resolve":
             quiet = _quiet_for(config.quiet, labels, now)
             if quiet is not None:
-                note = f"quiet until {quiet.until.isoformat()}" + (
-                    f": {quiet.reason}" if quiet.reason else ""
-                )
+                if quiet.until is not None:
+                    note = f"quiet until {quiet.until.isoformat()}"
+                else:
+                    note = f"quiet on a day off ({_day_off(quiet, now)})"
+                note += f": {quiet.reason}" if quiet.reason else ""
                 settle_notification(conn, row["id"], "silenced", note)
                 return Outcome("silenced", note), None
         if action == "trigger":
@@ -383,7 +387,11 @@ def _read_sla_or_none(conn: Conn, name: str) -> SLA | None:
 def _quiet_for(quiets: list[Quiet], labels: Mapping[str, str], now: datetime) -> Quiet | None:
     """The quiet period covering an SLA with these labels now, if any."""
     for quiet in quiets:
-        if quiet.until > now and all(labels.get(k) == v for k, v in quiet.labels.items()):
+        if not all(labels.get(k) == v for k, v in quiet.labels.items()):
+            continue
+        if quiet.until is not None and quiet.until > now:
+            return quiet
+        if quiet.calendar is not None and _day_off(quiet, now) is not None:
             return quiet
     return None
 
@@ -418,3 +426,9 @@ def close_notifier(notifier: Notifier) -> None:
     close = getattr(notifier, "close", None)
     if callable(close):
         close()
+
+
+def _day_off(quiet: Quiet, now: datetime) -> str | None:
+    """Why today (in the quiet period's time zone) is a day off of its calendar, if it is."""
+    assert quiet.calendar is not None
+    return day_off(quiet.calendar, now.astimezone(zone(quiet.timezone)).date())

@@ -7,6 +7,7 @@ import typer
 from coplane.cli import (
     airflow,
     alerts,
+    calendars,
     cron,
     db,
     dbt,
@@ -25,6 +26,7 @@ app.command()(server_command.server)
 app.add_typer(db.app, name="db")
 app.add_typer(jobs.app, name="jobs")
 app.add_typer(slas.app, name="slas")
+app.add_typer(calendars.app, name="calendars")
 app.add_typer(incidents.app, name="incidents")
 app.add_typer(alerts.app, name="alerts")
 app.command()(emit.emit)

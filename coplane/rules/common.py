@@ -9,6 +9,7 @@ from coplane.rules import forecast, schedule
 from coplane.rules.facts import Breach, Evaluation, EventFact, Facts
 from coplane.rules.forecast import Forecast
 from coplane.rules.history import matches_resource
+from coplane.rules.model import Calendar
 from coplane.rules.schedule import zone
 
 
@@ -58,15 +59,25 @@ def window_breaches(
     last: datetime | None,
     noun: str,
     resource: str,
+    *,
+    lead: timedelta | None = None,
+    not_before: str | None = None,
+    calendar: Calendar | None = None,
 ) -> list[Breach]:
     """One breach per passed deadline window not met by `last` (the latest fulfilling time).
 
-    A window is met when something fulfilled it at or after its start: in time if by its due,
-    late otherwise (which resolves the breach). Windows come from `schedule.windows`.
+    A window is met when something fulfilled it at or after it opened (`schedule.opens`): in
+    time if by its due, late otherwise (which resolves the breach). Something before the
+    window opened is the previous deadline's, not this one's: a load late every day breaches
+    every day. Windows come from `schedule.windows`.
     """
     breaches: list[Breach] = []
-    for window in schedule.windows(cron, tz, now, created):
-        if last is not None and last >= window.start:
+    for window in schedule.windows(cron, tz, now, created, calendar=calendar):
+        opening = schedule.opens(
+            window.start, window.due, lead=lead, not_before=not_before, timezone=tz
+        )
+        assert opening is not None  # a window always has a start
+        if last is not None and last >= opening:
             continue
         what = f"no {noun} since {local(last, tz)}" if last else f"no {noun} yet"
         breaches.append(
@@ -74,7 +85,7 @@ def window_breaches(
                 key=f"{name}:{iso(window.due)}",
                 due=window.due,
                 reason=f"{name}: {what}; due {local_due(window.due, tz, last)}",
-                window_start=window.start,
+                window_start=opening,
                 resource=resource,
             )
         )
@@ -97,13 +108,22 @@ def deadline_evaluation(
     last: datetime | None,
     noun: str,
     verb: str,
+    *,
+    lead: timedelta | None = None,
+    not_before: str | None = None,
+    calendar: Calendar | None = None,
 ) -> Evaluation:
     """Deadline windows met by `last` (the latest `noun`): breached, at risk, unknown or ok.
 
-    Shared by freshness (met by an update) and completion (met by a completed run).
+    Shared by freshness (met by an update) and completion (met by a completed run); `lead`
+    and `not_before` are the SLA's `window` and `not_before` (see `schedule.opens`); a
+    `calendar` skips the deadlines on days that are not business days.
     """
-    upcoming = schedule.next_deadline(cron, tz, now)
-    breaches = window_breaches(name, cron, tz, now, facts.created, last, noun, target)
+    upcoming = schedule.next_deadline(cron, tz, now, calendar)
+    breaches = window_breaches(
+        name, cron, tz, now, facts.created, last, noun, target,
+        lead=lead, not_before=not_before, calendar=calendar,
+    )  # fmt: skip
     if breaches:
         return Evaluation(
             status="breached",
@@ -113,12 +133,15 @@ def deadline_evaluation(
             explanation=summarise(breaches),
         )
 
-    current = schedule.previous_deadline(cron, tz, now)
-    met_current = last is not None and current is not None and last >= current
+    current = schedule.previous_deadline(cron, tz, now, calendar)
+    opening = None
+    if upcoming is not None:
+        opening = schedule.opens(current, upcoming, lead=lead, not_before=not_before, timezone=tz)
+    met_current = last is not None and opening is not None and last >= opening
     wake = upcoming
     watching: tuple[str, ...] = ()  # while the window is open, upstream runs change forecasts
     if not met_current and upcoming is not None:
-        window = forecast.Window(current, upcoming, cron, tz)
+        window = forecast.Window(opening, upcoming, cron, tz, calendar)
         watching = forecast.watched(target, facts)
         risk = forecast.forecast(target, facts, now, window)
         if risk is not None:

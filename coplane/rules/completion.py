@@ -2,8 +2,9 @@
 
 Semantics:
 - a completion is a run of the target ending in state `completed` (or a run.completed event);
-- `deadline`: windows as in freshness: window [previous deadline, due) is met on time by a
-  completion in [start, due]; a miss breaches at `due` and resolves when a completion arrives
+- `deadline`: windows as in freshness (opening at their midpoint, or per `window` or
+  `not_before`): window [previous deadline, due) is met on time by a completion in
+  [opens, due]; a miss breaches at `due` and resolves when a completion arrives
   later; unmet windows since `facts.created` are reported within the schedule lookback bound;
 - `within`: each run started in the lookback (schedule.MAX_LOOKBACK, newest
   schedule.MAX_WINDOWS runs) must be followed by a completed run (itself or a later-started
@@ -42,7 +43,8 @@ def _deadline(sla: CompletionSLA, facts: Facts, now: datetime) -> Evaluation:
     last = done[-1] if done else None
     return deadline_evaluation(
         sla.name, sla.deadline, sla.timezone, sla.target, facts, now, last,
-        "completed run", "completed",
+        "completed run", "completed", lead=sla.window, not_before=sla.not_before,
+        calendar=sla.calendar,
     )  # fmt: skip
 
 

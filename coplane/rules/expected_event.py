@@ -1,7 +1,8 @@
 """Expected event: after a trigger (an `after` event or a `deadline`), `expect` within `within`.
 
 Semantics:
-- a trigger at time T (the `after` event's time, or a cron deadline) is met by an `expect`
+- a trigger at time T (the `after` event's time, or a cron deadline on a business day of
+  `calendar`) is met by an `expect`
   event at or after T: on time by T + `within`, late afterwards (which resolves the breach);
   an `expect` event before T does not count for it;
 - it breaches from T + `within` on (inclusive) while unmet; one key per trigger (event time and
@@ -69,7 +70,9 @@ def _triggers(sla: ExpectedEventSLA, facts: Facts, now: datetime) -> list[_Trigg
         assert sla.deadline is not None
         start = floor if facts.created is None else max(floor, facts.created)
         # A trigger is still interesting while its wait for `expect` may be running.
-        deadlines = schedule.deadlines_between(sla.deadline, tz, start - sla.within, now)
+        deadlines = schedule.deadlines_between(
+            sla.deadline, tz, start - sla.within, now, calendar=sla.calendar
+        )
         groups: list[str | None] = [None]
         if sla.for_each is not None:
             values = {
@@ -134,7 +137,7 @@ def evaluate(sla: ExpectedEventSLA, facts: Facts, now: datetime) -> Evaluation:
         )
     upcoming = min(pending) if pending else None
     if sla.deadline is not None:
-        following = schedule.next_deadline(sla.deadline, tz, now)
+        following = schedule.next_deadline(sla.deadline, tz, now, sla.calendar)
         if following is not None:
             upcoming = min(upcoming or following + sla.within, following + sla.within)
     if breaches:

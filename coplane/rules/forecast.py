@@ -30,6 +30,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from coplane.rules import schedule
 from coplane.rules.facts import Facts, RunFact
@@ -41,6 +42,9 @@ from coplane.rules.history import (
     percentile,
     target_runs,
 )
+
+if TYPE_CHECKING:
+    from coplane.rules.model import Calendar
 
 MARGIN = timedelta(minutes=5)  # an ETA this close to the deadline is noise, not a risk
 HOPS = 2  # upstream pipelines walked from the producer
@@ -68,6 +72,7 @@ class Window:
     due: datetime
     cron: str | None = None  # None (max_age): only running runs are forecast
     tz: str = "UTC"
+    calendar: Calendar | None = None  # the SLA's business days: past windows skip the rest
 
 
 def watched(target: str, facts: Facts) -> tuple[str, ...]:
@@ -203,8 +208,9 @@ def _usual(
         return None
     oldest = min(r.started for r in past if r.started is not None)
     dues = schedule.deadlines_between(
-        window.cron, window.tz, oldest - timedelta(days=1), window.due, limit=10 * RECENT_RUNS
-    )
+        window.cron, window.tz, oldest - timedelta(days=1), window.due, limit=10 * RECENT_RUNS,
+        calendar=window.calendar,
+    )  # fmt: skip
     firsts: dict[datetime, timedelta] = {}
     for r in past:
         assert r.started is not None

@@ -5,10 +5,12 @@ Semantics:
   completed run of a target pipeline; a glob target counts an update of any matching resource;
 - `max_age`: stale from `last update + max_age` on (inclusive, so a trigger at
   `next_deadline` sees the change); one breach per staleness episode, keyed by the last update;
-- `deadline`: window W = [previous deadline, due) is met on time by an update in [start, due];
-  a window without one breaches at `due` and stays breached until an update arrives at any
-  later time, which resolves it (so one late update resolves every open window before it, and
-  also counts for the window it lands in);
+- `deadline`: window W = [previous deadline, due) opens at its midpoint, or `window` before
+  `due`, or at the `not_before` tick (schedule.opens); it is met on time by an update in
+  [opens, due]; a window without one breaches at `due` and stays breached until an update
+  arrives at any later time, which resolves it (one late update resolves every open window
+  before it); an update before a window opens does not count for it, so a load late every
+  day breaches every day, while an early load for the next deadline meets it;
 - every unmet window since `facts.created` is reported, bounded by schedule.MAX_LOOKBACK and
   schedule.MAX_WINDOWS, so deadlines missed while the server was down still breach;
 - at_risk: no update yet in the current window, and the forecast ETA of the target's producer
@@ -101,5 +103,6 @@ def _max_age(sla: FreshnessSLA, facts: Facts, now: datetime, last: datetime | No
 def _deadline(sla: FreshnessSLA, facts: Facts, now: datetime, last: datetime | None) -> Evaluation:
     assert sla.deadline is not None
     return deadline_evaluation(
-        sla.name, sla.deadline, sla.timezone, sla.target, facts, now, last, "update", "updated"
-    )
+        sla.name, sla.deadline, sla.timezone, sla.target, facts, now, last, "update", "updated",
+        lead=sla.window, not_before=sla.not_before, calendar=sla.calendar,
+    )  # fmt: skip

@@ -2,9 +2,9 @@
 
 Semantics, after Healthchecks.io:
 - after the last success ping L (or `facts.created` before any), the next ping is expected at
-  L + `period`, or at the first `schedule` tick after L; from that time + `grace` on (inclusive)
-  it breaches, keyed by the expected ping time: one breach per silent stretch, resolved by the
-  next success ping;
+  L + `period`, or at the first `schedule` tick after L (on a business day of `calendar`);
+  from that time + `grace` on (inclusive) it breaches, keyed by the expected ping time: one
+  breach per silent stretch, resolved by the next success ping;
 - a fail ping, when it is the latest success/fail ping, breaches at once (key per fail time)
   until a success ping follows;
 - a start ping without a matching end (success or fail with the same rid; without a rid, any
@@ -30,7 +30,7 @@ def expected_ping(sla: HeartbeatSLA, since: datetime) -> datetime | None:
     if sla.period is not None:
         return since + sla.period
     assert sla.schedule is not None
-    return schedule.next_deadline(sla.schedule, sla.timezone, since)
+    return schedule.next_deadline(sla.schedule, sla.timezone, since, sla.calendar)
 
 
 def _open_starts(pings: list[PingFact], now: datetime) -> list[PingFact]:

@@ -6,7 +6,16 @@ a 02:30 deadline twice on a fall-back day, and several gap times collapse onto 0
 - a wall time that does not exist (spring-forward gap) moves to the first valid instant after
   the gap (02:30 Europe/Berlin on the last Sunday of March is 03:00 CEST);
 - a wall time that occurs twice (fall-back) is taken once, at its first occurrence;
-- deadlines that land on the same instant are one deadline.
+- deadlines that land on the same instant are one deadline;
+- with a business `calendar`, a deadline whose local date is not a business day is skipped,
+  so the window after it starts at the last business day's deadline.
+
+When a window opens: `opens` gives the instant from which an update counts for a deadline.
+By default that is halfway between the previous deadline and this one, so each update belongs
+to the deadline it is nearer to: a load ten minutes after 09:00 is that morning's late load
+(it resolves that breach) and cannot also meet the next morning's deadline, while a load at
+22:00 the evening before is early for the next one. `lead` (the SLA's `window`) or
+`not_before` (a cron) set that lower bound explicitly instead.
 
 Lookback bound: `windows` returns at most `MAX_WINDOWS` windows, and only those due within
 `MAX_LOOKBACK` before `now` (and after the SLA's creation), so a long outage or a per-minute
@@ -21,9 +30,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from itertools import pairwise
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from croniter import CroniterBadDateError, croniter
+
+from coplane.rules.calendar import is_business_day
+
+if TYPE_CHECKING:
+    from coplane.rules.model import Calendar
 
 MAX_WINDOWS = 50
 MAX_LOOKBACK = timedelta(days=7)
@@ -122,23 +137,50 @@ class _Memo:
 
 
 @lru_cache(maxsize=4096)
-def _memo_backwards(cron: str, tz: ZoneInfo, now: datetime) -> _Memo:
-    return _Memo(_compute_backwards(cron, tz, now))
+def _memo_backwards(cron: str, tz: ZoneInfo, now: datetime, calendar: Calendar | None) -> _Memo:
+    return _Memo(_business(_compute_backwards(cron, tz, now), tz, calendar))
 
 
 @lru_cache(maxsize=4096)
-def _memo_forwards(cron: str, tz: ZoneInfo, now: datetime) -> _Memo:
-    return _Memo(_compute_forwards(cron, tz, now))
+def _memo_forwards(cron: str, tz: ZoneInfo, now: datetime, calendar: Calendar | None) -> _Memo:
+    return _Memo(_business(_compute_forwards(cron, tz, now), tz, calendar))
 
 
-def _backwards(cron: str, tz: ZoneInfo, now: datetime) -> Iterator[datetime]:
+def _backwards(
+    cron: str, tz: ZoneInfo, now: datetime, calendar: Calendar | None = None
+) -> Iterator[datetime]:
     """Deadlines at or before `now`, newest first, as UTC instants without repeats."""
-    return iter(_memo_backwards(cron, tz, now))
+    return iter(_memo_backwards(cron, tz, now, calendar))
 
 
-def _forwards(cron: str, tz: ZoneInfo, now: datetime) -> Iterator[datetime]:
+def _forwards(
+    cron: str, tz: ZoneInfo, now: datetime, calendar: Calendar | None = None
+) -> Iterator[datetime]:
     """Deadlines strictly after `now`, oldest first, as UTC instants without repeats."""
-    return iter(_memo_forwards(cron, tz, now))
+    return iter(_memo_forwards(cron, tz, now, calendar))
+
+
+# Business days in a row a calendar may skip before a deadline is given up on: a guard
+# against a calendar with no business day (every weekday a closure), not a tuning knob.
+_MAX_SKIPPED = 3_660
+
+
+def _business(
+    deadlines: Iterator[datetime], tz: ZoneInfo, calendar: Calendar | None
+) -> Iterator[datetime]:
+    """The deadlines whose local date is a business day in `calendar` (all without one)."""
+    if calendar is None:
+        yield from deadlines
+        return
+    skipped = 0
+    for due in deadlines:
+        if is_business_day(calendar, due.astimezone(tz).date()):
+            skipped = 0
+            yield due
+        else:
+            skipped += 1
+            if skipped > _MAX_SKIPPED:
+                return
 
 
 def _compute_backwards(cron: str, tz: ZoneInfo, now: datetime) -> Iterator[datetime]:
@@ -173,31 +215,67 @@ def _compute_forwards(cron: str, tz: ZoneInfo, now: datetime) -> Iterator[dateti
     return
 
 
-def previous_deadline(cron: str, timezone: str, now: datetime) -> datetime | None:
+def previous_deadline(
+    cron: str, timezone: str, now: datetime, calendar: Calendar | None = None
+) -> datetime | None:
     """The latest deadline at or before `now` (UTC), or None if the cron never fires."""
     _require_aware(now)
-    return next(_backwards(cron, zone(timezone), now), None)
+    return next(_backwards(cron, zone(timezone), now, calendar), None)
 
 
-def next_deadline(cron: str, timezone: str, now: datetime) -> datetime | None:
+def next_deadline(
+    cron: str, timezone: str, now: datetime, calendar: Calendar | None = None
+) -> datetime | None:
     """The first deadline strictly after `now` (UTC), or None if the cron never fires."""
     _require_aware(now)
-    return next(_forwards(cron, zone(timezone), now), None)
+    return next(_forwards(cron, zone(timezone), now, calendar), None)
 
 
 def deadlines_between(
-    cron: str, timezone: str, start: datetime, end: datetime, limit: int = MAX_WINDOWS
+    cron: str,
+    timezone: str,
+    start: datetime,
+    end: datetime,
+    limit: int = MAX_WINDOWS,
+    calendar: Calendar | None = None,
 ) -> list[datetime]:
     """Deadlines d with start < d <= end (UTC), oldest first; at most the `limit` newest."""
     _require_aware(start)
     _require_aware(end)
     found: list[datetime] = []
-    for due in _backwards(cron, zone(timezone), end):
+    for due in _backwards(cron, zone(timezone), end, calendar):
         if due <= start or len(found) >= limit:
             break
         found.append(due)
     found.reverse()
     return found
+
+
+def opens(
+    start: datetime | None,
+    due: datetime,
+    *,
+    lead: timedelta | None = None,
+    not_before: str | None = None,
+    timezone: str = "UTC",
+) -> datetime | None:
+    """From when an update counts for the deadline `due` whose window starts at `start`.
+
+    `due - lead` when a lead is given; else the latest `not_before` tick at or before `due`;
+    else the midpoint of [start, due) (None without a start).
+    """
+    # In UTC: arithmetic on two times of one zone is wall-clock arithmetic, off on DST days.
+    due = due.astimezone(UTC)
+    if lead is not None:
+        return due - lead
+    if not_before is not None:
+        tick = previous_deadline(not_before, timezone, due)
+        if tick is not None:
+            return tick
+    if start is None:
+        return None
+    start = start.astimezone(UTC)
+    return start + (due - start) / 2
 
 
 def windows(
@@ -208,6 +286,7 @@ def windows(
     *,
     max_windows: int = MAX_WINDOWS,
     max_lookback: timedelta = MAX_LOOKBACK,
+    calendar: Calendar | None = None,
 ) -> list[Window]:
     """Windows due at or before `now`, after `since` and within the lookback, oldest first."""
     _require_aware(now)
@@ -216,7 +295,7 @@ def windows(
         _require_aware(since)
         floor = max(floor, since)
     dues: list[datetime] = []
-    for due in _backwards(cron, zone(timezone), now):
+    for due in _backwards(cron, zone(timezone), now, calendar):
         if len(dues) > max_windows:
             break
         dues.append(due)  # one beyond the last window kept: it is that window's start

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Query, Request, Response
@@ -11,6 +11,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from coplane.http.deps import store_of
 from coplane.http.errors import ApiError
+from coplane.rules.budget import BURN_SPANS, OpenSpan, error_budget
 from coplane.rules.model import SLA
 from coplane.slas import backtest
 from coplane.slas.config import ConfigError
@@ -18,6 +19,7 @@ from coplane.store.channels import channel_state_json, list_channel_states
 from coplane.store.dialects import Conn, Row
 from coplane.store.errors import Conflict, NotFound
 from coplane.store.evaluations import evaluation_json, list_sla_evaluations
+from coplane.store.health import breach_windows
 from coplane.store.incidents import (
     ack_incident,
     incident_json,
@@ -41,7 +43,9 @@ _SLA_ADAPTER: TypeAdapter[SLA] = TypeAdapter(SLA)
 # Errors about the discriminator itself: their loc is the body, and the field is `kind`.
 _TAG_ERRORS = {"union_tag_invalid", "union_tag_not_found"}
 # What GET adds to a definition: ignored in a body, so that a GET can be PUT back as it is.
-READ_ONLY = ("origin", "status", "next_deadline", "last_met", "evaluated", "explanation")
+READ_ONLY = (
+    "origin", "status", "next_deadline", "last_met", "evaluated", "explanation", "budget"
+)  # fmt: skip
 
 SlaBody = Annotated[Any, Body(description="one SLA, as under `slas:` in coplane.yaml")]
 
@@ -50,8 +54,48 @@ def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat()
 
 
-def sla_json(sla: SLA, state: Row | None, origin: str | None) -> dict[str, Any]:
-    """An SLA as the API shows it: its definition (durations in seconds) and its latest state."""
+def budget_json(
+    sla: SLA, spans: list[OpenSpan], created: datetime, now: datetime
+) -> dict[str, Any] | None:
+    """An SLA's error budget as the API shows it (None without an objective): compliance in
+    percent like the objective, budget in minutes, burn rates over the last 1 and 6 hours."""
+    if sla.objective is None:
+        return None
+    b = error_budget(sla.objective, sla.objective_period, spans, created, now)
+    out: dict[str, Any] = {
+        "objective": b.objective,
+        "period": b.period.total_seconds(),
+        "compliance": None if b.compliance is None else round(100 * b.compliance, 4),
+        "budget_minutes": round(b.budget_s / 60, 2),
+        "spent_minutes": round(b.spent_s / 60, 2),
+        "left_minutes": round(b.left_s / 60, 2),
+    }
+    for span in BURN_SPANS:
+        rate = b.burn_rates[span]
+        out[f"burn_rate_{int(span.total_seconds() // 3600)}h"] = (
+            None if rate is None else round(rate, 3)
+        )
+    return out
+
+
+def budgets(conn: Conn, stored: list[Any], now: datetime) -> dict[str, dict[str, Any] | None]:
+    """The error budgets of stored SLAs (`StoredSla`s), from their incidents' open times."""
+    with_objective = [s for s in stored if s.sla.objective is not None]
+    if not with_objective:
+        return {}
+    longest = max(s.sla.objective_period or timedelta(days=30) for s in with_objective)
+    windows = breach_windows(conn, now - longest)
+    return {
+        s.sla.name: budget_json(s.sla, windows.get(s.sla.name, []), s.created, now)
+        for s in with_objective
+    }
+
+
+def sla_json(
+    sla: SLA, state: Row | None, origin: str | None, budget: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """An SLA as the API shows it: its definition (durations in seconds), its latest state
+    and, with an objective, its error budget."""
     state = state or {}
     return {
         **sla_definition(sla),
@@ -61,6 +105,7 @@ def sla_json(sla: SLA, state: Row | None, origin: str | None) -> dict[str, Any]:
         "last_met": _iso(state.get("last_met")),
         "evaluated": _iso(state.get("evaluated")),
         "explanation": state.get("explanation"),
+        "budget": budget,
     }
 
 
@@ -123,15 +168,17 @@ def _poke_engine(request: Request) -> None:
 
 def _one(conn: Conn, name: str) -> dict[str, Any]:
     stored = read_sla(conn, name)
-    return sla_json(stored.sla, stored.state, stored.origin)
+    budget = budgets(conn, [stored], datetime.now(UTC)).get(name)
+    return sla_json(stored.sla, stored.state, stored.origin, budget)
 
 
 @router.get("/api/slas", summary="Every SLA with its status")
 def get_slas(request: Request) -> dict[str, Any]:
-    """Every SLA by name, with status, next deadline and when it was last met."""
+    """Every SLA by name, with status, next deadline, when it was last met and its budget."""
     with store_of(request).connect() as conn:
         stored = list_slas(conn)
-    return {"slas": [sla_json(s.sla, s.state, s.origin) for s in stored]}
+        found = budgets(conn, stored, datetime.now(UTC))
+    return {"slas": [sla_json(s.sla, s.state, s.origin, found.get(s.sla.name)) for s in stored]}
 
 
 @router.get("/api/slas/{name}", summary="One SLA with its status")

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from coplane.alerts.channels import ChannelBase
 from coplane.alerts.registry import channel_models
 from coplane.auth.vault import REFERENCE, check_name
-from coplane.rules.model import SLA
+from coplane.rules.model import SLA, Calendar
 from coplane.security.files import UnreadableFile, read_secret_file, reason
 from coplane.security.mask import masker
 
@@ -27,13 +27,15 @@ Loc = tuple[int | str, ...]
 
 
 class CoplaneConfig(BaseModel):
-    """The whole file: `slas:` and the `channels:` their `notify` entries name."""
+    """The whole file: `slas:`, the `channels:` their `notify` entries name and the
+    `calendars:` their `calendar` entries name."""
 
     model_config = ConfigDict(extra="forbid")
     slas: list[SLA] = []
     channels: dict[str, ChannelBase] = {}
+    calendars: dict[str, Calendar] = {}
 
-    @field_validator("slas", "channels", mode="before")
+    @field_validator("slas", "channels", "calendars", mode="before")
     @classmethod
     def _empty_when_null(cls, value: Any, info: Any) -> Any:
         # `slas:` with every entry commented out is null in YAML: read it as none
@@ -98,6 +100,7 @@ def parse_config(text: str, source: str) -> CoplaneConfig:
 
     found: list[tuple[Loc, str]] = []
     data = _expand_env(data, (), found)
+    data = _resolve_calendars(data, found)
     config: CoplaneConfig | None = None
     try:
         config = _schema().model_validate(data)
@@ -190,7 +193,8 @@ def _describe(error: Any) -> tuple[Loc, str]:
                 f"Field required: one of {_tags(SLA, tag) if tag == 'kind' else _channel_tags()}"
             )
     elif error["type"] == "extra_forbidden":
-        message = "unknown key" + ("; the file has slas: and channels:" if len(loc) == 1 else "")
+        top = "; the file has slas:, channels: and calendars:"
+        message = "unknown key" + (top if len(loc) == 1 else "")
     return loc, message
 
 
@@ -203,6 +207,52 @@ def _tags(union: Any, field: str) -> str:
 def _channel_tags() -> str:
     """The installed channel types, as the `type:` of a channel may name them."""
     return ", ".join(repr(kind) for kind in channel_models())
+
+
+def _resolve_calendars(data: dict[str, Any], found: list[tuple[Loc, str]]) -> dict[str, Any]:
+    """`data` with each SLA's (and channel quiet period's) `calendar: NAME` replaced by that
+    entry of `calendars:`.
+
+    An SLA is stored with its calendar's definition, so its rule needs nothing else and a
+    changed calendar changes (and re-evaluates) the SLAs using it. A calendar that is itself
+    invalid is reported once, where it is defined.
+    """
+    calendars = data.get("calendars")
+    defined = calendars if isinstance(calendars, dict) else {}
+
+    def resolve(entry: Any, loc: Loc) -> Any:
+        name = entry.get("calendar") if isinstance(entry, dict) else None
+        if not isinstance(name, str):
+            return entry
+        # A calendar that cannot be had is reported once; an empty (valid) one stands in for
+        # it meanwhile, so that it raises no second problem where it is named.
+        without = {**entry, "calendar": {}}
+        if name not in defined:
+            known = ", ".join(sorted(defined)) or "none are defined"
+            message = f"no calendar named {name!r} in calendars: ({known})"
+            found.append(((*loc, "calendar"), message))
+            return without
+        try:
+            Calendar.model_validate(defined[name])
+        except ValidationError:
+            return without
+        return {**entry, "calendar": defined[name]}
+
+    out = dict(data)
+    slas = data.get("slas")
+    if isinstance(slas, list):
+        out["slas"] = [resolve(sla, ("slas", i)) for i, sla in enumerate(slas)]
+    channels = data.get("channels")
+    if isinstance(channels, dict):
+        out["channels"] = {}
+        for name, channel in channels.items():
+            quiet = channel.get("quiet") if isinstance(channel, dict) else None
+            if isinstance(quiet, list):
+                loc = ("channels", name, "quiet")
+                quiet = [resolve(q, (*loc, j)) for j, q in enumerate(quiet)]
+                channel = {**channel, "quiet": quiet}
+            out["channels"][name] = channel
+    return out
 
 
 def _check_names(data: dict[str, Any]) -> list[tuple[Loc, str]]:

@@ -13,7 +13,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -25,6 +25,14 @@ from coplane.events.model import Event, RelatedResource, Resource
 from coplane.events.names import KIND_PIPELINE, ROLE_INPUT
 from coplane.jobs.scheduler import Scheduler
 from coplane.rules import evaluate
+from coplane.rules.budget import (
+    ALERT_LOOKBACK,
+    BUDGET_SUFFIX,
+    OpenSpan,
+    burning,
+    error_budget,
+)
+from coplane.rules.common import span
 from coplane.rules.facts import Breach, Evaluation, Facts
 from coplane.rules.model import SLA, ExpectedEventSLA, HeartbeatSLA
 from coplane.slas.config import load_config
@@ -38,6 +46,7 @@ from coplane.store.evaluations import (
     prune_sla_evaluations,
 )
 from coplane.store.events import insert_events
+from coplane.store.health import breach_windows
 from coplane.store.incidents import apply_evaluation, open_incident_keys
 from coplane.store.leader import Leadership, notify_leader
 from coplane.store.sla_facts import downstream, glob_like, read_facts, read_facts_many
@@ -54,6 +63,9 @@ log = logging.getLogger(__name__)
 
 DEBOUNCE = timedelta(seconds=1)  # ingest wakes the engine at most this often
 FULL_RELOAD = timedelta(minutes=5)  # re-list the SLAs at least this often, whatever changed
+# How often an SLA with an objective and recent incidents is looked at again: its burn rates
+# move with the clock alone, and the budget alert's 5-minute span needs this resolution.
+BUDGET_TICK = timedelta(minutes=1)
 _DEADLINE_JOB = "sla-evaluate-at-deadline"  # the earliest next_deadline of any SLA
 _SOON_JOB = "sla-evaluate-soon"  # after ingest or an API change
 REMEDIATION_REQUESTED = "remediation.requested"
@@ -207,9 +219,15 @@ class SlaEngine:
                 for k in known:
                     if _needs_pass(k, dirty, now):
                         chosen.append(k)
-                    elif k.last is not None and k.last.next_deadline is not None:
-                        wakes.append(k.last.next_deadline)  # its result stands until then
+                    else:
+                        if k.last is not None and k.last.next_deadline is not None:
+                            wakes.append(k.last.next_deadline)  # its result stands until then
+                        if k.budget_wake is not None:
+                            wakes.append(k.budget_wake)
                 facts = self._read_facts(conn, chosen, now)
+                spans: dict[str, list[OpenSpan]] = {}
+                if any(k.sla.objective is not None for k in chosen):
+                    spans = breach_windows(conn, now - ALERT_LOOKBACK)
                 few = len(chosen) < len(known) // 4  # else one scan of open incidents
                 open_keys = open_incident_keys(conn, [k.sla.name for k in chosen] if few else None)
                 changed: list[tuple[str, Evaluation]] = []
@@ -218,6 +236,15 @@ class SlaEngine:
                 for entry, entry_facts in zip(chosen, facts, strict=True):
                     sla = entry.sla
                     evaluation = self._evaluate_one(sla, entry_facts, now)
+                    entry.budget_wake = None
+                    if sla.objective is not None:
+                        mine = spans.get(sla.name, [])
+                        evaluation = _with_budget_alert(sla, evaluation, mine, entry.created, now)
+                        if evaluation.breaches or any(
+                            r is None or r > now - ALERT_LOOKBACK for _, r in mine
+                        ):
+                            entry.budget_wake = now + BUDGET_TICK
+                            wakes.append(entry.budget_wake)
                     entry.last = evaluation
                     entry.watches = watched_resources(sla, evaluation)
                     state = _state_of(evaluation)
@@ -364,6 +391,7 @@ class _Known:
     state: tuple[Any, ...] | None  # the last saved (status, next_deadline, last_met, text)
     watches: frozenset[str] | None  # resource ids whose events can change it; None: any
     last: Evaluation | None = None  # its latest evaluation in this process
+    budget_wake: datetime | None = None  # when its burn rates need another look
 
 
 def watched_resources(sla: SLA, last: Evaluation | None = None) -> frozenset[str] | None:
@@ -400,7 +428,36 @@ def _needs_pass(known: _Known, dirty: set[str] | None, now: datetime) -> bool:
         return True
     if last.next_deadline is not None and last.next_deadline <= now:
         return True
+    if known.budget_wake is not None and known.budget_wake <= now:
+        return True
     return not known.watches.isdisjoint(dirty)
+
+
+def _with_budget_alert(
+    sla: SLA, evaluation: Evaluation, spans: list[OpenSpan], created: datetime, now: datetime
+) -> Evaluation:
+    """`evaluation` with the SLA's budget alert among its breaches while the error budget
+    burns too fast (see coplane.rules.budget), so that it opens, notifies and resolves
+    as an incident of its own."""
+    assert sla.objective is not None
+    found = burning(sla.objective, spans, created, now)
+    if found is None:
+        return evaluation
+    alert, rate = found
+    budget = error_budget(sla.objective, sla.objective_period, spans, created, now)
+    reason = (
+        f"{sla.name}: error budget burning {rate:.1f}x over {span(alert.long)} "
+        f"(alert above {alert.threshold:g}x); {budget.left_s / 60:.0f} of "
+        f"{budget.budget_s / 60:.0f} minutes left"
+    )
+    breach = Breach(
+        key=f"{sla.name}{BUDGET_SUFFIX}",
+        due=now,
+        reason=reason,
+        window_start=now - alert.long,
+        resource=sla_target(sla),
+    )
+    return replace(evaluation, breaches=[*evaluation.breaches, breach])
 
 
 def _utc(value: datetime | None) -> datetime | None:

@@ -19,6 +19,7 @@ from coplane.rules.heartbeat import expected_ping
 from coplane.rules.history import completions, durations, is_running, percentile, target_runs
 from coplane.rules.model import (
     SLA,
+    Calendar,
     CompletionSLA,
     DurationSLA,
     EventMatch,
@@ -33,7 +34,7 @@ CHECKS_SHOWN = 10  # failing checks listed per evaluation
 # Keys whose values are durations in seconds (the web page shows them in words).
 DURATION_KEYS = frozenset(
     {"max_age", "within", "max_duration", "p95", "bound", "elapsed", "grace", "period",
-     "max_runtime"}
+     "max_runtime", "window"}
 )  # fmt: skip
 
 
@@ -54,14 +55,35 @@ def _run(run: RunFact) -> dict[str, Any]:
     }
 
 
-def _window(cron: str, tz: str, now: datetime) -> dict[str, Any]:
-    """The deadline window `now` lies in: from the previous deadline to the next."""
-    return {
+def _window(
+    cron: str,
+    tz: str,
+    now: datetime,
+    lead: timedelta | None = None,
+    not_before: str | None = None,
+    calendar: Calendar | None = None,
+) -> dict[str, Any]:
+    """The deadline window `now` lies in: from the previous deadline to the next, and from
+    when an update counts for the next (`schedule.opens`, as the rules use it)."""
+    start = schedule.previous_deadline(cron, tz, now, calendar)
+    due = schedule.next_deadline(cron, tz, now, calendar)
+    opening = None
+    if due is not None:
+        opening = schedule.opens(start, due, lead=lead, not_before=not_before, timezone=tz)
+    out: dict[str, Any] = {
         "deadline": cron,
         "timezone": tz,
-        "window_start": _iso(schedule.previous_deadline(cron, tz, now)),
-        "window_due": _iso(schedule.next_deadline(cron, tz, now)),
+        "window_start": _iso(start),
+        "window_due": _iso(due),
+        "window_opens": _iso(opening),
     }
+    if lead is not None:
+        out["window"] = _seconds(lead)
+    if not_before is not None:
+        out["not_before"] = not_before
+    if calendar is not None:
+        out["calendar"] = calendar.model_dump(mode="json", exclude_defaults=True)
+    return out
 
 
 def explain_inputs(sla: SLA, facts: Facts, evaluation: Evaluation, now: datetime) -> dict[str, Any]:
@@ -97,7 +119,7 @@ def _freshness(sla: FreshnessSLA, facts: Facts, now: datetime) -> dict[str, Any]
         out["due"] = _iso(None if since is None else since + sla.max_age)
     else:
         assert sla.deadline is not None
-        out |= _window(sla.deadline, sla.timezone, now)
+        out |= _window(sla.deadline, sla.timezone, now, sla.window, sla.not_before, sla.calendar)
     return out
 
 
@@ -109,7 +131,7 @@ def _completion(sla: CompletionSLA, facts: Facts, now: datetime) -> dict[str, An
         out["within"] = _seconds(sla.within)
     else:
         assert sla.deadline is not None
-        out |= _window(sla.deadline, sla.timezone, now)
+        out |= _window(sla.deadline, sla.timezone, now, sla.window, sla.not_before, sla.calendar)
     out["runs"] = [_run(r) for r in runs[:RUNS_SHOWN]]
     out["runs_seen"] = len(runs)
     return out
@@ -162,7 +184,7 @@ def _expected_event(sla: ExpectedEventSLA, facts: Facts, now: datetime) -> dict[
         out["after"] = _last_match(facts.events, sla.after, now)
     else:
         assert sla.deadline is not None
-        out |= _window(sla.deadline, sla.timezone, now)
+        out |= _window(sla.deadline, sla.timezone, now, calendar=sla.calendar)
     out["expect"] = _last_match(facts.events, sla.expect, now)
     out["within"] = _seconds(sla.within)
     if sla.for_each is not None:

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from coplane.events import names as n
+from coplane.rules.budget import BUDGET_SUFFIX, breached_seconds
 from coplane.store.dialects import Conn, Row
 from coplane.store.runs import RUN_COLUMNS, duration_s
 
@@ -85,11 +86,12 @@ def breach_windows(
     conn: Conn, since: datetime
 ) -> dict[str, list[tuple[datetime, datetime | None]]]:
     """Per SLA, when its incidents were open (resolved None: still open), for incidents open at
-    any time after `since`."""
+    any time after `since`; budget alerts are not breaches of the SLA and are left out."""
     out: dict[str, list[tuple[datetime, datetime | None]]] = {}
     for r in conn.query(
-        "SELECT sla, opened, resolved FROM incidents WHERE resolved IS NULL OR resolved > ?",
-        (conn.time(since),),
+        "SELECT sla, opened, resolved FROM incidents "
+        "WHERE (resolved IS NULL OR resolved > ?) AND key <> sla || ?",
+        (conn.time(since), BUDGET_SUFFIX),
     ):
         out.setdefault(r["sla"], []).append((r["opened"], r["resolved"]))
     return out
@@ -102,15 +104,7 @@ def compliance(
     span. Overlapping incidents (several keys at once) count once."""
     if end <= start:
         return None
-    spans = sorted((max(o, start), min(r or end, end)) for o, r in windows)
-    breached = 0.0
-    cursor = start
-    for opened, resolved in spans:
-        opened = max(opened, cursor)
-        if resolved > opened:
-            breached += (resolved - opened).total_seconds()
-            cursor = resolved
-    return 1 - breached / (end - start).total_seconds()
+    return 1 - breached_seconds(windows, start, end) / (end - start).total_seconds()
 
 
 def incidents_of(conn: Conn, slas: Sequence[str], resource: str, limit: int) -> list[Row]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -10,7 +11,7 @@ from fastapi.responses import HTMLResponse
 from markupsafe import Markup
 
 from coplane.http.deps import store_of
-from coplane.slas.api import sla_json
+from coplane.slas.api import budgets, sla_json
 from coplane.slas.explain import DURATION_KEYS
 from coplane.store.errors import NotFound
 from coplane.store.evaluations import evaluation_json, list_sla_evaluations
@@ -24,7 +25,7 @@ EVALUATIONS_SHOWN = 20
 INCIDENTS_SHOWN = 50
 # What the definition list shows: the fields of every kind besides these.
 _NOT_DEFINITION = {"name", "kind", "origin", "status", "next_deadline", "last_met", "evaluated",
-                   "explanation"}  # fmt: skip
+                   "explanation", "budget"}  # fmt: skip
 _ISO_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d")
 
 
@@ -68,11 +69,12 @@ def sla_page(request: Request, name: str) -> HTMLResponse:
     try:
         with store_of(request).connect() as conn:
             stored = read_sla(conn, name)
+            budget = budgets(conn, [stored], datetime.now(UTC)).get(name)
             evaluations = list_sla_evaluations(conn, name, EVALUATIONS_SHOWN)
             incidents = list_sla_incidents(conn, name, INCIDENTS_SHOWN)
     except NotFound:
         return error_page(request, 404, "SLA not found", f"There is no SLA named {name}.")
-    sla = sla_json(stored.sla, stored.state, stored.origin)
+    sla = sla_json(stored.sla, stored.state, stored.origin, budget)
     definition = [(_label(k), readable(k, v)) for k, v in sla.items() if k not in _NOT_DEFINITION]
     rows = []
     for row in evaluations:

@@ -356,3 +356,20 @@ def test_an_alert_failing_for_a_day_is_given_up(
     assert n["status"] == "dead" and n["last_error"].startswith("gave up after")
     with h.store.connect() as conn:
         assert list_channel_states(conn) == {}  # the channel itself stays enabled
+
+
+def test_a_quiet_calendar_silences_on_its_days_off_only(
+    harness_of: Callable[..., Harness],
+) -> None:
+    today = datetime.now(UTC).date()
+    closed = {"calendar": {"days_off": [today.isoformat()]}, "reason": "office closed"}
+    is_open = {"calendar": {"weekdays": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]}}
+    h = harness_of(ops=channel(quiet=[closed]), night=channel(quiet=[is_open]))
+    sla = h.sla("sales")
+    h.breach(sla)
+    h.run()
+    assert [a.channel for a in h.recorders["night"].sent] == ["night"]
+    assert h.recorders["ops"].sent == []
+    [ops] = [n for n in h.notifications() if n["channel"] == "ops"]
+    assert ops["status"] == "silenced"
+    assert ops["last_error"] == "quiet on a day off (closed): office closed"

@@ -50,7 +50,8 @@ def test_missed_deadline_breaches_with_local_times_in_words() -> None:
     assert result.status == "breached"
     [breach] = result.breaches
     assert breach.key == "sales_daily:2026-11-22T08:00:00Z"
-    assert breach.due == utc(2026, 11, 22, 8) and breach.window_start == utc(2026, 11, 21, 8)
+    # The window opened halfway since the previous deadline: 21:00 the evening before.
+    assert breach.due == utc(2026, 11, 22, 8) and breach.window_start == utc(2026, 11, 21, 20)
     assert (
         breach.reason
         == "sales_daily: no update since 2026-11-21 08:57 CET; due 2026-11-22 09:00 CET"
@@ -92,13 +93,18 @@ def test_late_then_early_update() -> None:
     assert next_day.last_met == berlin(2026, 11, 23, 8, 30)
 
 
-def test_a_late_update_also_counts_for_the_window_it_lands_in() -> None:
-    # Documented choice: 09:20 on the 22nd lies in [22nd 09:00, 23rd 09:00).
+def test_a_late_update_is_that_days_and_not_the_next() -> None:
+    # 09:20 on the 22nd resolves the 22nd's breach; the 23rd's window opens at 21:00 on the
+    # 22nd, halfway between the deadlines, so the 23rd needs its own update.
     facts = Facts(
         updates=[berlin(2026, 11, 21, 8, 0), berlin(2026, 11, 22, 9, 20)], created=CREATED
     )
-    assert evaluate(daily(), facts, berlin(2026, 11, 23, 9, 5)).status == "ok"
-    assert evaluate(daily(), facts, berlin(2026, 11, 24, 9, 5)).status == "breached"
+    assert evaluate(daily(), facts, berlin(2026, 11, 22, 9, 30)).status == "ok"
+    result = evaluate(daily(), facts, berlin(2026, 11, 23, 9, 5))
+    assert [b.key for b in result.breaches] == ["sales_daily:2026-11-23T08:00:00Z"]
+    assert result.breaches[0].reason == (
+        "sales_daily: no update since 2026-11-22 09:20 CET; due 2026-11-23 09:00 CET"
+    )
 
 
 def test_deadlines_missed_while_down_each_breach() -> None:

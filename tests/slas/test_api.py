@@ -341,3 +341,55 @@ def test_channels_show_their_type_and_state(api: TestClient) -> None:
         {"name": "slack-data", "type": "slack", "status": "enabled", "disabled": None,
          "last_error": None},
     ]  # fmt: skip
+
+
+def test_a_calendar_and_window_round_trip_and_a_calendar_name_is_refused(
+    api: TestClient,
+) -> None:
+    calendar = {"country": "DE", "subdivision": "BE", "days_off": ["2027-12-24"]}
+    body = {**FRESH, "window": "6h", "calendar": calendar}
+    got = api.post("/api/slas", json=body)
+    assert got.status_code == 201, got.text
+    assert got.json()["window"] == 6 * 3600
+    assert got.json()["calendar"] == {"country": "DE", "subdivision": "BE",
+                                      "weekdays": ["mon", "tue", "wed", "thu", "fri"],
+                                      "days_off": ["2027-12-24"], "working": []}  # fmt: skip
+    shown = api.get("/api/slas/sales_fresh").json()
+    assert api.put("/api/slas/sales_fresh", json=shown).json()["calendar"] == shown["calendar"]
+    named = api.post("/api/slas", json={**FRESH, "name": "other", "calendar": "berlin"})
+    assert named.status_code == 422
+    assert ["body", "calendar"] in field_errors(named)
+    bad = api.post("/api/slas", json={**FRESH, "name": "other", "calendar": {"country": "XX"}})
+    assert ["body", "calendar"] in field_errors(bad)
+
+
+def test_an_sla_with_an_objective_shows_its_error_budget(api: TestClient, store: Store) -> None:
+    now = datetime.now(UTC)
+    sla = ADAPTER.validate_python({**FRESH, "objective": "99.5%", "objective_period": "10d"})
+    with store.connect() as conn:
+        upsert_slas(conn, [sla], "api", now - timedelta(days=2))
+        breach = Breach(key="k", due=now - timedelta(hours=2), reason="late")
+        opened = Evaluation("breached", breaches=[breach])
+        apply_evaluation(conn, sla, opened, lambda _: [], now - timedelta(hours=2))
+        apply_evaluation(conn, sla, Evaluation("ok"), lambda _: [], now - timedelta(hours=1))
+    got = api.get("/api/slas/sales_fresh").json()
+    budget = got["budget"]
+    # 0.5% of 10 days is 72 minutes; the hour-long incident spent 60 of them.
+    assert (budget["objective"], budget["period"]) == (99.5, 10 * 86400)
+    assert (budget["budget_minutes"], budget["spent_minutes"]) == (72, pytest.approx(60, abs=0.1))
+    assert budget["left_minutes"] == pytest.approx(12, abs=0.1)
+    assert budget["compliance"] == pytest.approx(100 * (1 - 1 / 48), abs=0.01)
+    assert budget["burn_rate_1h"] == pytest.approx(0, abs=0.1)
+    assert budget["burn_rate_6h"] == pytest.approx((1 / 6) / 0.005, abs=0.1)
+    assert api.get("/api/slas").json()["slas"][0]["budget"] == budget
+    # what GET shows can be PUT back: the budget is read-only
+    assert api.put("/api/slas/sales_fresh", json=got).status_code == 200
+    page = api.get("/slas/sales_fresh").text
+    assert "Error budget" in page and "99.5% over 10d" in page and "of 72 minutes" in page
+
+
+def test_an_sla_without_an_objective_has_no_budget(api: TestClient) -> None:
+    assert api.post("/api/slas", json=FRESH).json()["budget"] is None
+    assert "Error budget" not in api.get("/slas/sales_fresh").text
+    bad = api.post("/api/slas", json={**FRESH, "name": "x", "objective": "200%"})
+    assert ["body", "objective"] in field_errors(bad)

@@ -19,6 +19,7 @@ from coplane.slas import backtest
 from coplane.slas.backtest import BacktestError, decode_given_events, run_backtest
 from coplane.store import Store
 from coplane.store.events import insert_events
+from coplane.store.health import compliance
 
 ADAPTER: TypeAdapter[SLA] = TypeAdapter(SLA)
 DAG = "airflow.dag.sales_daily"
@@ -279,3 +280,84 @@ def test_stored_events_are_those_about_the_watched_resources(store: Store) -> No
             {"name": "g", "kind": "freshness", "target": "wh.*", "max_age": "1h"}
         )
         assert len(backtest.read_stored_events(conn, glob, at, at + timedelta(hours=1))) == 3
+
+
+def asset_updates(times: list[datetime]) -> list[dict[str, Any]]:
+    """asset.updated of the sales table at each time."""
+    return [
+        {"id": str(uuid.uuid4()), "occurred": at.isoformat(), "event": "asset.updated",
+         "resource": {"id": "warehouse.sales", "kind": "asset"}}
+        for at in times
+    ]  # fmt: skip
+
+
+FRESH = {"name": "sales_fresh", "kind": "freshness", "target": "warehouse.sales",
+         "deadline": "0 9 * * *", "timezone": "Europe/Berlin"}  # fmt: skip
+
+
+def test_updated_at_0910_daily_breaches_every_day_until_0910() -> None:
+    tz = ZoneInfo("Europe/Berlin")
+    days = [datetime(2026, 3, 26, tzinfo=tz) + timedelta(days=d) for d in range(7)]  # spring DST
+    events = asset_updates([d.replace(hour=9, minute=10) for d in days])
+    start, end = days[0].replace(hour=10), days[-1].replace(hour=12)
+    result = replay(FRESH, start, end, events)
+    assert [(b.breached_at, b.resolved_at) for b in result.breaches] == [
+        (d.replace(hour=9), d.replace(hour=9, minute=10)) for d in days[1:]
+    ]
+    # What the SLA page shows from these incidents: 10 minutes a day breached.
+    windows = [(b.breached_at, b.resolved_at) for b in result.breaches]
+    share = compliance(windows, start, end)
+    assert share == pytest.approx(1 - 6 * 600 / (end - start).total_seconds())
+
+
+def test_completion_finishing_at_0910_daily_breaches_every_day() -> None:
+    tz = ZoneInfo("America/New_York")
+    days = [datetime(2026, 10, d, tzinfo=tz) for d in range(29, 32)] + [
+        datetime(2026, 11, d, tzinfo=tz) for d in (1, 2, 3)
+    ]  # across fall back
+    events = [e for d in days for e in run_events(d, 8, minutes=70)]
+    start, end = days[0].replace(hour=10), days[-1].replace(hour=12)
+    result = replay(completion(timezone="America/New_York"), start, end, events)
+    assert [(b.breached_at, b.resolved_at) for b in result.breaches] == [
+        (d.replace(hour=9), d.replace(hour=9, minute=10)) for d in days[1:]
+    ]
+
+
+def test_one_missing_morning_load_and_evening_loads() -> None:
+    tz = ZoneInfo("Europe/Berlin")
+    days = [datetime(2026, 11, d, tzinfo=tz) for d in range(16, 23)]
+    start, end = days[0].replace(hour=10), days[-1].replace(hour=12)
+    mornings = asset_updates([d.replace(hour=8) for d in days if d.day != 19])
+    [breach] = replay(FRESH, start, end, mornings).breaches
+    assert (breach.breached_at, breach.resolved_at) == (days[3].replace(hour=9),
+                                                         days[4].replace(hour=8))  # fmt: skip
+    evenings = asset_updates([d.replace(hour=22) for d in days])
+    assert replay(FRESH, start, end, evenings).breaches == []
+    bounded = replay({**FRESH, "window": "6h"}, start, end, evenings).breaches
+    # each evening load, late for that morning, resolves it (the last after the end)
+    assert [b.resolved_at for b in bounded] == [d.replace(hour=22) for d in days[1:-1]] + [None]
+
+
+def test_a_business_calendar_skips_the_easter_deadlines_in_a_backtest() -> None:
+    tz = ZoneInfo("Europe/Berlin")
+    # Loads at 08:00 on business days only: Thursday 25 March, then Tuesday 30 March 2027.
+    start, end = datetime(2027, 3, 24, 10, tzinfo=tz), datetime(2027, 4, 1, 12, tzinfo=tz)
+    days = [datetime(2027, 3, d, 8, tzinfo=tz) for d in (24, 25, 30, 31)]
+    days.append(datetime(2027, 4, 1, 8, tzinfo=tz))
+    events = asset_updates(days)
+    plain = replay(FRESH, start, end, events)
+    # Without a calendar: Good Friday, the weekend (and its DST change) and Easter Monday.
+    assert len(plain.breaches) == 4
+    berlin = {**FRESH, "calendar": {"country": "DE", "subdivision": "BE"}}
+    assert replay(berlin, start, end, events).breaches == []
+    # Closed on the 31st: no load then, and no breach.
+    shut = [e for e in events if "03-31" not in e["occurred"]]
+    assert [b.due for b in replay(berlin, start, end, shut).breaches] == [
+        datetime(2027, 3, 31, 9, tzinfo=tz)
+    ]
+    closed = {**FRESH, "calendar": {"country": "DE", "days_off": ["2027-03-31"]}}
+    assert replay(closed, start, end, shut).breaches == []
+    no_tuesday = [e for e in events if "03-30" not in e["occurred"]]
+    [missed] = replay(berlin, start, end, no_tuesday).breaches
+    assert missed.due == datetime(2027, 3, 30, 9, tzinfo=tz)
+    assert missed.resolved_at == datetime(2027, 3, 31, 8, tzinfo=tz)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -259,3 +259,86 @@ def test_cli_check_of_a_missing_file_names_it(tmp_path: Path) -> None:
     result = runner.invoke(app, ["slas", "check", str(path)])
     assert result.exit_code == 2
     assert f"{path}: cannot read" in result.stderr
+
+
+CALENDARS = """\
+calendars:
+  berlin:
+    country: DE
+    subdivision: BE
+    days_off: ["2027-12-24"]
+    working: ["2027-03-08"]
+slas:
+  - name: sales
+    kind: freshness
+    target: wh.sales
+    deadline: "0 9 * * *"
+    timezone: Europe/Berlin
+    calendar: berlin
+"""
+
+
+def test_an_sla_names_a_calendar_defined_once(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, CALENDARS))
+    [sla] = config.slas
+    assert isinstance(sla, FreshnessSLA) and sla.calendar == config.calendars["berlin"]
+    assert sla.calendar.country == "DE" and sla.calendar.days_off == (date(2027, 12, 24),)
+
+
+def test_an_unknown_calendar_is_named_at_its_line(tmp_path: Path) -> None:
+    problem = only_problem(tmp_path, CALENDARS.replace("calendar: berlin", "calendar: paris"))
+    assert (problem.line, problem.loc) == (13, ("slas", 0, "calendar"))
+    assert problem.message == "no calendar named 'paris' in calendars: (berlin)"
+
+
+def test_a_bad_calendar_is_named_once_where_it_is_defined(tmp_path: Path) -> None:
+    problem = only_problem(tmp_path, CALENDARS.replace("subdivision: BE", "subdivision: XX"))
+    assert (problem.line, problem.loc) == (2, ("calendars", "berlin"))
+    assert problem.message.startswith("subdivision 'XX' is not one of DE's (BB, BE,")
+
+
+def test_cli_calendars_show_lists_the_days_off(tmp_path: Path) -> None:
+    path = write(tmp_path, CALENDARS)
+    result = runner.invoke(app, ["calendars", "show", "berlin", "--year", "2027", "--config",
+                                 str(path)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert "2027-03-26  Fri  Good Friday" in lines
+    assert "2027-12-24  Fri  closed" in lines
+    assert "2027-12-25  Sat  Christmas Day" in lines  # a holiday on a weekend is shown
+    assert not any(line.startswith("2027-03-08") for line in lines)  # worked
+    assert not any("Saturday" in line for line in lines)  # weekends are one line
+    assert lines[-1] == "and every sat, sun"
+
+
+def test_cli_calendars_show_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write(tmp_path, CALENDARS)
+    unknown = runner.invoke(app, ["calendars", "show", "paris", "--config", str(path)])
+    assert unknown.exit_code == 2
+    assert f"error: {path}: no calendar named 'paris' in calendars: (berlin)" in unknown.stderr
+    monkeypatch.delenv("COPLANE_CONFIG", raising=False)
+    assert "give --config FILE" in runner.invoke(app, ["calendars", "show", "berlin"]).stderr
+    bad = write(tmp_path, CALENDARS.replace("country: DE", "country: XX"))
+    broken = runner.invoke(app, ["calendars", "show", "berlin", "--config", str(bad)])
+    assert broken.exit_code == 2 and f"{bad}:2: calendars.berlin:" in broken.stderr
+
+
+QUIET = CALENDARS + """\
+channels:
+  ops:
+    type: webhook
+    url: https://example.com/hook
+    quiet:
+      - calendar: berlin
+        timezone: Europe/Berlin
+"""
+
+
+def test_a_channel_is_quiet_on_a_named_calendars_days_off(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, QUIET))
+    [quiet] = config.channels["ops"].quiet
+    assert quiet.calendar == config.calendars["berlin"] and quiet.timezone == "Europe/Berlin"
+    problem = only_problem(tmp_path, QUIET.replace("- calendar: berlin", "- calendar: paris"))
+    assert (problem.line, problem.loc) == (19, ("channels", "ops", "quiet", 0, "calendar"))
+    both = only_problem(tmp_path, QUIET + "        until: 2027-01-01T00:00:00Z\n")
+    assert both.message == "give exactly one of until, calendar"

@@ -15,6 +15,7 @@ from coplane.rules.model import SLA
 from coplane.slas.engine import SlaEngine
 from coplane.store import Store, sla_facts
 from coplane.store.events import EventFilter, event_json, insert_events, list_events
+from coplane.store.health import breach_windows
 from coplane.store.incidents import list_incidents
 from coplane.store.slas import read_sla, upsert_slas
 from tests.factories import event_dict, events
@@ -312,3 +313,62 @@ def test_a_stored_definition_this_version_cannot_read_is_skipped(store: Store) -
         )  # fmt: skip
     result = engine.evaluate_all(CREATED + timedelta(hours=3))
     assert (result.evaluated, result.opened) == (1, 1)  # the readable one still is
+
+
+def test_a_fast_burning_error_budget_alerts_once_and_resolves_when_it_slows(
+    store: Store,
+) -> None:
+    # Created a day earlier, so that every burn-rate span has history (a younger SLA's spans
+    # reach back only to its creation).
+    with store.connect() as conn:
+        upsert_slas(conn, [_sla(objective="99.5%")], "api", CREATED - timedelta(days=1))
+    engine = _new_engine(store, None, None)
+    due = CREATED + timedelta(hours=2)  # 09:00 Berlin, missed: no update since yesterday's
+    _update(store, due - timedelta(days=1, hours=1))
+    budget_opened: datetime | None = None
+    for minute in range(0, 6):  # the engine wakes every BUDGET_TICK while it burns
+        now = due + timedelta(minutes=minute)
+        result = engine.evaluate_all(now)
+        assert result.next_wake is not None and result.next_wake <= now + timedelta(minutes=1)
+        keys = {i["key"]: i for i in _incidents(store, "open")}
+        if budget_opened is None and "sales_fresh:budget" in keys:
+            budget_opened = now
+    # 14.4 x (1 - 99.5%) of the last hour is 4.32 minutes breached: open after 5 minutes.
+    assert budget_opened == due + timedelta(minutes=5)
+    [alert] = [i for i in _incidents(store, "open") if i["key"] == "sales_fresh:budget"]
+    # 5 of the last 60 minutes breached: 5/60 / 0.5% = 16.7x; the reason is as it opened
+    assert alert["reason"] == (
+        "sales_fresh: error budget burning 16.7x over 1h (alert above 14.4x); "
+        "211 of 216 minutes left"
+    )
+    assert [(n["channel"], n["action"]) for n in alert["notifications"]] == [("team", "trigger")]
+
+    _update(store, due + timedelta(minutes=5, seconds=30))  # the late load ends the breach
+    resolved_at = None
+    for minute in range(6, 20):
+        now = due + timedelta(minutes=minute)
+        engine.evaluate_all(now)
+        if resolved_at is None and not any(
+            i["key"] == "sales_fresh:budget" for i in _incidents(store, "open")
+        ):
+            resolved_at = now
+    # The breach lasted until 08:06. Resolved once the last 5 minutes burn below 14.4x (under
+    # 21.6 s of them breached): at 08:11. (Had it lasted over 10.8 minutes, 5% of the budget
+    # in 6 hours, the slow-burn condition would keep it open for the next half hour.)
+    assert resolved_at == due + timedelta(minutes=11)
+    [done] = [i for i in _incidents(store, "resolved") if i["key"] == "sales_fresh:budget"]
+    assert [n["action"] for n in done["notifications"]] == ["trigger", "resolve"]
+    # The alert is not a breach of the SLA: the budget counts the SLA's own incident only.
+    with store.connect() as conn:
+        windows = breach_windows(conn, due - timedelta(days=1))
+    assert len(windows["sales_fresh"]) == 1
+
+
+def test_without_an_objective_no_budget_alert_and_no_extra_wakes(store: Store) -> None:
+    engine = _engine(store, _sla())
+    due = CREATED + timedelta(hours=2)
+    for minute in range(0, 11):
+        result = engine.evaluate_all(due + timedelta(minutes=minute))
+    assert result.next_wake == due + timedelta(days=1)
+    assert [i["key"] for i in _incidents(store, "open")] == ["sales_fresh:2026-11-02T08:00:00Z"]
+

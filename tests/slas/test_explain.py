@@ -54,8 +54,18 @@ def test_freshness_by_deadline_names_the_window_checked() -> None:
     assert inputs["last_update"] == iso(-60)
     assert inputs["window_start"] == "2026-11-22T08:00:00+00:00"  # 09:00 Berlin
     assert inputs["window_due"] == "2026-11-23T08:00:00+00:00"
+    # an update counts for the next deadline from halfway there: 21:00 Berlin
+    assert inputs["window_opens"] == "2026-11-22T20:00:00+00:00"
     assert (inputs["deadline"], inputs["timezone"]) == ("0 9 * * *", "Europe/Berlin")
     assert inputs["sla_created"] == iso(-600)
+
+
+def test_freshness_with_a_window_names_when_it_opens() -> None:
+    s = sla(kind="freshness", target="wh.sales", deadline="0 9 * * *", timezone="Europe/Berlin",
+            window="6h")  # fmt: skip
+    inputs = explain(s, Facts(updates=[at(-60)], created=at(-600)), at(0))
+    assert inputs["window_opens"] == "2026-11-23T02:00:00+00:00"  # 03:00 Berlin
+    assert inputs["window"] == 6 * 3600.0
 
 
 def test_completion_lists_the_newest_runs_considered() -> None:
