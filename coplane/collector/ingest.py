@@ -3,18 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
 from coplane.collector.body import MAX_EVENTS, read_body
 from coplane.collector.errors import ApiError
-from coplane.collector.openlineage import translate_openlineage
+from coplane.collector.openlineage import (
+    OpenLineageEvent,
+    naming_claims,
+    parse_openlineage,
+    translate_parsed,
+)
 from coplane.events.model import Event, EventDecodeError, check_no_nul, decode_events
 from coplane.store import Store
 from coplane.store.events import InsertResult
+from coplane.store.openlineage_runs import RunName, claim_run_names
 
 router = APIRouter()
 
@@ -60,6 +69,18 @@ async def post_events(request: Request) -> dict[str, int]:
     return {"accepted": result.accepted, "duplicates": result.duplicates}
 
 
+async def translate_named(store: Store, parsed: Sequence[OpenLineageEvent]) -> list[Event]:
+    """The events of `parsed`, each run named as its first event named it (in the store)."""
+    claims, lookups = naming_claims(parsed)
+
+    def claim() -> dict[str, RunName]:
+        with store.connect() as conn:
+            return claim_run_names(conn, claims, lookups, datetime.now(UTC))
+
+    names = await run_in_threadpool(claim) if claims or lookups else {}
+    return [e for p in parsed for e in translate_parsed(p, names)]
+
+
 def decode_error(exc: EventDecodeError) -> ApiError:
     """400 for a body that is not JSON, 422 naming the field for one that is not valid events."""
     where = ".".join(str(p) for p in exc.loc[1:])
@@ -78,12 +99,13 @@ async def post_openlineage(request: Request) -> dict[str, int]:
     try:
         if b"\\u0000" in body:
             check_no_nul(obj, [])
-        events = translate_openlineage(obj)
+        parsed = parse_openlineage(obj)
     except EventDecodeError as exc:
         raise decode_error(
             EventDecodeError(exc.message, ["body", *exc.loc], unreadable=False)
         ) from None
-    result = await write(store_of(request), events)
+    store = store_of(request)
+    result = await write(store, await translate_named(store, [parsed]))
     return {"accepted": result.accepted, "duplicates": result.duplicates}
 
 
@@ -101,20 +123,23 @@ async def post_openlineage_batch(request: Request) -> JSONResponse:
         raise ApiError(
             413, f"{len(items)} events in one request; the limit is {MAX_EVENTS}", ["body"]
         )
-    events: list[Event] = []
+    parsed: list[OpenLineageEvent] = []
     failed: list[dict[str, Any]] = []
     has_nul = b"\\u0000" in body
     for index, item in enumerate(items):
         try:
             if has_nul:
                 check_no_nul(item, [])
-            events.extend(translate_openlineage(item))
+            parsed.append(parse_openlineage(item))
         except EventDecodeError as exc:
             where = ".".join(str(p) for p in exc.loc)
             reason = f"{where}: {exc.message}" if where else exc.message
             failed.append({"index": index, "reason": reason, "retriable": False})
-    if events:
-        await write(store_of(request), events)
+    if parsed:
+        store = store_of(request)
+        events = await translate_named(store, parsed)
+        if events:
+            await write(store, events)
     successful = len(items) - len(failed)
     status = "success" if not failed else ("partial_success" if successful else "failure")
     return JSONResponse(

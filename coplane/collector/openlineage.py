@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Final, Literal, TypeVar
@@ -44,6 +44,7 @@ from coplane.events.names import (
 )
 from coplane.integrations.airflow import naming
 from coplane.integrations.dbt import naming as dbt_naming
+from coplane.store.openlineage_runs import RunName
 
 # Fixed forever: changing it would give every already-stored OpenLineage event a new id, and
 # a producer's retry of an old event would then be stored twice.
@@ -122,8 +123,20 @@ class _JobEvent(msgspec.Struct):
     outputs: list[_Dataset] | None = None
 
 
+# One validated OpenLineage event, as `parse_openlineage` gives it.
+OpenLineageEvent = _RunEvent | _DatasetEvent | _JobEvent
+
+
 def translate_openlineage(obj: object) -> list[Event]:
-    """Turn one JSON-decoded OpenLineage event into coplane events; raise EventDecodeError."""
+    """Turn one JSON-decoded OpenLineage event into coplane events; raise EventDecodeError.
+
+    The run is named from this event alone, as its first event names it; the ingest path
+    names it as stored (`naming_claims`, `translate_parsed`)."""
+    return translate_parsed(parse_openlineage(obj), {})
+
+
+def parse_openlineage(obj: object) -> OpenLineageEvent:
+    """Validate one JSON-decoded OpenLineage event; raise EventDecodeError naming the field."""
     if not isinstance(obj, dict):
         raise EventDecodeError(
             f"an OpenLineage event must be a JSON object, got {type(obj).__name__}",
@@ -133,21 +146,70 @@ def translate_openlineage(obj: object) -> list[Event]:
     if "run" in obj:
         run_event = _convert(obj, _RunEvent)
         run_event.eventTime = check_occurred(run_event.eventTime, ["eventTime"])
-        return _translate_run(run_event)
+        # every id too long is refused now, before the event names its run in the store
+        asset_of = _dbt_asset_id if _own_name(run_event).dbt is not None else _asset_id
+        for side, datasets in (("inputs", run_event.inputs), ("outputs", run_event.outputs)):
+            for index, ds in enumerate(datasets or []):
+                asset_of(ds, [side, index])
+        return run_event
     if "dataset" in obj:
         dataset_event = _convert(obj, _DatasetEvent)
         dataset_event.eventTime = check_occurred(dataset_event.eventTime, ["eventTime"])
-        return [_translate_dataset_event(dataset_event)]
+        return dataset_event
     if "job" in obj:
         job_event = _convert(obj, _JobEvent)
         job_event.eventTime = check_occurred(job_event.eventTime, ["eventTime"])
-        return [_translate_job_event(job_event)]
+        return job_event
     raise EventDecodeError(
         "not an OpenLineage event: a RunEvent needs `run` and `job`, a DatasetEvent `dataset`,"
         " a JobEvent `job`",
         [],
         unreadable=False,
     )
+
+
+def translate_parsed(parsed: OpenLineageEvent, names: Mapping[str, RunName]) -> list[Event]:
+    """The coplane events of a parsed OpenLineage event; a run whose runId is in `names`
+    (and a parent run whose runId is) is named so, whatever this event's facets say."""
+    if isinstance(parsed, _RunEvent):
+        return _translate_run(parsed, names)
+    if isinstance(parsed, _DatasetEvent):
+        return [_translate_dataset_event(parsed)]
+    return [_translate_job_event(parsed)]
+
+
+def naming_claims(parsed: Sequence[OpenLineageEvent]) -> tuple[dict[str, RunName], set[str]]:
+    """The name these events would give each run they name, and the parent runs they only
+    refer to (to look up).
+
+    An event names its own run; an Airflow task or dbt node also names its parent run from
+    its own facets (dag_id and run_id, the invocation), so a DAG run's COMPLETE that names
+    nothing lands on its run even when it comes before the DAG run's START. Within a
+    batch, a run's own name from facets beats one its child gives, which beats the plain
+    `<namespace>/<name>`.
+    """
+    ranked: dict[str, tuple[int, RunName]] = {}
+    lookups: set[str] = set()
+
+    def claim(run_id: str, rank: int, name: RunName) -> None:
+        held = ranked.get(run_id)
+        if held is None or rank < held[0]:
+            ranked[run_id] = (rank, name)
+
+    for ev in parsed:
+        if not isinstance(ev, _RunEvent):
+            continue
+        own = _own_name(ev)
+        if own.test:
+            continue  # a dbt test job is not a run: it names nothing
+        claim(str(ev.run.runId), 0 if own.from_facets else 2, own.name)
+        parent_run = _parent_run_id(ev.run.facets)
+        if parent_run is not None:
+            if own.parent_name is not None:
+                claim(parent_run, 1, own.parent_name)
+            else:
+                lookups.add(parent_run)
+    return {run_id: name for run_id, (_, name) in ranked.items()}, lookups
 
 
 def _convert(obj: dict[object, object], kind: type[_T]) -> _T:
@@ -160,13 +222,91 @@ def _convert(obj: dict[object, object], kind: type[_T]) -> _T:
         raise EventDecodeError(err.message, err.loc[1:], unreadable=False) from None
 
 
-def _translate_run(ev: _RunEvent) -> list[Event]:
+@dataclass(frozen=True, slots=True)
+class _OwnName:
+    """How a run event names its run from its own facets."""
+
+    name: RunName
+    from_facets: bool  # named from Airflow's or dbt-ol's facets, not `<namespace>/<name>`
+    parent: list[RelatedResource] | None
+    parent_name: RunName | None  # the parent run, named from the same facets
+    dbt: _DbtNames | None
+    airflow: dict[str, object]
+    test: bool  # a dbt test job: only its assertions are reported
+
+
+def _own_name(ev: _RunEvent) -> _OwnName:
+    """The run's name from this event alone; raise EventDecodeError when it is too long."""
+    job_id = _resource_id(ev.job.namespace, ev.job.name, ["job"])
+    run_key = str(ev.run.runId)
+    job_name = ev.job.name
+    parent = _parent(ev.run.facets, ev.job)
+    airflow = _airflow(ev.run.facets)
+    from_facets = False
+    named = _airflow_names(ev.job.namespace, airflow)
+    if named is not None:  # named as the Airflow plugin and poller name it: one run, merged
+        job_id, run_key, parent = named
+        from_facets = True
+    dbt = _dbt_names(ev) if _source(ev.producer) == dbt_naming.SOURCE else None
+    if dbt is not None:  # named as `coplane dbt ingest` names it: one run, merged
+        job_id, run_key, parent, job_name = dbt.job_id, dbt.run_key, dbt.parent, dbt.name
+        from_facets = True
+    kind = KIND_TASK if parent is not None else KIND_PIPELINE
+    parent_name = None
+    if from_facets and parent is not None:
+        parent_key = next((r.id for r in parent if r.role == ROLE_PARENT_RUN), None)
+        if parent_key is not None:
+            pipeline = parent[0]
+            parent_name = RunName(
+                pipeline.id, parent_key, pipeline.name or pipeline.id, KIND_PIPELINE
+            )
+    return _OwnName(
+        RunName(job_id, run_key, job_name, kind),
+        from_facets,
+        parent,
+        parent_name,
+        dbt,
+        airflow,
+        dbt is not None and dbt.test,
+    )
+
+
+def _parent_run_id(run_facets: object) -> str | None:
+    """The runId the `parent` facet names, normalised like a runId, if it is one."""
+    parent_run = _str(_dig(run_facets, "parent", "run", "runId"))
+    if parent_run is None:
+        return None
+    try:
+        return str(uuid.UUID(parent_run))
+    except ValueError:
+        return None
+
+
+def _translate_run(ev: _RunEvent, names: Mapping[str, RunName]) -> list[Event]:
     """The run event, plus asset.updated for a COMPLETE's outputs and one event per check."""
     event_type = ev.eventType or "OTHER"
-    job_id = _resource_id(ev.job.namespace, ev.job.name, ["job"])
-    run_id = str(ev.run.runId)
     run_facets = ev.run.facets
     source = _source(ev.producer)
+    own = _own_name(ev)
+    # the name the run's first event gave it, whatever this one carries or omits
+    name = names.get(str(ev.run.runId), own.name)
+    job_id, run_id, job_name, kind = name.pipeline, name.run_key, name.name, name.kind
+    parent = own.parent
+    parent_run = _parent_run_id(run_facets)
+    known_parent = names.get(parent_run) if parent_run is not None else None
+    if known_parent is not None and parent is not None:
+        parent = [
+            RelatedResource(
+                role=ROLE_PARENT,
+                id=known_parent.pipeline,
+                kind=known_parent.kind,
+                name=known_parent.name,
+            ),
+            RelatedResource(role=ROLE_PARENT_RUN, id=known_parent.run_key),
+        ]
+    airflow = own.airflow
+    dbt = own.dbt
+    asset_of: _AssetOf = _dbt_asset_id if dbt is not None else _asset_id
     inputs = ev.inputs or []
     outputs = ev.outputs or []
     key_base: list[str] = [
@@ -178,18 +318,6 @@ def _translate_run(ev: _RunEvent) -> list[Event]:
         ev.job.name,
     ]
 
-    parent = _parent(run_facets, ev.job)
-    airflow = _airflow(run_facets)
-    named = _airflow_names(ev.job.namespace, airflow)
-    if named is not None:  # named as the Airflow plugin and poller name it: one run, merged
-        job_id, run_id, parent = named
-    dbt = _dbt_names(ev) if source == dbt_naming.SOURCE else None
-    asset_of: _AssetOf = _asset_id
-    job_name = ev.job.name
-    if dbt is not None:  # named as `coplane dbt ingest` names it: one run, merged
-        job_id, run_id, parent, job_name = dbt.job_id, dbt.run_key, dbt.parent, dbt.name
-        asset_of = _dbt_asset_id
-    kind = KIND_TASK if parent is not None else KIND_PIPELINE
     if dbt is not None and dbt.test:
         # dbt-ol reports a model's tests as a job of their own; `coplane dbt ingest` makes
         # them checks of the invocation, not runs, so only the checks are kept
