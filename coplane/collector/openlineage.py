@@ -537,15 +537,22 @@ def _dataset_related(
 def _job_labels(job: _Job) -> dict[str, str]:
     """namespace, plus owners, job_type and integration when the job facets give them."""
     labels = {"namespace": job.namespace}
+    # A facet left out is unchanged (labels merge key by key); a facet `_deleted` is removed
+    # (https://openlineage.io/docs/spec/facets/), so its labels are emptied.
+    if _dig(job.facets, "ownership", "_deleted") is True:
+        labels["owners"] = ""
     owners = _dig(job.facets, "ownership", "owners")
     if isinstance(owners, list):
         names = [n for n in (_str(_dig(owner, "name")) for owner in owners) if n is not None]
         if names:
             labels["owners"] = ",".join(names)
+    job_type_deleted = _dig(job.facets, "jobType", "_deleted") is True
     for field, label in (("jobType", "job_type"), ("integration", "integration")):
         value = _str(_dig(job.facets, "jobType", field))
         if value is not None:
             labels[label] = value
+        elif job_type_deleted:
+            labels[label] = ""
     # Labels are capped in the event model; a cut label beats a refused event.
     return {k: v[:_MAX_LABEL] for k, v in labels.items()}
 

@@ -153,3 +153,26 @@ def test_events_of_one_run_out_of_order_across_two_processes_make_one_run(
     assert task["parent_run"] == run["id"]
     assert pipelines(a) == pipelines(b)
     assert "feas/feas_ok_dag" not in pipelines(a)
+
+
+def labels_of(client: TestClient, resource: str) -> dict[str, str]:
+    labels: dict[str, str] = get(client, f"/api/pipelines/{resource}")["labels"]
+    return labels
+
+
+def test_a_facet_left_out_keeps_its_labels_and_a_deleted_one_empties_them(
+    client: TestClient,
+) -> None:
+    start, end, _, _, _ = recorded()
+    assert start["job"]["facets"]["ownership"]["owners"] == [{"name": "airflow"}]
+    del end["job"]["facets"]["ownership"]
+    send(client, start, end)
+    assert labels_of(client, TASK_A)["owners"] == "airflow"
+    assert labels_of(client, TASK_A)["job_type"] == "TASK"
+    later = copy.deepcopy(end)
+    later["eventType"] = "OTHER"
+    later["eventTime"] = "2026-11-23T19:30:00+00:00"
+    later["job"]["facets"] = {"ownership": {"_deleted": True}}
+    send(client, later)
+    labels = labels_of(client, TASK_A)
+    assert labels["owners"] == "" and labels["job_type"] == "TASK"
