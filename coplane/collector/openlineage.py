@@ -656,20 +656,34 @@ class _DbtNames:
 
 def _dbt_names(ev: _RunEvent) -> _DbtNames | None:
     """The names of a dbt-ol event's job and run: a node's when the `dbt_node` job facet
-    gives its unique_id, else the invocation's; None when it lacks the `dbt_run` run facet's
-    invocation_id or the project's name."""
+    gives its unique_id or, without it, its jobType or parent facet say it is a node, else
+    the invocation's; None when it lacks the `dbt_run` run facet's invocation_id or the
+    project's name."""
     facets = ev.run.facets
     invocation = _str(_dig(facets, "dbt_run", "invocation_id"))
     if invocation is None:
         return None
     unique_id = _str(_dig(ev.job.facets, "dbt_node", "unique_id"))
+    job_type = _str(_dig(ev.job.facets, "jobType", "jobType"))
+    parent_job = _str(_dig(facets, "parent", "job", "name"))
+    # A node's event (a model, snapshot or test job under the invocation) whether or not it
+    # has `dbt_node`, which dbt-ol releases before it (1.40 among them) do not send.
+    node = unique_id is not None or (
+        job_type in _DBT_NODE_SUFFIXES
+        if job_type is not None
+        else parent_job is not None and parent_job.startswith("dbt-run-")
+    )
     project = _str(_dig(facets, "dbt_run", "project_name"))
     if project is None:  # older dbt-ol: the invocation's job is `dbt-run-<project>`
-        job = _str(_dig(facets, "parent", "job", "name")) if unique_id else ev.job.name
+        job = parent_job if node else ev.job.name
         if job is not None and job.startswith("dbt-run-") and len(job) > len("dbt-run-"):
             project = job.removeprefix("dbt-run-")
     if project is None:
         return None
+    if node and unique_id is None:
+        unique_id = _dbt_node_id(ev.job.name, project, job_type)
+        if unique_id is None:
+            return None  # a node we cannot name as dbt does: an OpenLineage job like any
     pipeline = dbt_naming.pipeline_resource(project)
     invocation_key = dbt_naming.invocation_run_key(invocation)
     payload: dict[str, object] = {"invocation_id": invocation}
@@ -696,6 +710,37 @@ def _dbt_names(ev: _RunEvent) -> _DbtNames | None:
     payload["unique_id"] = unique_id
     name = unique_id.rsplit(".", 1)[-1]
     return _DbtNames(job_id, run_key, parent, name, pipeline, invocation_key, test, payload)
+
+
+# The suffixes dbt-ol puts after a node's `<database>.<schema>.<id>` in its job name, per
+# jobType (`dbt build` first, then `dbt run`/`snapshot`/`test`).
+_DBT_NODE_SUFFIXES: Final[dict[str, tuple[str, ...]]] = {
+    "MODEL": (".build.run", ""),
+    "SNAPSHOT": (".build.snapshot", ".snapshot"),
+    "TEST": (".build.test", ".test"),
+}
+
+
+def _dbt_node_id(job_name: str, project: str, job_type: str | None) -> str | None:
+    """A node's unique_id from the job name dbt-ol gives it when it sends no `dbt_node`:
+    `<database>.<schema>.<project>.<name><suffix>` for a model or snapshot and for a model's
+    tests (`...source.<project>.<source>.<table><suffix>` for a source's), the unique_id
+    itself for a singular test; None when the name is not of that shape."""
+    if job_name.startswith(f"test.{project}."):
+        return job_name
+    kind = "snapshot" if job_type == "SNAPSHOT" else "model"
+    suffixes = _DBT_NODE_SUFFIXES.get(job_type or "", ("",))
+    for suffix in (*suffixes, ""):
+        if suffix and not job_name.endswith(suffix):
+            continue
+        rest = job_name.removesuffix(suffix) if suffix else job_name
+        source = rest.find(f"source.{project}.")
+        if source == 0 or (source > 0 and rest[source - 1] == "."):
+            return rest[source:]
+        parts = rest.split(".")
+        if len(parts) >= 2 and parts[-2] == project and parts[-1]:
+            return f"{kind}.{project}.{parts[-1]}"
+    return None
 
 
 def _dbt_asset_id(ds: _Dataset, loc: list[str | int]) -> str:
