@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ from coplane.events.names import (
     RUN_CANCELLED,
     RUN_COMPLETED,
     RUN_FAILED,
+    RUN_RETRYING,
     RUN_RUNNING,
     RUN_STARTED,
     RUN_UPDATED,
@@ -335,6 +337,11 @@ def _translate_run(ev: _RunEvent, names: Mapping[str, RunName]) -> list[Event]:
     error = _error(run_facets)
     if error:
         payload["error"] = error
+    event_name = _EVENT_NAMES[event_type]
+    if event_type == "FAIL" and _airflow_will_retry(run_facets, airflow):
+        # as the plugin reports it: this try is over, Airflow runs the next as a new try
+        event_name = RUN_RETRYING
+        payload["will_retry"] = True
     for field, out in (("nominalStartTime", "nominal_start"), ("nominalEndTime", "nominal_end")):
         value = _str(_dig(run_facets, "nominalTime", field))
         if value is not None:
@@ -348,7 +355,7 @@ def _translate_run(ev: _RunEvent, names: Mapping[str, RunName]) -> list[Event]:
         Event(
             id=_event_id(key_base),
             occurred=ev.eventTime,
-            event=_EVENT_NAMES[event_type],
+            event=event_name,
             resource=Resource(id=job_id, name=job_name, kind=kind, labels=_job_labels(ev.job)),
             related=related,
             payload=payload,
@@ -587,7 +594,32 @@ def _error(run_facets: object) -> dict[str, str]:
         value = _str(_dig(run_facets, "errorMessage", field))
         if value is not None:
             error[key] = value
+    # Airflow's provider sends str(exception), which drops its class; the traceback's last
+    # line is `<Class>: <message>`, what the plugin reports and a reader needs.
+    message, trace = error.get("message"), error.get("stack_trace")
+    if message is not None and trace is not None:
+        last = next((line for line in reversed(trace.splitlines()) if line.strip()), "")
+        if last != message and last.endswith(f": {message}") and _EXCEPTION.match(last):
+            error["message"] = last
     return error
+
+
+_EXCEPTION: Final = re.compile(r"^[A-Za-z_][\w.]*: ")
+
+
+def _airflow_will_retry(run_facets: object, airflow: dict[str, object]) -> bool:
+    """Whether Airflow retries the task try this FAIL reports: its try_number is within the
+    task's `retries` (Airflow's `is_eligible_to_retry`, for a task instance never cleared)."""
+    retries = _dig(run_facets, "airflow", "task", "retries")
+    if isinstance(retries, str) and retries.isdigit():
+        retries = int(retries)
+    try_number = airflow.get("try_number")
+    return (
+        isinstance(retries, int)
+        and not isinstance(retries, bool)
+        and isinstance(try_number, int)
+        and 0 < try_number <= retries
+    )
 
 
 def _airflow(run_facets: object) -> dict[str, object]:

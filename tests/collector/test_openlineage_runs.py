@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from coplane.integrations.airflow.listener import task_event
 from tests.conftest import LiveServer
 
 SAMPLES = Path(__file__).resolve().parents[1] / "fixtures" / "airflow-3.3-openlineage-events.jsonl"
@@ -176,3 +178,60 @@ def test_a_facet_left_out_keeps_its_labels_and_a_deleted_one_empties_them(
     send(client, later)
     labels = labels_of(client, TASK_A)
     assert labels["owners"] == "" and labels["job_type"] == "TASK"
+
+
+TRACEBACK = (
+    "Traceback (most recent call last):\n"
+    '  File "/opt/airflow/dags/feas_ok_dag.py", line 12, in a\n'
+    '    raise RuntimeError("first try fails")\n'
+    "RuntimeError: first try fails\n"
+)
+
+
+def provider_fail(try_number: int, retries: int = 1) -> dict[str, Any]:
+    """Task a's FAIL as the provider sends it (`fail_task`): str(error), the traceback."""
+    event = copy.deepcopy(recorded()[1])
+    event["eventType"] = "FAIL"
+    event["eventTime"] = "2026-11-23T19:28:41.100000+00:00"
+    facets = event["run"]["facets"]
+    facets["airflow"]["task"]["retries"] = retries
+    facets["airflow"]["taskInstance"]["try_number"] = try_number
+    if try_number > 1:  # the provider gives each try a runId of its own
+        event["run"]["runId"] = "01a209e1-abfd-7f1a-879a-67fe2b5dcb0" + str(try_number)
+    facets["errorMessage"] = {
+        "message": "first try fails",
+        "programmingLanguage": "python",
+        "stackTrace": TRACEBACK,
+    }
+    return event
+
+
+def test_a_try_airflow_retries_stays_retrying_when_the_provider_reports_last(
+    client: TestClient,
+) -> None:
+    plugin = task_event(
+        "feas",
+        "run.failed",
+        dag_id="feas_ok_dag",
+        run_id=AIRFLOW_RUN_ID,
+        task_id="a",
+        try_number=1,
+        map_index=-1,
+        occurred=datetime(2026, 11, 23, 19, 28, 41, tzinfo=UTC),
+        labels={},
+        state="up_for_retry",
+        error="RuntimeError: first try fails",
+        will_retry=True,
+    )
+    assert client.post("/api/events", json=plugin).status_code == 202
+    send(client, provider_fail(try_number=1))  # 0.1 s after the plugin's report
+    [task] = runs_of(client, TASK_A)
+    assert task["state"] == "retrying"
+    assert task["error"] == "RuntimeError: first try fails"
+
+
+def test_the_last_try_fails(client: TestClient) -> None:
+    send(client, provider_fail(try_number=2))
+    [task] = runs_of(client, TASK_A)
+    assert task["state"] == "failed" and task["run_key"] == f"{AIRFLOW_RUN_ID}/a/2"
+    assert task["error"] == "RuntimeError: first try fails"
