@@ -454,7 +454,7 @@ def _check_events(
 
 def _translate_dataset_event(ev: _DatasetEvent) -> Event:
     """A DatasetEvent declares a dataset outside any run."""
-    ds_id = _resource_id(ev.dataset.namespace, ev.dataset.name, ["dataset"])
+    ds_id = _asset_id(ev.dataset, ["dataset"])
     return Event(
         id=_event_id(["dataset", _iso_utc(ev.eventTime), ev.dataset.namespace, ev.dataset.name]),
         occurred=ev.eventTime,
@@ -523,8 +523,16 @@ def _dataset_resource(ds: _Dataset, ds_id: str) -> Resource:
 
 
 def _asset_id(ds: _Dataset, loc: list[str | int]) -> str:
-    """A dataset's asset id: `<namespace>/<name>`."""
-    return _resource_id(ds.namespace, ds.name, loc)
+    """A dataset's asset id: the URI it names (as an Airflow asset's), else
+    `<namespace>/<name>` (`naming.dataset_asset_id`); refused when too long."""
+    asset = naming.dataset_asset_id(ds.namespace, ds.name)
+    if len(asset) > _MAX_ID:
+        raise EventDecodeError(
+            f"`namespace/name` is {len(asset)} characters, more than {_MAX_ID}",
+            [*loc, "name"],
+            unreadable=False,
+        )
+    return asset
 
 
 def _dataset_related(
