@@ -72,12 +72,20 @@ async def post_events(request: Request) -> dict[str, int]:
 async def translate_named(store: Store, parsed: Sequence[OpenLineageEvent]) -> list[Event]:
     """The events of `parsed`, each run named as its first event named it (in the store)."""
     claims, lookups = naming_claims(parsed)
+    cache = store.run_names
+    names = {r: n for r in (*claims, *lookups) if (n := cache.get(r)) is not None}
+    # only runs this process has not seen named yet cost a query (and the write lock)
+    claims = {r: c for r, c in claims.items() if r not in names}
+    lookups = {r for r in lookups if r not in names}
 
     def claim() -> dict[str, RunName]:
         with store.connect() as conn:
             return claim_run_names(conn, claims, lookups, datetime.now(UTC))
 
-    names = await run_in_threadpool(claim) if claims or lookups else {}
+    if claims or lookups:
+        stored = await run_in_threadpool(claim)
+        cache.remember(stored)
+        names |= stored
     return [e for p in parsed for e in translate_parsed(p, names)]
 
 

@@ -8,9 +8,11 @@ event that cannot name its run itself still lands on it, in any process of any r
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import islice
 
 from coplane.store.dialects import Conn
 
@@ -26,6 +28,30 @@ class RunName:
 
 
 _COLUMNS = ("run_id", "pipeline", "run_key", "name", "kind")
+MAX_CACHED = 50_000  # runs whose name this process remembers (a run's events come close)
+
+
+class RunNameCache:
+    """Names this process read from the table. A stored name never changes, so a runId
+    found here needs no query; the oldest are forgotten first past `size`."""
+
+    def __init__(self, size: int = MAX_CACHED) -> None:
+        self._size = size
+        self._names: dict[str, RunName] = {}
+        self._lock = threading.Lock()
+
+    def get(self, run_id: str) -> RunName | None:
+        """The stored name of `run_id`, if this process has read it."""
+        return self._names.get(run_id)
+
+    def remember(self, names: Mapping[str, RunName]) -> None:
+        """Keep names just read from the table."""
+        with self._lock:
+            self._names.update(names)
+            excess = len(self._names) - self._size
+            if excess > 0:
+                for run_id in list(islice(self._names, excess + self._size // 10)):
+                    del self._names[run_id]
 
 
 def claim_run_names(
