@@ -18,6 +18,7 @@ from coplane.collector.openlineage import (
     OpenLineageEvent,
     naming_claims,
     parse_openlineage,
+    renamed,
     translate_parsed,
 )
 from coplane.events.model import Event, EventDecodeError, check_no_nul, decode_events
@@ -69,8 +70,11 @@ async def post_events(request: Request) -> dict[str, int]:
     return {"accepted": result.accepted, "duplicates": result.duplicates}
 
 
-async def translate_named(store: Store, parsed: Sequence[OpenLineageEvent]) -> list[Event]:
-    """The events of `parsed`, each run named as its first event named it (in the store)."""
+async def translate_named(
+    store: Store, parsed: Sequence[OpenLineageEvent], translated: list[list[Event]]
+) -> list[Event]:
+    """The events of `parsed` (`translated`: each translated with no names), each run named
+    as its first event named it, in the store."""
     claims, lookups = naming_claims(parsed)
     cache = store.run_names
     names = {r: n for r in (*claims, *lookups) if (n := cache.get(r)) is not None}
@@ -86,7 +90,12 @@ async def translate_named(store: Store, parsed: Sequence[OpenLineageEvent]) -> l
         stored = await run_in_threadpool(claim)
         cache.remember(stored)
         names |= stored
-    return [e for p in parsed for e in translate_parsed(p, names)]
+    # most events name their run as it is stored: only the others are translated again
+    return [
+        e
+        for p, events in zip(parsed, translated, strict=True)
+        for e in (translate_parsed(p, names) if renamed(p, names) else events)
+    ]
 
 
 def decode_error(exc: EventDecodeError) -> ApiError:
@@ -108,12 +117,13 @@ async def post_openlineage(request: Request) -> dict[str, int]:
         if b"\\u0000" in body:
             check_no_nul(obj, [])
         parsed = parse_openlineage(obj)
+        events = translate_parsed(parsed, {})
     except EventDecodeError as exc:
         raise decode_error(
             EventDecodeError(exc.message, ["body", *exc.loc], unreadable=False)
         ) from None
     store = store_of(request)
-    result = await write(store, await translate_named(store, [parsed]))
+    result = await write(store, await translate_named(store, [parsed], [events]))
     return {"accepted": result.accepted, "duplicates": result.duplicates}
 
 
@@ -132,20 +142,23 @@ async def post_openlineage_batch(request: Request) -> JSONResponse:
             413, f"{len(items)} events in one request; the limit is {MAX_EVENTS}", ["body"]
         )
     parsed: list[OpenLineageEvent] = []
+    translated: list[list[Event]] = []
     failed: list[dict[str, Any]] = []
     has_nul = b"\\u0000" in body
     for index, item in enumerate(items):
         try:
             if has_nul:
                 check_no_nul(item, [])
-            parsed.append(parse_openlineage(item))
+            one = parse_openlineage(item)
+            translated.append(translate_parsed(one, {}))
+            parsed.append(one)
         except EventDecodeError as exc:
             where = ".".join(str(p) for p in exc.loc)
             reason = f"{where}: {exc.message}" if where else exc.message
             failed.append({"index": index, "reason": reason, "retriable": False})
     if parsed:
         store = store_of(request)
-        events = await translate_named(store, parsed)
+        events = await translate_named(store, parsed, translated)
         if events:
             await write(store, events)
     successful = len(items) - len(failed)

@@ -125,8 +125,12 @@ class _JobEvent(msgspec.Struct):
     outputs: list[_Dataset] | None = None
 
 
-# One validated OpenLineage event, as `parse_openlineage` gives it.
-OpenLineageEvent = _RunEvent | _DatasetEvent | _JobEvent
+@dataclass(frozen=True, slots=True)
+class OpenLineageEvent:
+    """One validated OpenLineage event; for a RunEvent, how its own facets name its run."""
+
+    event: _RunEvent | _DatasetEvent | _JobEvent
+    own: _OwnName | None = None
 
 
 def translate_openlineage(obj: object) -> list[Event]:
@@ -148,20 +152,15 @@ def parse_openlineage(obj: object) -> OpenLineageEvent:
     if "run" in obj:
         run_event = _convert(obj, _RunEvent)
         run_event.eventTime = check_occurred(run_event.eventTime, ["eventTime"])
-        # every id too long is refused now, before the event names its run in the store
-        asset_of = _dbt_asset_id if _own_name(run_event).dbt is not None else _asset_id
-        for side, datasets in (("inputs", run_event.inputs), ("outputs", run_event.outputs)):
-            for index, ds in enumerate(datasets or []):
-                asset_of(ds, [side, index])
-        return run_event
+        return OpenLineageEvent(run_event, _own_name(run_event))
     if "dataset" in obj:
         dataset_event = _convert(obj, _DatasetEvent)
         dataset_event.eventTime = check_occurred(dataset_event.eventTime, ["eventTime"])
-        return dataset_event
+        return OpenLineageEvent(dataset_event)
     if "job" in obj:
         job_event = _convert(obj, _JobEvent)
         job_event.eventTime = check_occurred(job_event.eventTime, ["eventTime"])
-        return job_event
+        return OpenLineageEvent(job_event)
     raise EventDecodeError(
         "not an OpenLineage event: a RunEvent needs `run` and `job`, a DatasetEvent `dataset`,"
         " a JobEvent `job`",
@@ -173,11 +172,27 @@ def parse_openlineage(obj: object) -> OpenLineageEvent:
 def translate_parsed(parsed: OpenLineageEvent, names: Mapping[str, RunName]) -> list[Event]:
     """The coplane events of a parsed OpenLineage event; a run whose runId is in `names`
     (and a parent run whose runId is) is named so, whatever this event's facets say."""
-    if isinstance(parsed, _RunEvent):
-        return _translate_run(parsed, names)
-    if isinstance(parsed, _DatasetEvent):
-        return [_translate_dataset_event(parsed)]
-    return [_translate_job_event(parsed)]
+    ev = parsed.event
+    if isinstance(ev, _RunEvent):
+        assert parsed.own is not None
+        return _translate_run(ev, parsed.own, names)
+    if isinstance(ev, _DatasetEvent):
+        return [_translate_dataset_event(ev)]
+    return [_translate_job_event(ev)]
+
+
+def renamed(parsed: OpenLineageEvent, names: Mapping[str, RunName]) -> bool:
+    """Whether `names` names this event's run, or its parent run, otherwise than the event
+    does itself (so that its translation with no names is not the one to store)."""
+    ev, own = parsed.event, parsed.own
+    if not isinstance(ev, _RunEvent) or own is None:
+        return False
+    name = names.get(str(ev.run.runId))
+    if name is not None and name != own.name:
+        return True
+    parent_run = _parent_run_id(ev.run.facets)
+    known = names.get(parent_run) if parent_run is not None else None
+    return known is not None and own.parent is not None and known != _as_name(own.parent)
 
 
 def naming_claims(parsed: Sequence[OpenLineageEvent]) -> tuple[dict[str, RunName], set[str]]:
@@ -198,10 +213,10 @@ def naming_claims(parsed: Sequence[OpenLineageEvent]) -> tuple[dict[str, RunName
         if held is None or rank < held[0]:
             ranked[run_id] = (rank, name)
 
-    for ev in parsed:
-        if not isinstance(ev, _RunEvent):
+    for item in parsed:
+        ev, own = item.event, item.own
+        if not isinstance(ev, _RunEvent) or own is None:
             continue
-        own = _own_name(ev)
         if own.test:
             continue  # a dbt test job is not a run: it names nothing
         claim(str(ev.run.runId), 0 if own.from_facets else 2, own.name)
@@ -254,14 +269,7 @@ def _own_name(ev: _RunEvent) -> _OwnName:
         job_id, run_key, parent, job_name = dbt.job_id, dbt.run_key, dbt.parent, dbt.name
         from_facets = True
     kind = KIND_TASK if parent is not None else KIND_PIPELINE
-    parent_name = None
-    if from_facets and parent is not None:
-        parent_key = next((r.id for r in parent if r.role == ROLE_PARENT_RUN), None)
-        if parent_key is not None:
-            pipeline = parent[0]
-            parent_name = RunName(
-                pipeline.id, parent_key, pipeline.name or pipeline.id, KIND_PIPELINE
-            )
+    parent_name = _as_name(parent) if from_facets and parent is not None else None
     return _OwnName(
         RunName(job_id, run_key, job_name, kind),
         from_facets,
@@ -271,6 +279,15 @@ def _own_name(ev: _RunEvent) -> _OwnName:
         airflow,
         dbt is not None and dbt.test,
     )
+
+
+def _as_name(parent: list[RelatedResource]) -> RunName | None:
+    """The parent run that `parent` and `parent_run` related resources name."""
+    key = next((r.id for r in parent if r.role == ROLE_PARENT_RUN), None)
+    if key is None:
+        return None
+    pipeline = parent[0]
+    return RunName(pipeline.id, key, pipeline.name or pipeline.id, pipeline.kind or KIND_PIPELINE)
 
 
 def _parent_run_id(run_facets: object) -> str | None:
@@ -284,12 +301,11 @@ def _parent_run_id(run_facets: object) -> str | None:
         return None
 
 
-def _translate_run(ev: _RunEvent, names: Mapping[str, RunName]) -> list[Event]:
+def _translate_run(ev: _RunEvent, own: _OwnName, names: Mapping[str, RunName]) -> list[Event]:
     """The run event, plus asset.updated for a COMPLETE's outputs and one event per check."""
     event_type = ev.eventType or "OTHER"
     run_facets = ev.run.facets
     source = _source(ev.producer)
-    own = _own_name(ev)
     # the name the run's first event gave it, whatever this one carries or omits
     name = names.get(str(ev.run.runId), own.name)
     job_id, run_id, job_name, kind = name.pipeline, name.run_key, name.name, name.kind
