@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 
 from coplane.collector.openlineage import translate_openlineage
 from coplane.events.model import Event, EventDecodeError, decode_events, encode_json
@@ -492,6 +493,17 @@ def test_overlong_resource_id_is_refused() -> None:
         translate_openlineage(run_event("START", name="x" * 1000))
 
     assert info.value.loc == ["job", "name"]
+
+
+def test_overlong_asset_id_is_refused_naming_the_dataset(client: TestClient) -> None:
+    with pytest.raises(EventDecodeError) as info:
+        translate_openlineage(run_event("START", outputs=[dataset("/" + "x" * 1000, "file")]))
+    assert info.value.loc == ["outputs", 0, "name"]
+    too_long = run_event("START", outputs=[dataset("/" + "x" * 1000, "file")])
+    r = client.post("/api/v1/lineage/batch", json=[too_long, run_event("START")])
+    assert r.json()["failed_events"][0]["index"] == 0
+    assert r.json()["failed_events"][0]["reason"].startswith("outputs.0.name:")
+    assert r.json()["summary"]["successful"] == 1
 
 
 def test_malformed_facets_are_ignored() -> None:
