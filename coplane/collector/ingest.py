@@ -3,19 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
 from coplane.collector.body import MAX_EVENTS, read_body
-from coplane.collector.openlineage import translate_openlineage
+from coplane.collector.openlineage import (
+    OpenLineageEvent,
+    naming_claims,
+    parse_openlineage,
+    renamed,
+    translate_parsed,
+)
 from coplane.events.model import Event, EventDecodeError, check_no_nul, decode_events
 from coplane.http.deps import store_of
 from coplane.http.errors import ApiError
 from coplane.store import Store
 from coplane.store.events import InsertResult
+from coplane.store.openlineage_runs import RunName, claim_run_names
 
 router = APIRouter()
 
@@ -55,6 +65,34 @@ async def post_events(request: Request) -> dict[str, int]:
     return {"accepted": result.accepted, "duplicates": result.duplicates}
 
 
+async def translate_named(
+    store: Store, parsed: Sequence[OpenLineageEvent], translated: list[list[Event]]
+) -> list[Event]:
+    """The events of `parsed` (`translated`: each translated with no names), each run named
+    as its first event named it, in the store."""
+    claims, lookups = naming_claims(parsed)
+    cache = store.run_names
+    names = {r: n for r in (*claims, *lookups) if (n := cache.get(r)) is not None}
+    # only runs this process has not seen named yet cost a query (and the write lock)
+    claims = {r: c for r, c in claims.items() if r not in names}
+    lookups = {r for r in lookups if r not in names}
+
+    def claim() -> dict[str, RunName]:
+        with store.connect() as conn:
+            return claim_run_names(conn, claims, lookups, datetime.now(UTC))
+
+    if claims or lookups:
+        stored = await run_in_threadpool(claim)
+        cache.remember(stored)
+        names |= stored
+    # most events name their run as it is stored: only the others are translated again
+    return [
+        e
+        for p, events in zip(parsed, translated, strict=True)
+        for e in (translate_parsed(p, names) if renamed(p, names) else events)
+    ]
+
+
 def decode_error(exc: EventDecodeError) -> ApiError:
     """400 for a body that is not JSON, 422 naming the field for one that is not valid events."""
     where = ".".join(str(p) for p in exc.loc[1:])
@@ -73,12 +111,14 @@ async def post_openlineage(request: Request) -> dict[str, int]:
     try:
         if b"\\u0000" in body:
             check_no_nul(obj, [])
-        events = translate_openlineage(obj)
+        parsed = parse_openlineage(obj)
+        events = translate_parsed(parsed, {})
     except EventDecodeError as exc:
         raise decode_error(
             EventDecodeError(exc.message, ["body", *exc.loc], unreadable=False)
         ) from None
-    result = await write(store_of(request), events)
+    store = store_of(request)
+    result = await write(store, await translate_named(store, [parsed], [events]))
     return {"accepted": result.accepted, "duplicates": result.duplicates}
 
 
@@ -96,20 +136,26 @@ async def post_openlineage_batch(request: Request) -> JSONResponse:
         raise ApiError(
             413, f"{len(items)} events in one request; the limit is {MAX_EVENTS}", ["body"]
         )
-    events: list[Event] = []
+    parsed: list[OpenLineageEvent] = []
+    translated: list[list[Event]] = []
     failed: list[dict[str, Any]] = []
     has_nul = b"\\u0000" in body
     for index, item in enumerate(items):
         try:
             if has_nul:
                 check_no_nul(item, [])
-            events.extend(translate_openlineage(item))
+            one = parse_openlineage(item)
+            translated.append(translate_parsed(one, {}))
+            parsed.append(one)
         except EventDecodeError as exc:
             where = ".".join(str(p) for p in exc.loc)
             reason = f"{where}: {exc.message}" if where else exc.message
             failed.append({"index": index, "reason": reason, "retriable": False})
-    if events:
-        await write(store_of(request), events)
+    if parsed:
+        store = store_of(request)
+        events = await translate_named(store, parsed, translated)
+        if events:
+            await write(store, events)
     successful = len(items) - len(failed)
     status = "success" if not failed else ("partial_success" if successful else "failure")
     return JSONResponse(

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Final, Literal, TypeVar
@@ -38,12 +39,14 @@ from coplane.events.names import (
     RUN_CANCELLED,
     RUN_COMPLETED,
     RUN_FAILED,
+    RUN_RETRYING,
     RUN_RUNNING,
     RUN_STARTED,
     RUN_UPDATED,
 )
 from coplane.integrations.airflow import naming
 from coplane.integrations.dbt import naming as dbt_naming
+from coplane.store.openlineage_runs import RunName
 
 # Fixed forever: changing it would give every already-stored OpenLineage event a new id, and
 # a producer's retry of an old event would then be stored twice.
@@ -122,8 +125,24 @@ class _JobEvent(msgspec.Struct):
     outputs: list[_Dataset] | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class OpenLineageEvent:
+    """One validated OpenLineage event; for a RunEvent, how its own facets name its run."""
+
+    event: _RunEvent | _DatasetEvent | _JobEvent
+    own: _OwnName | None = None
+
+
 def translate_openlineage(obj: object) -> list[Event]:
-    """Turn one JSON-decoded OpenLineage event into coplane events; raise EventDecodeError."""
+    """Turn one JSON-decoded OpenLineage event into coplane events; raise EventDecodeError.
+
+    The run is named from this event alone, as its first event names it; the ingest path
+    names it as stored (`naming_claims`, `translate_parsed`)."""
+    return translate_parsed(parse_openlineage(obj), {})
+
+
+def parse_openlineage(obj: object) -> OpenLineageEvent:
+    """Validate one JSON-decoded OpenLineage event; raise EventDecodeError naming the field."""
     if not isinstance(obj, dict):
         raise EventDecodeError(
             f"an OpenLineage event must be a JSON object, got {type(obj).__name__}",
@@ -133,21 +152,81 @@ def translate_openlineage(obj: object) -> list[Event]:
     if "run" in obj:
         run_event = _convert(obj, _RunEvent)
         run_event.eventTime = check_occurred(run_event.eventTime, ["eventTime"])
-        return _translate_run(run_event)
+        return OpenLineageEvent(run_event, _own_name(run_event))
     if "dataset" in obj:
         dataset_event = _convert(obj, _DatasetEvent)
         dataset_event.eventTime = check_occurred(dataset_event.eventTime, ["eventTime"])
-        return [_translate_dataset_event(dataset_event)]
+        return OpenLineageEvent(dataset_event)
     if "job" in obj:
         job_event = _convert(obj, _JobEvent)
         job_event.eventTime = check_occurred(job_event.eventTime, ["eventTime"])
-        return [_translate_job_event(job_event)]
+        return OpenLineageEvent(job_event)
     raise EventDecodeError(
         "not an OpenLineage event: a RunEvent needs `run` and `job`, a DatasetEvent `dataset`,"
         " a JobEvent `job`",
         [],
         unreadable=False,
     )
+
+
+def translate_parsed(parsed: OpenLineageEvent, names: Mapping[str, RunName]) -> list[Event]:
+    """The coplane events of a parsed OpenLineage event; a run whose runId is in `names`
+    (and a parent run whose runId is) is named so, whatever this event's facets say."""
+    ev = parsed.event
+    if isinstance(ev, _RunEvent):
+        assert parsed.own is not None
+        return _translate_run(ev, parsed.own, names)
+    if isinstance(ev, _DatasetEvent):
+        return [_translate_dataset_event(ev)]
+    return [_translate_job_event(ev)]
+
+
+def renamed(parsed: OpenLineageEvent, names: Mapping[str, RunName]) -> bool:
+    """Whether `names` names this event's run, or its parent run, otherwise than the event
+    does itself (so that its translation with no names is not the one to store)."""
+    ev, own = parsed.event, parsed.own
+    if not isinstance(ev, _RunEvent) or own is None:
+        return False
+    name = names.get(str(ev.run.runId))
+    if name is not None and name != own.name:
+        return True
+    parent_run = _parent_run_id(ev.run.facets)
+    known = names.get(parent_run) if parent_run is not None else None
+    return known is not None and own.parent is not None and known != _as_name(own.parent)
+
+
+def naming_claims(parsed: Sequence[OpenLineageEvent]) -> tuple[dict[str, RunName], set[str]]:
+    """The name these events would give each run they name, and the parent runs they only
+    refer to (to look up).
+
+    An event names its own run; an Airflow task or dbt node also names its parent run from
+    its own facets (dag_id and run_id, the invocation), so a DAG run's COMPLETE that names
+    nothing lands on its run even when it comes before the DAG run's START. Within a
+    batch, a run's own name from facets beats one its child gives, which beats the plain
+    `<namespace>/<name>`.
+    """
+    ranked: dict[str, tuple[int, RunName]] = {}
+    lookups: set[str] = set()
+
+    def claim(run_id: str, rank: int, name: RunName) -> None:
+        held = ranked.get(run_id)
+        if held is None or rank < held[0]:
+            ranked[run_id] = (rank, name)
+
+    for item in parsed:
+        ev, own = item.event, item.own
+        if not isinstance(ev, _RunEvent) or own is None:
+            continue
+        if own.test:
+            continue  # a dbt test job is not a run: it names nothing
+        claim(str(ev.run.runId), 0 if own.from_facets else 2, own.name)
+        parent_run = _parent_run_id(ev.run.facets)
+        if parent_run is not None:
+            if own.parent_name is not None:
+                claim(parent_run, 1, own.parent_name)
+            else:
+                lookups.add(parent_run)
+    return {run_id: name for run_id, (_, name) in ranked.items()}, lookups
 
 
 def _convert(obj: dict[object, object], kind: type[_T]) -> _T:
@@ -160,13 +239,92 @@ def _convert(obj: dict[object, object], kind: type[_T]) -> _T:
         raise EventDecodeError(err.message, err.loc[1:], unreadable=False) from None
 
 
-def _translate_run(ev: _RunEvent) -> list[Event]:
+@dataclass(frozen=True, slots=True)
+class _OwnName:
+    """How a run event names its run from its own facets."""
+
+    name: RunName
+    from_facets: bool  # named from Airflow's or dbt-ol's facets, not `<namespace>/<name>`
+    parent: list[RelatedResource] | None
+    parent_name: RunName | None  # the parent run, named from the same facets
+    dbt: _DbtNames | None
+    airflow: dict[str, object]
+    test: bool  # a dbt test job: only its assertions are reported
+
+
+def _own_name(ev: _RunEvent) -> _OwnName:
+    """The run's name from this event alone; raise EventDecodeError when it is too long."""
+    job_id = _resource_id(ev.job.namespace, ev.job.name, ["job"])
+    run_key = str(ev.run.runId)
+    job_name = ev.job.name
+    parent = _parent(ev.run.facets, ev.job)
+    airflow = _airflow(ev.run.facets)
+    from_facets = False
+    named = _airflow_names(ev.job.namespace, airflow)
+    if named is not None:  # named as the Airflow plugin and poller name it: one run, merged
+        job_id, run_key, parent = named
+        from_facets = True
+    dbt = _dbt_names(ev) if _source(ev.producer) == dbt_naming.SOURCE else None
+    if dbt is not None:  # named as `coplane dbt ingest` names it: one run, merged
+        job_id, run_key, parent, job_name = dbt.job_id, dbt.run_key, dbt.parent, dbt.name
+        from_facets = True
+    kind = KIND_TASK if parent is not None else KIND_PIPELINE
+    parent_name = _as_name(parent) if from_facets and parent is not None else None
+    return _OwnName(
+        RunName(job_id, run_key, job_name, kind),
+        from_facets,
+        parent,
+        parent_name,
+        dbt,
+        airflow,
+        dbt is not None and dbt.test,
+    )
+
+
+def _as_name(parent: list[RelatedResource]) -> RunName | None:
+    """The parent run that `parent` and `parent_run` related resources name."""
+    key = next((r.id for r in parent if r.role == ROLE_PARENT_RUN), None)
+    if key is None:
+        return None
+    pipeline = parent[0]
+    return RunName(pipeline.id, key, pipeline.name or pipeline.id, pipeline.kind or KIND_PIPELINE)
+
+
+def _parent_run_id(run_facets: object) -> str | None:
+    """The runId the `parent` facet names, normalised like a runId, if it is one."""
+    parent_run = _str(_dig(run_facets, "parent", "run", "runId"))
+    if parent_run is None:
+        return None
+    try:
+        return str(uuid.UUID(parent_run))
+    except ValueError:
+        return None
+
+
+def _translate_run(ev: _RunEvent, own: _OwnName, names: Mapping[str, RunName]) -> list[Event]:
     """The run event, plus asset.updated for a COMPLETE's outputs and one event per check."""
     event_type = ev.eventType or "OTHER"
-    job_id = _resource_id(ev.job.namespace, ev.job.name, ["job"])
-    run_id = str(ev.run.runId)
     run_facets = ev.run.facets
     source = _source(ev.producer)
+    # the name the run's first event gave it, whatever this one carries or omits
+    name = names.get(str(ev.run.runId), own.name)
+    job_id, run_id, job_name, kind = name.pipeline, name.run_key, name.name, name.kind
+    parent = own.parent
+    parent_run = _parent_run_id(run_facets)
+    known_parent = names.get(parent_run) if parent_run is not None else None
+    if known_parent is not None and parent is not None:
+        parent = [
+            RelatedResource(
+                role=ROLE_PARENT,
+                id=known_parent.pipeline,
+                kind=known_parent.kind,
+                name=known_parent.name,
+            ),
+            RelatedResource(role=ROLE_PARENT_RUN, id=known_parent.run_key),
+        ]
+    airflow = own.airflow
+    dbt = own.dbt
+    asset_of: _AssetOf = _dbt_asset_id if dbt is not None else _asset_id
     inputs = ev.inputs or []
     outputs = ev.outputs or []
     key_base: list[str] = [
@@ -178,18 +336,6 @@ def _translate_run(ev: _RunEvent) -> list[Event]:
         ev.job.name,
     ]
 
-    parent = _parent(run_facets, ev.job)
-    airflow = _airflow(run_facets)
-    named = _airflow_names(ev.job.namespace, airflow)
-    if named is not None:  # named as the Airflow plugin and poller name it: one run, merged
-        job_id, run_id, parent = named
-    dbt = _dbt_names(ev) if source == dbt_naming.SOURCE else None
-    asset_of: _AssetOf = _asset_id
-    job_name = ev.job.name
-    if dbt is not None:  # named as `coplane dbt ingest` names it: one run, merged
-        job_id, run_id, parent, job_name = dbt.job_id, dbt.run_key, dbt.parent, dbt.name
-        asset_of = _dbt_asset_id
-    kind = KIND_TASK if parent is not None else KIND_PIPELINE
     if dbt is not None and dbt.test:
         # dbt-ol reports a model's tests as a job of their own; `coplane dbt ingest` makes
         # them checks of the invocation, not runs, so only the checks are kept
@@ -207,6 +353,11 @@ def _translate_run(ev: _RunEvent) -> list[Event]:
     error = _error(run_facets)
     if error:
         payload["error"] = error
+    event_name = _EVENT_NAMES[event_type]
+    if event_type == "FAIL" and _airflow_will_retry(run_facets, airflow):
+        # as the plugin reports it: this try is over, Airflow runs the next as a new try
+        event_name = RUN_RETRYING
+        payload["will_retry"] = True
     for field, out in (("nominalStartTime", "nominal_start"), ("nominalEndTime", "nominal_end")):
         value = _str(_dig(run_facets, "nominalTime", field))
         if value is not None:
@@ -220,7 +371,7 @@ def _translate_run(ev: _RunEvent) -> list[Event]:
         Event(
             id=_event_id(key_base),
             occurred=ev.eventTime,
-            event=_EVENT_NAMES[event_type],
+            event=event_name,
             resource=Resource(id=job_id, name=job_name, kind=kind, labels=_job_labels(ev.job)),
             related=related,
             payload=payload,
@@ -319,7 +470,7 @@ def _check_events(
 
 def _translate_dataset_event(ev: _DatasetEvent) -> Event:
     """A DatasetEvent declares a dataset outside any run."""
-    ds_id = _resource_id(ev.dataset.namespace, ev.dataset.name, ["dataset"])
+    ds_id = _asset_id(ev.dataset, ["dataset"])
     return Event(
         id=_event_id(["dataset", _iso_utc(ev.eventTime), ev.dataset.namespace, ev.dataset.name]),
         occurred=ev.eventTime,
@@ -388,8 +539,16 @@ def _dataset_resource(ds: _Dataset, ds_id: str) -> Resource:
 
 
 def _asset_id(ds: _Dataset, loc: list[str | int]) -> str:
-    """A dataset's asset id: `<namespace>/<name>`."""
-    return _resource_id(ds.namespace, ds.name, loc)
+    """A dataset's asset id: the URI it names (as an Airflow asset's), else
+    `<namespace>/<name>` (`naming.dataset_asset_id`); refused when too long."""
+    asset = naming.dataset_asset_id(ds.namespace, ds.name)
+    if len(asset) > _MAX_ID:
+        raise EventDecodeError(
+            f"`namespace/name` is {len(asset)} characters, more than {_MAX_ID}",
+            [*loc, "name"],
+            unreadable=False,
+        )
+    return asset
 
 
 def _dataset_related(
@@ -409,15 +568,22 @@ def _dataset_related(
 def _job_labels(job: _Job) -> dict[str, str]:
     """namespace, plus owners, job_type and integration when the job facets give them."""
     labels = {"namespace": job.namespace}
+    # A facet left out is unchanged (labels merge key by key); a facet `_deleted` is removed
+    # (https://openlineage.io/docs/spec/facets/), so its labels are emptied.
+    if _dig(job.facets, "ownership", "_deleted") is True:
+        labels["owners"] = ""
     owners = _dig(job.facets, "ownership", "owners")
     if isinstance(owners, list):
         names = [n for n in (_str(_dig(owner, "name")) for owner in owners) if n is not None]
         if names:
             labels["owners"] = ",".join(names)
+    job_type_deleted = _dig(job.facets, "jobType", "_deleted") is True
     for field, label in (("jobType", "job_type"), ("integration", "integration")):
         value = _str(_dig(job.facets, "jobType", field))
         if value is not None:
             labels[label] = value
+        elif job_type_deleted:
+            labels[label] = ""
     # Labels are capped in the event model; a cut label beats a refused event.
     return {k: v[:_MAX_LABEL] for k, v in labels.items()}
 
@@ -452,7 +618,32 @@ def _error(run_facets: object) -> dict[str, str]:
         value = _str(_dig(run_facets, "errorMessage", field))
         if value is not None:
             error[key] = value
+    # Airflow's provider sends str(exception), which drops its class; the traceback's last
+    # line is `<Class>: <message>`, what the plugin reports and a reader needs.
+    message, trace = error.get("message"), error.get("stack_trace")
+    if message is not None and trace is not None:
+        last = next((line for line in reversed(trace.splitlines()) if line.strip()), "")
+        if last != message and last.endswith(f": {message}") and _EXCEPTION.match(last):
+            error["message"] = last
     return error
+
+
+_EXCEPTION: Final = re.compile(r"^[A-Za-z_][\w.]*: ")
+
+
+def _airflow_will_retry(run_facets: object, airflow: dict[str, object]) -> bool:
+    """Whether Airflow retries the task try this FAIL reports: its try_number is within the
+    task's `retries` (Airflow's `is_eligible_to_retry`, for a task instance never cleared)."""
+    retries = _dig(run_facets, "airflow", "task", "retries")
+    if isinstance(retries, str) and retries.isdigit():
+        retries = int(retries)
+    try_number = airflow.get("try_number")
+    return (
+        isinstance(retries, int)
+        and not isinstance(retries, bool)
+        and isinstance(try_number, int)
+        and 0 < try_number <= retries
+    )
 
 
 def _airflow(run_facets: object) -> dict[str, object]:
@@ -521,20 +712,34 @@ class _DbtNames:
 
 def _dbt_names(ev: _RunEvent) -> _DbtNames | None:
     """The names of a dbt-ol event's job and run: a node's when the `dbt_node` job facet
-    gives its unique_id, else the invocation's; None when it lacks the `dbt_run` run facet's
-    invocation_id or the project's name."""
+    gives its unique_id or, without it, its jobType or parent facet say it is a node, else
+    the invocation's; None when it lacks the `dbt_run` run facet's invocation_id or the
+    project's name."""
     facets = ev.run.facets
     invocation = _str(_dig(facets, "dbt_run", "invocation_id"))
     if invocation is None:
         return None
     unique_id = _str(_dig(ev.job.facets, "dbt_node", "unique_id"))
+    job_type = _str(_dig(ev.job.facets, "jobType", "jobType"))
+    parent_job = _str(_dig(facets, "parent", "job", "name"))
+    # A node's event (a model, snapshot or test job under the invocation) whether or not it
+    # has `dbt_node`, which dbt-ol releases before it (1.40 among them) do not send.
+    node = unique_id is not None or (
+        job_type in _DBT_NODE_SUFFIXES
+        if job_type is not None
+        else parent_job is not None and parent_job.startswith("dbt-run-")
+    )
     project = _str(_dig(facets, "dbt_run", "project_name"))
     if project is None:  # older dbt-ol: the invocation's job is `dbt-run-<project>`
-        job = _str(_dig(facets, "parent", "job", "name")) if unique_id else ev.job.name
+        job = parent_job if node else ev.job.name
         if job is not None and job.startswith("dbt-run-") and len(job) > len("dbt-run-"):
             project = job.removeprefix("dbt-run-")
     if project is None:
         return None
+    if node and unique_id is None:
+        unique_id = _dbt_node_id(ev.job.name, project, job_type)
+        if unique_id is None:
+            return None  # a node we cannot name as dbt does: an OpenLineage job like any
     pipeline = dbt_naming.pipeline_resource(project)
     invocation_key = dbt_naming.invocation_run_key(invocation)
     payload: dict[str, object] = {"invocation_id": invocation}
@@ -561,6 +766,37 @@ def _dbt_names(ev: _RunEvent) -> _DbtNames | None:
     payload["unique_id"] = unique_id
     name = unique_id.rsplit(".", 1)[-1]
     return _DbtNames(job_id, run_key, parent, name, pipeline, invocation_key, test, payload)
+
+
+# The suffixes dbt-ol puts after a node's `<database>.<schema>.<id>` in its job name, per
+# jobType (`dbt build` first, then `dbt run`/`snapshot`/`test`).
+_DBT_NODE_SUFFIXES: Final[dict[str, tuple[str, ...]]] = {
+    "MODEL": (".build.run", ""),
+    "SNAPSHOT": (".build.snapshot", ".snapshot"),
+    "TEST": (".build.test", ".test"),
+}
+
+
+def _dbt_node_id(job_name: str, project: str, job_type: str | None) -> str | None:
+    """A node's unique_id from the job name dbt-ol gives it when it sends no `dbt_node`:
+    `<database>.<schema>.<project>.<name><suffix>` for a model or snapshot and for a model's
+    tests (`...source.<project>.<source>.<table><suffix>` for a source's), the unique_id
+    itself for a singular test; None when the name is not of that shape."""
+    if job_name.startswith(f"test.{project}."):
+        return job_name
+    kind = "snapshot" if job_type == "SNAPSHOT" else "model"
+    suffixes = _DBT_NODE_SUFFIXES.get(job_type or "", ("",))
+    for suffix in (*suffixes, ""):
+        if suffix and not job_name.endswith(suffix):
+            continue
+        rest = job_name.removesuffix(suffix) if suffix else job_name
+        source = rest.find(f"source.{project}.")
+        if source == 0 or (source > 0 and rest[source - 1] == "."):
+            return rest[source:]
+        parts = rest.split(".")
+        if len(parts) >= 2 and parts[-2] == project and parts[-1]:
+            return f"{kind}.{project}.{parts[-1]}"
+    return None
 
 
 def _dbt_asset_id(ds: _Dataset, loc: list[str | int]) -> str:

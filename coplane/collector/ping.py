@@ -3,9 +3,10 @@
 A ping is an ordinary run event on the pipeline `cron.<slug>` (labels {"source": "cron"}),
 written through the same writer as `POST /api/events`: a start ping is `run.started`, a
 success `run.completed`, a fail or nonzero exit code `run.failed`. The run key is the `rid`
-when one is given; a start without one gets a fresh key, and an end without one finishes
-the run of the latest start without one if that run is still running (else it is a run of
-its own). Heartbeat SLAs read these events back (`coplane.store.sla_facts.read_pings`).
+when one is given; a start without one gets a fresh key, and an end without one (or a fail
+whose rid no start had) finishes the run of the latest start if that run is still running
+(else it is a run of its own), as Healthchecks.io closes its one open start. Heartbeat SLAs
+read these events back (`coplane.store.sla_facts.read_pings`).
 
 The same pings also come as `/ping/{ping_key}/{slug}...`, carrying the monitor's ping key in
 the URL for jobs that cannot send an Authorization header: a `pingkey` path convertor tells
@@ -33,7 +34,7 @@ from coplane.http.deps import store_of
 from coplane.http.errors import ApiError
 from coplane.store import Store
 from coplane.store.ping_keys import PING_KEY_PATTERN, PING_KEY_PREFIX, PingKey, check_ping_key
-from coplane.store.pings import is_monitor, open_plain_start
+from coplane.store.pings import has_run, is_monitor, open_start
 
 router = APIRouter()
 
@@ -145,13 +146,17 @@ def run_key_for(
     with store.connect() as conn:
         if not create and not is_monitor(conn, slug, pipeline_of(slug)):
             return None
-        if rid is not None:
+        if kind == "start":
+            return rid or str(uuid.uuid4())
+        # An end finishes its rid's run; else (no rid, or for a fail a rid no start had) the
+        # latest start if still open, as Healthchecks closes its one open start: left open,
+        # that start would raise a "has not ended" incident of its own.
+        if rid is not None and (kind != "fail" or has_run(conn, pipeline_of(slug), rid)):
             return rid
-        if kind != "start":
-            key = open_plain_start(conn, pipeline_of(slug), RECENT_STARTS)
-            if key is not None:
-                return key
-    return str(uuid.uuid4())
+        key = open_start(conn, pipeline_of(slug), RECENT_STARTS)
+        if key is not None:
+            return key
+    return rid or str(uuid.uuid4())
 
 
 def ping_event(
@@ -190,8 +195,17 @@ def ping_event(
     )
 
 
+# On every ping answer, as Healthchecks sends them: scripts in a browser may ping, and no
+# cache between the job and coplane may answer a ping in coplane's place.
+PING_HEADERS = {"Access-Control-Allow-Origin": "*", "Cache-Control": "no-cache"}
+
+
+def _answer(text: str, status_code: int = 200) -> PlainTextResponse:
+    return PlainTextResponse(text, status_code=status_code, headers=PING_HEADERS)
+
+
 def _not_found() -> PlainTextResponse:
-    return PlainTextResponse("not found", status_code=404)
+    return _answer("not found", 404)
 
 
 async def handle_ping(
@@ -225,7 +239,7 @@ async def handle_ping(
         remote_addr=request.client.host if request.client else None,
     )
     await write(store, [event])
-    return PlainTextResponse("OK")
+    return _answer("OK")
 
 
 async def handle_exit_code(

@@ -98,6 +98,20 @@ class RunRow:
             self.source = other.source
 
 
+def merge_labels(older: dict[str, str], newer: dict[str, str]) -> dict[str, str]:
+    """Labels key by key: the newer write's value wins, a key it leaves out is kept.
+
+    Labels often come from facets (OpenLineage's `ownership`), and a facet an event leaves
+    out is unchanged, not removed (https://openlineage.io/docs/spec/facets/): a COMPLETE
+    without `ownership` must not drop the owners its START gave.
+    """
+    if not older or older == newer:
+        return newer
+    if not newer:
+        return older
+    return {**older, **newer}
+
+
 @dataclass(slots=True)
 class ResourceRow:
     """A pipeline, task or asset as last described; `parent` is a task's pipeline."""
@@ -116,11 +130,12 @@ class ResourceRow:
                            self.first_seen, self.last_seen)  # fmt: skip
 
     def merge(self, other: ResourceRow) -> None:
+        """Fold `other` in by the rules the store's upsert applies (store/derived.py)."""
         self.first_seen = min(self.first_seen, other.first_seen)
         newer, older = (other, self) if other.last_seen >= self.last_seen else (self, other)
         self.kind = newer.kind or older.kind
         self.name = newer.name or older.name
-        self.labels = newer.labels or older.labels
+        self.labels = merge_labels(older.labels, newer.labels)
         self.parent = newer.parent or older.parent
         self.source = newer.source if newer.source != "unknown" else older.source
         self.last_seen = newer.last_seen

@@ -8,7 +8,8 @@ Semantics, after Healthchecks.io:
 - a fail ping, when it is the latest success/fail ping, breaches at once (key per fail time)
   until a success ping follows;
 - a start ping without a matching end (success or fail with the same rid; without a rid, any
-  end at or after it, and only the latest rid-less start counts) breaches from start +
+  end at or after it, and only the latest rid-less start counts; the latest start of all is
+  also ended by an end without rid, or a fail with a rid no start had) breaches from start +
   `max_runtime` (or + `grace` when no max_runtime is set, as Healthchecks.io does); a late end
   resolves it; starts older than schedule.MAX_LOOKBACK are not judged;
 - start pings do not count as pings for the schedule.
@@ -37,13 +38,25 @@ def _open_starts(pings: list[PingFact], now: datetime) -> list[PingFact]:
     ends = [p for p in pings if p.kind != "start"]
     starts = [p for p in pings if p.kind == "start" and p.at > now - schedule.MAX_LOOKBACK]
     latest_plain = max((p.at for p in starts if p.rid is None), default=None)
+    latest = max((p.at for p in starts), default=None)
+    start_rids = {p.rid for p in pings if p.kind == "start" and p.rid is not None}
+
+    def ends_latest(end: PingFact) -> bool:
+        # as the collector pairs them (collector/ping.py): an end without rid, or a fail
+        # whose rid no start had, finishes the latest start
+        return end.rid is None or (end.kind == "fail" and end.rid not in start_rids)
+
     result: list[PingFact] = []
     for start in starts:
         if start.rid is None:
             if start.at != latest_plain or any(e.at >= start.at for e in ends):
                 continue
-        elif any(e.rid == start.rid and e.at >= start.at for e in ends):
-            continue
+        else:
+            own_end = any(e.rid == start.rid and e.at >= start.at for e in ends)
+            if own_end or (
+                start.at == latest and any(e.at >= start.at and ends_latest(e) for e in ends)
+            ):
+                continue
         result.append(start)
     return result
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from coplane.store.dialects import Conn, Database
 from coplane.store.errors import Conflict, DatabaseUnavailable, NotFound, StoreError
 from coplane.store.known import KnownRows
 from coplane.store.migrate import upgrade_schema
+from coplane.store.openlineage_runs import RunNameCache
 from coplane.store.partitions import PartitionManager, events_layout
 from coplane.store.writer import EventWriter
 
@@ -32,6 +33,7 @@ class Store:
     layout: str  # 'partitioned', 'hypertable' or 'table'
     partitions: PartitionManager | None
     writer: EventWriter
+    run_names: RunNameCache = field(default_factory=RunNameCache)  # OpenLineage runs' names
 
     @property
     def dialect(self) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 from coplane.events.derive import AssetRow, CheckRow, Derived, EdgeRow, ResourceRow, RunRow
 from coplane.events.model import encode_json
 from coplane.events.names import TERMINAL_RANK
-from coplane.store.dialects import Conn, greatest, least
+from coplane.store.dialects import Conn, greatest, json_merge, least
 
 # (column, PostgreSQL type) of each table, in the order rows are given
 RUN_COLUMNS = (
@@ -124,18 +124,20 @@ def upsert_runs(conn: Conn, d: Derived) -> None:
 
 
 def upsert_resources(conn: Conn, d: Derived) -> None:
-    """Merge resources: the latest description wins, first/last seen widen."""
+    """Merge resources: the latest description wins (labels key by key), first/last seen
+    widen."""
     newer = "excluded.last_seen >= resources.last_seen"
     latest = ", ".join(
         f"{col} = CASE WHEN {newer} THEN COALESCE(excluded.{col}, resources.{col}) "
         f"ELSE COALESCE(resources.{col}, excluded.{col}) END"
         for col in ("kind", "name", "parent")
     )
-    empty = "'{}'::jsonb" if conn.dialect == "postgresql" else "'{}'"
+    # labels key by key, the newer write's winning: `merge_labels` of events/derive.py
+    newer_labels = json_merge("resources.labels", "excluded.labels", conn.dialect)
+    older_labels = json_merge("excluded.labels", "resources.labels", conn.dialect)
     conflict = (
         f"ON CONFLICT (id) DO UPDATE SET {latest}, "
-        f"labels = CASE WHEN {newer} AND excluded.labels <> {empty} THEN excluded.labels "
-        "ELSE resources.labels END, "
+        f"labels = CASE WHEN {newer} THEN {newer_labels} ELSE {older_labels} END, "
         "source = CASE WHEN resources.source = 'unknown' OR "
         f"({newer} AND excluded.source <> 'unknown') THEN excluded.source "
         "ELSE resources.source END, "

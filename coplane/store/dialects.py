@@ -68,6 +68,14 @@ def greatest(a: str, b: str, dialect: DialectName) -> str:
     return f"COALESCE(MAX({a}, {b}), {a}, {b})"
 
 
+def json_merge(base: str, top: str, dialect: DialectName) -> str:
+    """SQL for two flat JSON objects merged, `top`'s value winning for a key in both."""
+    if dialect == "postgresql":
+        return f"({base} || {top})"
+    # RFC 7396 merge; labels are strings, never null, so no key is removed
+    return f"json_patch({base}, {top})"
+
+
 # --- SQLite -----------------------------------------------------------------------------
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 
 from coplane.collector.openlineage import translate_openlineage
 from coplane.events.model import Event, EventDecodeError, decode_events, encode_json
@@ -494,6 +495,17 @@ def test_overlong_resource_id_is_refused() -> None:
     assert info.value.loc == ["job", "name"]
 
 
+def test_overlong_asset_id_is_refused_naming_the_dataset(client: TestClient) -> None:
+    with pytest.raises(EventDecodeError) as info:
+        translate_openlineage(run_event("START", outputs=[dataset("/" + "x" * 1000, "file")]))
+    assert info.value.loc == ["outputs", 0, "name"]
+    too_long = run_event("START", outputs=[dataset("/" + "x" * 1000, "file")])
+    r = client.post("/api/v1/lineage/batch", json=[too_long, run_event("START")])
+    assert r.json()["failed_events"][0]["index"] == 0
+    assert r.json()["failed_events"][0]["reason"].startswith("outputs.0.name:")
+    assert r.json()["summary"]["successful"] == 1
+
+
 def test_malformed_facets_are_ignored() -> None:
     run_facets = {
         "parent": "x",
@@ -654,3 +666,51 @@ def test_non_dbt_producers_keep_openlineage_names_with_dbt_like_facets() -> None
     dbt = "https://github.com/OpenLineage/OpenLineage/tree/1.54.0/integration/dbt"
     [plain] = translate_openlineage(run_event("START", producer=dbt))
     assert plain.resource.id == "warehouse/nightly"
+
+
+def as_sent_without_dbt_node(sample: dict[str, Any], project_name: bool) -> dict[str, Any]:
+    """A recorded dbt-ol 1.54 event as dbt-ol releases without the `dbt_node` job facet
+    (1.40 among them) send it: the same job names, jobType and parent facet, no `dbt_node`;
+    `project_name` left out of `dbt_run` too for releases that did not send it. Written from
+    the recording and those releases' event schema, since they do not run here."""
+    event: dict[str, Any] = json.loads(json.dumps(sample))
+    event["job"]["facets"].pop("dbt_node", None)
+    if not project_name:
+        event["run"]["facets"]["dbt_run"].pop("project_name", None)
+    return event
+
+
+@pytest.mark.parametrize("project_name", [True, False])
+def test_dbt_ol_without_the_dbt_node_facet_gives_the_same_events(project_name: bool) -> None:
+    samples = load_dbt_samples()
+    old = [as_sent_without_dbt_node(s, project_name) for s in samples]
+    assert "dbt_node" not in json.dumps(old)
+    # runs, child runs, checks and lineage alike: test jobs only checks, models tasks
+    assert [translate_openlineage(s) for s in old] == [translate_openlineage(s) for s in samples]
+
+
+@pytest.mark.parametrize(
+    ("job_name", "job_type", "resource"),
+    [
+        ("dev.main.shop.orders", "MODEL", "dbt.shop.model.shop.orders"),  # `dbt run`
+        ("dev.snaps.shop.orders_snap.snapshot", "SNAPSHOT", "dbt.shop.snapshot.shop.orders_snap"),
+        ("dev.main.shop.test", "MODEL", "dbt.shop.model.shop.test"),  # a model called `test`
+        ("dev.shop.shop.orders.build.run", "MODEL", "dbt.shop.model.shop.orders"),
+        # a name of another shape is kept as OpenLineage names it, under the invocation's job
+        ("orders", "MODEL", "dev/orders"),
+    ],
+)
+def test_dbt_ol_node_names_without_dbt_node(job_name: str, job_type: str, resource: str) -> None:
+    sample = as_sent_without_dbt_node(load_dbt_samples()[1], project_name=True)
+    sample["job"]["name"] = job_name
+    sample["job"]["facets"]["jobType"]["jobType"] = job_type
+    main = translate_openlineage(sample)[0]
+    assert main.resource.id == resource and main.resource.kind == "task"
+
+
+def test_dbt_ol_source_tests_without_dbt_node_are_checks_of_the_source() -> None:
+    sample = as_sent_without_dbt_node(load_dbt_samples()[4], project_name=True)
+    sample["job"]["name"] = "dev.landing.source.shop.landing.customers.build.test"
+    checks = translate_openlineage(sample)
+    assert checks and {e.event for e in checks} <= {"check.passed", "check.failed"}
+    assert {e.payload.get("model") for e in checks} == {"source.shop.landing.customers"}

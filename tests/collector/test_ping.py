@@ -104,12 +104,44 @@ def test_rid_pairs_start_and_end(client: TestClient) -> None:
     assert set(by_key) == {a, b}
     assert by_key[a]["state"] == "failed" and by_key[b]["state"] == "completed"
     assert [p["rid"] for p in ping_payloads(client)] == [a, b, a, b]
-    # an end without rid does not finish a start that had one
+    # an end without rid finishes the newest start, whatever its rid (as Healthchecks does)
     c = str(uuid.uuid4())
     ok(ping(client, f"{SLUG}/start?rid={c}"))
     ok(ping(client, SLUG))
     states = {r["run_key"]: r["state"] for r in runs(client)}
-    assert states[c] == "running" and len(states) == 4
+    assert states[c] == "completed" and len(states) == 3
+
+
+def test_a_fail_with_another_rid_ends_the_open_start(client: TestClient) -> None:
+    started, other = str(uuid.uuid4()), str(uuid.uuid4())
+    ok(ping(client, f"{SLUG}/start?create=1&rid={started}"))
+    ok(ping(client, f"{SLUG}/fail?rid={other}"))  # a wrapper that lost the start's rid
+    [run] = runs(client)
+    assert run["run_key"] == started and run["state"] == "failed"
+    assert [p["rid"] for p in ping_payloads(client)] == [started, other]
+
+
+def test_a_success_without_rid_ends_the_start_so_no_incident_follows(
+    client: TestClient, store: Store
+) -> None:
+    r = client.post("/api/slas", json={"name": "backup", "kind": "heartbeat", "target": SLUG,
+                                       "period": "1h", "max_runtime": "10m"})  # fmt: skip
+    assert r.status_code == 201, r.text
+    ok(ping(client, f"{SLUG}/start?rid={uuid.uuid4()}"))
+    ok(ping(client, SLUG))
+    [run] = runs(client)
+    assert run["state"] == "completed"
+    with store.connect() as conn:
+        stored = read_sla(conn, "backup")
+        later = datetime.now(UTC) + timedelta(minutes=30)  # past max_runtime, within period
+        facts = read_facts(conn, stored.sla, later, stored.created)
+    assert evaluate(stored.sla, facts, later).status == "ok"
+
+
+def test_ping_answers_allow_browsers_and_are_not_cached(client: TestClient) -> None:
+    for response in (ping(client, f"{SLUG}?create=1"), ping(client, "no-such-slug")):
+        assert response.headers["access-control-allow-origin"] == "*"
+        assert response.headers["cache-control"] == "no-cache"
 
 
 def test_body_is_kept_as_the_log_and_truncated_to_its_tail(client: TestClient) -> None:

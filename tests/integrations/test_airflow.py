@@ -51,6 +51,8 @@ INSTANCE = "test"  # from [openlineage] namespace: the plugin's default instance
 DAG_ID = "coplane_demo"
 PIPELINE = f"airflow.{INSTANCE}.{DAG_ID}"
 USERNAME, PASSWORD = "admin", "s3cret"
+VIEWER, VIEWER_PASSWORD = "coplane", "v13wer"  # the poller's own user, role viewer
+ORDERS = "file:///data/orders.csv"  # after_flaky's outlet, as the DAG declares it
 
 DAG_FILE = """
     from __future__ import annotations
@@ -58,7 +60,7 @@ DAG_FILE = """
     from datetime import datetime, timedelta
     from pathlib import Path
 
-    from airflow.sdk import DAG, task
+    from airflow.sdk import DAG, Asset, task
 
     HERE = Path(__file__).parent
 
@@ -78,7 +80,7 @@ DAG_FILE = """
                 tried.write_text("1")
                 raise RuntimeError("first try fails")
 
-        @task
+        @task(outlets=[Asset("file:///data/orders.csv")])
         def after_flaky() -> None:
             pass
 
@@ -143,13 +145,13 @@ def airflow(tmp_path_factory: pytest.TempPathFactory, server: LiveServer) -> Air
     dags = home / "dags"
     dags.mkdir()
     (dags / f"{DAG_ID}.py").write_text(textwrap.dedent(DAG_FILE).lstrip())
-    (home / "passwords.json").write_text(json.dumps({USERNAME: PASSWORD}))
+    (home / "passwords.json").write_text(json.dumps({USERNAME: PASSWORD, VIEWER: VIEWER_PASSWORD}))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "COPLANE"))}
     env |= {
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{USERNAME}:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{USERNAME}:admin,{VIEWER}:viewer",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
         # the instance is not set: the plugin takes the OpenLineage namespace
         "AIRFLOW__OPENLINEAGE__NAMESPACE": INSTANCE,
@@ -227,6 +229,13 @@ def test_the_plugin_reports_the_dag_run_and_each_task_try(
     assert pipeline["labels"]["tags"] == "coplane,demo"
 
 
+def test_the_plugin_reports_the_assets_a_task_updated(airflow: Airflow, server: LiveServer) -> None:
+    asset = get(server, f"/api/assets/{ORDERS}")  # the URI the DAG declares is its id
+    assert asset["producer"] == f"{PIPELINE}.after_flaky"
+    lineage = get(server, "/api/lineage", node=ORDERS)
+    assert {"source": f"{PIPELINE}.after_flaky", "target": ORDERS} in lineage["edges"]
+
+
 @pytest.fixture(scope="module")
 def api_server(airflow: Airflow) -> Iterator[str]:
     """A real `airflow api-server` on loopback, over the database `dags test` wrote."""
@@ -262,11 +271,17 @@ def api_server(airflow: Airflow) -> Iterator[str]:
         log.close()
 
 
-def poll(airflow: Airflow, api_url: str, server: LiveServer, state: Path) -> str:
+def poll(
+    airflow: Airflow,
+    api_url: str,
+    server: LiveServer,
+    state: Path,
+    user: tuple[str, str] = (USERNAME, PASSWORD),
+) -> str:
     """`coplane airflow poll --once`, run by the Airflow venv's coplane (it has the client)."""
     done = subprocess.run(
         [str(airflow.bin / "coplane"), "airflow", "poll", "--url", api_url,
-         "--username", USERNAME, "--password", PASSWORD, "--instance", INSTANCE, "--once",
+         "--username", user[0], "--password", user[1], "--instance", INSTANCE, "--once",
          "--server", server.url],
         env={**airflow.env, "XDG_STATE_HOME": str(state)},
         capture_output=True,
@@ -320,7 +335,8 @@ def test_the_poller_alone_reports_the_same_runs(
     airflow: Airflow, server: LiveServer, api_server: str, tmp_path: Path
 ) -> None:
     with sqlite_server(tmp_path) as alone:
-        poll(airflow, api_server, alone, tmp_path / "state")
+        # as a user of Airflow's auth manager whose role is viewer: reading is all it does
+        poll(airflow, api_server, alone, tmp_path / "state", (VIEWER, VIEWER_PASSWORD))
         from_poller = the_run(alone)
     from_both = the_run(server)
 
@@ -532,3 +548,10 @@ def test_openlineage_and_the_plugin_report_one_run(
         producers = {str(e["payload"].get("producer", "coplane-plugin")) for e in events}
         assert any("openlineage" in p for p in producers), producers  # OpenLineage reported
         assert "coplane-plugin" in producers  # and so did the plugin, into the same run
+        # whichever of the two reports the retried try last, it is retrying, as Airflow says
+        retried = tasks_of(run)["flaky/1"]
+        assert retried["state"] == "retrying"
+        assert retried["error"] == "RuntimeError: first try fails"
+        # the asset both report is one asset, under the URI the DAG declares
+        assets = {a["id"] for a in get(live, "/api/assets")["assets"]}
+        assert ORDERS in assets and "file//data/orders.csv" not in assets, assets

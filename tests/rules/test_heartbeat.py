@@ -83,3 +83,17 @@ def test_fail_ping_breaches_until_a_success() -> None:
 
 def test_no_pings_and_no_creation_is_unknown() -> None:
     assert evaluate(HOURLY, Facts(), T0).status == "unknown"
+
+
+def test_the_latest_start_is_ended_by_an_end_without_rid_or_a_fail_with_another() -> None:
+    sla = HOURLY.model_copy(update={"max_runtime": timedelta(minutes=30)})
+    started = [PingFact("success", T0), PingFact("start", minutes(10), rid="a")]
+    plain_end = [*started, PingFact("success", minutes(20))]
+    assert evaluate(sla, Facts(pings=plain_end), minutes(50)).breaches == []
+    other_fail = [*started, PingFact("fail", minutes(20), rid="b")]
+    [breach] = evaluate(sla, Facts(pings=other_fail), minutes(50)).breaches
+    assert breach.key.startswith("backup:fail")  # the failure, not a second "has not ended"
+    # an older start is not the one an end without rid finishes
+    older = [*started, PingFact("start", minutes(15), rid="c"), PingFact("success", minutes(20))]
+    [stuck] = evaluate(sla, Facts(pings=older), minutes(50)).breaches
+    assert stuck.key == "backup:start:a"

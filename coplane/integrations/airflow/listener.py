@@ -10,6 +10,12 @@ https://airflow.apache.org/docs/apache-airflow/stable/administration-and-deploym
   one try of a task, a child run of the DAG run. A failure that Airflow will retry
   (`up_for_retry`) is `run.retrying` of that try (state `retrying`, with `payload.will_retry`
   true), not `run.failed`; the next try is a new child run.
+- the same task hooks also report the task's inlets and outlets (Airflow 3 resolves them on
+  the task the runner holds) as related `input` and `output` assets, and so lineage edges;
+  a try that succeeded sends one `asset.updated` per outlet, produced by that try. Assets
+  are named by `naming.asset_id`, the id the OpenLineage provider's datasets get too.
+  `on_asset_changed` is not used: it names the asset but not the task that changed it, and
+  an update without its producer would hide the producer the task hook reported.
 
 Names and run keys come from `naming` (shared with the REST poller and the OpenLineage
 translation); event ids are uuid5 of dag_id, run_id, task, map index, try and event name, so a
@@ -32,7 +38,7 @@ import os
 import queue
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 
@@ -132,9 +138,12 @@ def task_event(
     state: str | None = None,
     error: str | None = None,
     will_retry: bool = False,
+    inlets: Sequence[str] = (),
+    outlets: Sequence[str] = (),
 ) -> dict[str, Any]:
     """One `run.*` event of one try of a task instance (a child run of the DAG run); a
-    failure Airflow will retry is `run.retrying`."""
+    failure Airflow will retry is `run.retrying`. `inlets` and `outlets` are the URIs of
+    the task's assets: its inputs and outputs, and so lineage edges."""
     if will_retry:
         event = n.RUN_RETRYING
     payload: dict[str, Any] = {
@@ -171,10 +180,52 @@ def task_event(
             {"role": n.ROLE_RUN, "id": naming.task_run_key(run_id, task_id, try_number, map_index)},
             {"role": n.ROLE_PARENT, "id": dag, "kind": n.KIND_PIPELINE, "labels": dict(labels)},
             {"role": n.ROLE_PARENT_RUN, "id": naming.dag_run_key(run_id)},
+            *_asset_related(inlets, n.ROLE_INPUT),
+            *_asset_related(outlets, n.ROLE_OUTPUT),
             {"role": n.ROLE_SOURCE, "id": naming.SOURCE},
         ],
         "payload": payload,
     }
+
+
+def _asset_related(uris: Sequence[str], role: str) -> list[dict[str, Any]]:
+    ids = dict.fromkeys(naming.asset_id(uri) for uri in uris)  # each once, in order
+    return [{"role": role, "id": asset, "name": asset, "kind": n.KIND_ASSET} for asset in ids]
+
+
+def asset_events(
+    instance: str,
+    *,
+    dag_id: str,
+    run_id: str,
+    task_id: str,
+    try_number: int,
+    map_index: int,
+    outlets: Sequence[str],
+    occurred: datetime | None,
+) -> list[dict[str, Any]]:
+    """One `asset.updated` per outlet of a task try that succeeded, produced by that try."""
+    task = naming.task_resource(instance, dag_id, task_id)
+    run_key = naming.task_run_key(run_id, task_id, try_number, map_index)
+    events = []
+    for asset in dict.fromkeys(naming.asset_id(uri) for uri in outlets):
+        events.append(
+            {
+                "id": event_id(
+                    dag_id, run_id, f"{n.ASSET_UPDATED}\n{asset}", task_id, map_index, try_number
+                ),
+                "occurred": _iso(occurred),
+                "event": n.ASSET_UPDATED,
+                "resource": {"id": asset, "name": asset, "kind": n.KIND_ASSET},
+                "related": [
+                    {"role": n.ROLE_RUN, "id": run_key},
+                    {"role": n.ROLE_PRODUCER, "id": task, "kind": n.KIND_TASK, "name": task_id},
+                    {"role": n.ROLE_SOURCE, "id": naming.SOURCE},
+                ],
+                "payload": {"dag_id": dag_id, "run_id": run_id, "task_id": task_id},
+            }
+        )
+    return events
 
 
 # settings
@@ -371,6 +422,11 @@ def _task(event: str, ti: Any, error: Any = None) -> None:
         at = getattr(ti, "start_date", None) if event == n.RUN_STARTED else None
         if event != n.RUN_STARTED:
             at = getattr(ti, "end_date", None)
+        try_number = _int(getattr(ti, "try_number", None), 0)
+        map_index = _int(getattr(ti, "map_index", None), -1)
+        # Airflow 3 gives the task runner the task with its inlets and outlets resolved
+        inlets = _asset_uris(getattr(task, "inlets", None))
+        outlets = _asset_uris(getattr(task, "outlets", None))
         _emit(
             task_event(
                 instance,
@@ -378,18 +434,46 @@ def _task(event: str, ti: Any, error: Any = None) -> None:
                 dag_id=ti.dag_id,
                 run_id=ti.run_id,
                 task_id=ti.task_id,
-                try_number=_int(getattr(ti, "try_number", None), 0),
-                map_index=_int(getattr(ti, "map_index", None), -1),
+                try_number=try_number,
+                map_index=map_index,
                 occurred=at,
                 labels=_labels_of(dag),
                 operator=type(task).__name__ if task is not None else None,
                 state=state,
                 error=message,
                 will_retry=will_retry,
+                inlets=inlets,
+                outlets=outlets,
             )
         )
+        if event == n.RUN_COMPLETED:
+            # the outlets a successful try updated, with the try as their producer
+            for asset_event in asset_events(
+                instance,
+                dag_id=ti.dag_id,
+                run_id=ti.run_id,
+                task_id=ti.task_id,
+                try_number=try_number,
+                map_index=map_index,
+                outlets=outlets,
+                occurred=at,
+            ):
+                _emit(asset_event)
     except Exception:
         log.exception("coplane: cannot report task %s", event)
+
+
+def _asset_uris(declared: Any) -> list[str]:
+    """The URIs of the assets among a task's inlets or outlets (aliases and references,
+    which name no URI, are left out)."""
+    if not isinstance(declared, list | tuple):
+        return []
+    uris = []
+    for item in declared:
+        uri = getattr(item, "uri", None)
+        if isinstance(uri, str) and uri:
+            uris.append(uri)
+    return uris
 
 
 def _int(value: Any, default: int) -> int:

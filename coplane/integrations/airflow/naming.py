@@ -37,3 +37,27 @@ def task_run_key(run_id: str, task_id: str, try_number: int, map_index: int = -1
     """The run key of one try of a task instance (mapped instances apart by map_index)."""
     mapped = f"/{map_index}" if map_index >= 0 else ""
     return f"{run_id}/{task_id}{mapped}/{try_number}"
+
+
+def asset_id(uri: str) -> str:
+    """The asset id of an Airflow asset: its URI as the DAG declares it (Airflow normalises
+    it when the DAG is parsed), so an SLA targets the URI its user wrote."""
+    return uri
+
+
+def dataset_asset_id(namespace: str, name: str) -> str:
+    """The asset id of an OpenLineage dataset: the URI it names, so that the OpenLineage
+    provider's report of an Airflow asset and the plugin's give one id.
+
+    The provider splits an asset URI `scheme://authority/path` into the namespace
+    `scheme://authority` (`scheme` alone when there is no authority, as in
+    `file:///data/orders.csv`) and the name (`/data/orders.csv`; `path` without its leading
+    slash for object stores such as `s3://bucket/key`), after
+    https://openlineage.io/docs/spec/naming; joining them back gives the URI. Any other
+    dataset keeps `<namespace>/<name>`.
+    """
+    if name.startswith("/"):
+        if "://" not in namespace:
+            return f"{namespace}://{name}"  # `file` + `/data/orders.csv`
+        return f"{namespace}{name}"  # `file://host` + `/data/orders.csv`
+    return f"{namespace}/{name}"
