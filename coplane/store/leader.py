@@ -86,6 +86,12 @@ class Leadership:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
+        if self._leading and self._conn is not None and not self._conn.closed:
+            # Give the lock back before the session ends: the server frees a closed session's
+            # locks only once it has noticed the disconnection, and another replica should
+            # take over at once, not after that.
+            with contextlib.suppress(psycopg.Error):
+                self._conn.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))
         self._drop()
 
     def try_lead(self) -> bool:
