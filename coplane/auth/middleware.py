@@ -47,7 +47,7 @@ class Principal(Protocol):
 KEY_COOKIE = "coplane_key"
 SESSION_COOKIE = "coplane_session"
 OPEN_PATHS = ("/api/health", "/login", "/logout", "/static/", "/favicon")
-INGEST_PATHS = ("/api/events", "/api/v1/lineage", "/ping/")
+INGEST_PATHS = ("/api/events", "/api/v1/lineage", "/ping/", "/api/logs")
 # POSTs that change nothing: a backtest only simulates, so reading is enough
 READ_POSTS = ("/api/slas/backtest", "/backtest")
 API_PATHS = ("/api/", "/openapi.json", "/docs", "/redoc")

@@ -23,6 +23,7 @@ from coplane.store.slas import StoredSla, list_slas
 from coplane.web.charts import RunPoint, Span, duration_chart, gantt
 from coplane.web.health import SlaIndex
 from coplane.web.render import error_page, render
+from coplane.web.runs import run_logs_context
 
 router = APIRouter(include_in_schema=False)
 
@@ -90,9 +91,11 @@ def pipeline_page(request: Request, pid: str, run: str | None = None) -> HTMLRes
                     raise NotFound(f"run {run} is not a run of {pid}")
             tasks = list_child_runs(conn, chosen["id"]) if chosen else []
             run_events = []
+            logs: dict[str, Any] = {}
             if chosen is not None:
                 found, _ = list_events(conn, EventFilter(run_id=chosen["id"]), 200)
                 run_events = [event_json(e) for e in reversed(found)]
+                logs = run_logs_context(conn, chosen["id"], chosen["state"])
             outputs = assets_json(
                 conn,
                 [r for r in _resources(conn, pipeline["outputs"]) if r["kind"] == n.KIND_ASSET],
@@ -126,6 +129,7 @@ def pipeline_page(request: Request, pid: str, run: str | None = None) -> HTMLRes
         "timeline": gantt(spans, now),
         "task_runs": [run_json(t) for t in tasks],
         "run_events": run_events,
+        "run_logs": logs,
         "outputs": outputs,
         "slas": slas,
         "history": history,

@@ -32,6 +32,7 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("POST", "/api/events"): "ingest",
     ("POST", "/api/v1/lineage"): "ingest",
     ("POST", "/api/v1/lineage/batch"): "ingest",
+    ("POST", "/api/logs"): "ingest",
     **{
         (method, f"/ping/{{slug}}{tail}"): "ingest"
         for method in ("GET", "HEAD", "POST")
@@ -48,6 +49,8 @@ EXPECTED: dict[tuple[str, str], str] = {
             "/api/events",
             "/api/runs",
             "/api/runs/{run_id}",
+            "/api/runs/{run_id}/logs",
+            "/runs/{run_id}/logs",
             "/api/pipelines",
             "/api/pipelines/{pipeline_id:path}",
             "/api/assets",

@@ -1,0 +1,1 @@
+"""The native flow SDK and its server side: logs, concurrency limits, pauses, connections."""
