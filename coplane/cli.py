@@ -52,6 +52,10 @@ secrets_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(secrets_app, name="secrets")
+concurrency_app = typer.Typer(
+    help="Concurrency limits flows share across processes and machines.", no_args_is_help=True
+)
+app.add_typer(concurrency_app, name="concurrency")
 ServerOption = Annotated[
     str, typer.Option("--server", envvar="COPLANE_URL", help="coplane server URL")
 ]
@@ -323,6 +327,26 @@ def _get_json(server: str, path: str, params: dict[str, Any] | None = None) -> A
     return resp.json()
 
 
+def _send_json(server: str, method: str, path: str, body: Any = None) -> Any:
+    """Send to a server's API; exit 1 naming the server and its answer when it refuses."""
+    url = server.rstrip("/") + path
+    try:
+        resp = httpx.request(method, url, json=body, headers=auth_headers(), timeout=30)
+    except httpx.HTTPError as exc:
+        err.print(f"[red]error:[/red] cannot reach {url}: {exc}", highlight=False)
+        raise typer.Exit(1) from None
+    if resp.status_code >= 400:
+        try:
+            detail = str(resp.json().get("detail", resp.text))
+        except ValueError:
+            detail = resp.text[:300]
+        err.print(
+            f"[red]error:[/red] {url} answered {resp.status_code}: {detail}", highlight=False
+        )
+        raise typer.Exit(1)
+    return resp.json() if resp.content else None
+
+
 def _when(value: str | None) -> str:
     """An API time for a table: minutes, in UTC."""
     if value is None:
@@ -396,6 +420,59 @@ def incidents_list(
         )
     out.print(table)
     out.print(f"{len(incidents)} incidents")
+
+
+@concurrency_app.command("create")
+def concurrency_create(
+    name: Annotated[str, typer.Argument(help="the limit's name, as concurrency(NAME) uses it")],
+    limit: Annotated[int, typer.Option("--limit", min=0, help="slots held at once")],
+    server: ServerOption = DEFAULT_SERVER,
+) -> None:
+    """Create a concurrency limit, or change the slots of an existing one."""
+    from urllib.parse import quote
+
+    found = _send_json(server, "PUT", f"/api/concurrency/{quote(name, safe='')}", {"limit": limit})
+    out.print(f"{found['name']}: {found['limit']} slots, {found['used']} in use")
+
+
+@concurrency_app.command("list")
+def concurrency_list(
+    server: ServerOption = DEFAULT_SERVER,
+    as_json: Annotated[bool, typer.Option("--json", help="print the API's JSON")] = False,
+) -> None:
+    """Each limit with its slots, who holds them, and who waits, in the order they get in."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    limits = _get_json(server, "/api/concurrency")["limits"]
+    if as_json:
+        out.print_json(data=limits)
+        return
+    table = Table("name", "slots", "used", "holders", "waiting (in order)")
+    for x in limits:
+        holders = [f"{h['holder']} ({h['occupy']})" for h in x["holders"]]
+        waiters = [f"{w['holder']} ({w['occupy']})" for w in x["waiters"]]
+        table.add_row(
+            escape(x["name"]),
+            str(x["limit"]),
+            str(x["used"]),
+            escape("\n".join(holders)) or "-",
+            escape("\n".join(waiters)) or "-",
+        )
+    out.print(table)
+    out.print(f"{len(limits)} limits")
+
+
+@concurrency_app.command("delete")
+def concurrency_delete(
+    name: Annotated[str, typer.Argument(help="the limit's name")],
+    server: ServerOption = DEFAULT_SERVER,
+) -> None:
+    """Delete a limit; blocks holding its slots run on, new requests for it fail."""
+    from urllib.parse import quote
+
+    _send_json(server, "DELETE", f"/api/concurrency/{quote(name, safe='')}")
+    out.print(f"deleted {name}")
 
 
 @alerts_app.command("test")

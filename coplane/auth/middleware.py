@@ -1,7 +1,8 @@
 """Who may do what, checked before any route runs when COPLANE_AUTH=keys.
 
 Each request needs a scope, from its method and path: sending events (`POST /api/events`,
-the OpenLineage endpoints, pings) needs `ingest`; reading the API or the UI needs `read`;
+the OpenLineage endpoints, pings, run logs) and holding concurrency slots (acquire, renew,
+release) need `ingest`; reading the API or the UI needs `read`;
 changing anything (SLAs, incidents, keys, the UI's forms) needs `admin`, which may also do
 everything else. The key comes as `Authorization: Bearer <key>` or, for the UI, in the
 cookie the login page sets. `/api/health`, the login page and static files are open.
@@ -48,6 +49,8 @@ KEY_COOKIE = "coplane_key"
 SESSION_COOKIE = "coplane_session"
 OPEN_PATHS = ("/api/health", "/login", "/logout", "/static/", "/favicon")
 INGEST_PATHS = ("/api/events", "/api/v1/lineage", "/ping/", "/api/logs")
+LEASE_PATHS = "/api/concurrency/"
+LEASE_ACTIONS = ("/acquire", "/renew", "/release")
 # POSTs that change nothing: a backtest only simulates, so reading is enough
 READ_POSTS = ("/api/slas/backtest", "/backtest")
 API_PATHS = ("/api/", "/openapi.json", "/docs", "/redoc")
@@ -67,6 +70,8 @@ def needed_scope(method: str, path: str) -> str | None:
         return "admin"  # even listing keys or secrets: their names are for admins
     if path.startswith("/ping/") or (method == "POST" and path.startswith(INGEST_PATHS)):
         return "ingest"
+    if method == "POST" and path.startswith(LEASE_PATHS) and path.endswith(LEASE_ACTIONS):
+        return "ingest"  # flows hold concurrency slots with the key they report with
     if method == "POST" and path.endswith(("/ack", "/resolve")) and "/incidents/" in path:
         return "act"  # acknowledging and resolving: editors (and admins)
     if method in ("GET", "HEAD", "OPTIONS") or (method == "POST" and path in READ_POSTS):

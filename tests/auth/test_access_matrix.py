@@ -33,6 +33,9 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/lineage"): "ingest",
     ("POST", "/api/v1/lineage/batch"): "ingest",
     ("POST", "/api/logs"): "ingest",
+    ("POST", "/api/concurrency/{name}/acquire"): "ingest",
+    ("POST", "/api/concurrency/{name}/renew"): "ingest",
+    ("POST", "/api/concurrency/{name}/release"): "ingest",
     **{
         (method, f"/ping/{{slug}}{tail}"): "ingest"
         for method in ("GET", "HEAD", "POST")
@@ -50,6 +53,7 @@ EXPECTED: dict[tuple[str, str], str] = {
             "/api/runs",
             "/api/runs/{run_id}",
             "/api/runs/{run_id}/logs",
+            "/api/concurrency",
             "/runs/{run_id}/logs",
             "/api/pipelines",
             "/api/pipelines/{pipeline_id:path}",
@@ -91,6 +95,8 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("PUT", "/api/slas/{name}"): "admin",
     ("DELETE", "/api/slas/{name}"): "admin",
     ("POST", "/api/slas/reload"): "admin",
+    ("PUT", "/api/concurrency/{name}"): "admin",
+    ("DELETE", "/api/concurrency/{name}"): "admin",
     ("GET", "/api/keys"): "admin",
     ("POST", "/api/keys"): "admin",
     ("DELETE", "/api/keys/{key}"): "admin",
