@@ -78,7 +78,9 @@ def get_events(
 def get_runs(
     request: Request,
     pipeline: Annotated[str | None, Query(description="resource id of the pipeline")] = None,
-    state: Literal["scheduled", "running", "completed", "failed", "retrying", "cancelled"]
+    state: Literal[
+        "scheduled", "running", "paused", "completed", "failed", "retrying", "cancelled"
+    ]
     | None = None,
     since: AwareDatetime | None = None,
     limit: Limit = 100,

@@ -1,10 +1,10 @@
-"""The HTTP API of the flow SDK's server side: run logs and concurrency limits."""
+"""The HTTP API of the flow SDK's server side: run logs, concurrency limits, pauses."""
 
 from __future__ import annotations
 
 import json
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path, Query, Request, Response
@@ -14,7 +14,11 @@ from starlette.concurrency import run_in_threadpool
 
 from coplane.collector.body import read_body
 from coplane.collector.errors import ApiError, not_found_at
-from coplane.collector.ingest import store_of
+from coplane.collector.ingest import store_of, write
+from coplane.events import names as n
+from coplane.events.model import decode_events, encode_json
+from coplane.orchestrate.schemas import Problem, check_schema, input_problems
+from coplane.store import Conflict, Store
 from coplane.store.concurrency import (
     acquire_slots,
     check_limit_name,
@@ -24,7 +28,16 @@ from coplane.store.concurrency import (
     renew_lease,
     set_limit,
 )
+from coplane.store.dialects import Row
 from coplane.store.logs import LogLine, insert_logs, list_run_logs, log_json
+from coplane.store.pauses import (
+    latest_pause,
+    open_pause,
+    pause_json,
+    pause_state,
+    resume_pause,
+)
+from coplane.store.runs import read_run
 
 router = APIRouter()
 
@@ -207,3 +220,147 @@ def post_release(
     with not_found_at("path", "name"), store_of(request).connect() as conn:
         gone = release_lease(conn, name, body.lease_id, datetime.now(UTC))
     return {"released": gone}
+
+
+# --- pausing for input ------------------------------------------------------------------------
+
+MAX_PAUSE_S = 7 * 24 * 3600.0
+
+
+class NewPause(BaseModel):
+    timeout_s: float = Field(gt=0, le=MAX_PAUSE_S, description="seconds until the pause fails")
+    schema_: dict[str, Any] | None = Field(
+        None, alias="schema", description="JSON schema of the input the run waits for"
+    )
+    pipeline_id: str | None = Field(None, description="the flow's resource id, checked if given")
+
+
+class Resume(BaseModel):
+    input: Any = Field(None, description="the input, valid under the pause's schema")
+
+
+def _state_event(run: Row, name: str, at: datetime, payload: dict[str, Any]) -> list[Any]:
+    """A pause or resume as a run event of the run's own pipeline, so that its state folds in."""
+    return decode_events(
+        encode_json(
+            [
+                {
+                    "id": str(uuid.uuid4()),
+                    "occurred": at.isoformat(),
+                    "event": name,
+                    "resource": {"id": run["pipeline"]},
+                    "related": [
+                        {"role": n.ROLE_RUN, "id": run["run_key"]},
+                        {"role": n.ROLE_SOURCE, "id": run["source"]},
+                    ],
+                    "payload": payload,
+                }
+            ]
+        )
+    )
+
+
+def _read_run_or_404(store: Store, run_id: uuid.UUID) -> Row:
+    with not_found_at("path", "run_id"), store.connect() as conn:
+        return read_run(conn, run_id)
+
+
+@router.post("/api/runs/{run_id}/pause", status_code=201, summary="Pause a run for input")
+async def post_pause(
+    request: Request, run_id: uuid.UUID, body: Annotated[NewPause, Body()]
+) -> dict[str, Any]:
+    """Record what input the run waits for and until when; the run's state becomes `paused`."""
+    store = store_of(request)
+    run = await run_in_threadpool(_read_run_or_404, store, run_id)
+    if body.pipeline_id is not None and body.pipeline_id != run["pipeline"]:
+        raise ApiError(
+            422,
+            f"pipeline_id: run {run_id} is a run of {run['pipeline']!r}, not {body.pipeline_id!r}",
+            ["body", "pipeline_id"],
+        )
+    if body.schema_ is not None:
+        problem = check_schema(body.schema_)
+        if problem:
+            raise ApiError(422, f"schema: {problem}", ["body", "schema"])
+    now = datetime.now(UTC)
+    deadline = now + timedelta(seconds=body.timeout_s)
+
+    def pause() -> Row:
+        with store.connect() as conn:
+            try:
+                return open_pause(conn, run_id, body.schema_, deadline, now)
+            except Conflict as exc:
+                raise ApiError(409, str(exc), ["path", "run_id"]) from None
+
+    row = await run_in_threadpool(pause)
+    title = (body.schema_ or {}).get("title")
+    payload = {"timeout_s": body.timeout_s, "wait_for_input": title}
+    await write(store, _state_event(run, n.RUN_PAUSED, now, payload))
+    return pause_json(row, now)
+
+
+@router.get("/api/runs/{run_id}/pause", summary="Where the run's latest pause stands")
+def get_pause(request: Request, run_id: uuid.UUID) -> dict[str, Any]:
+    """`state` is `paused`, `resumed` (with the `input`) or `timed_out`; a paused run polls it."""
+    with store_of(request).connect() as conn:
+        row = latest_pause(conn, run_id)
+    if row is None:
+        raise ApiError(404, f"run {run_id} has never paused", ["path", "run_id"])
+    return pause_json(row, datetime.now(UTC))
+
+
+def _claim_resume(
+    store: Store, run_id: uuid.UUID, value: Any, typing: list[Problem], by: str | None
+) -> tuple[Row, Row]:
+    """Check the input against the open pause and claim it: the run and the resumed pause."""
+    now = datetime.now(UTC)
+    with not_found_at("path", "run_id"), store.connect() as conn:
+        run = read_run(conn, run_id)
+        row = latest_pause(conn, run_id)
+        if row is None:
+            raise ApiError(404, f"run {run_id} has never paused", ["path", "run_id"])
+        state = pause_state(row, now)
+        if state != "paused":
+            what = "was resumed already" if state == "resumed" else "timed out"
+            raise ApiError(409, f"run {run_id} is not paused: its pause {what}", ["path", "run_id"])
+        schema = row["schema"]
+        if schema is not None:
+            found = typing + input_problems(schema, {} if value is None else value)
+            if found:
+                where, msg = found[0]
+                dotted = ".".join(str(p) for p in ["input", *where])
+                error = ApiError(422, f"{dotted}: {msg}", ["body", "input", *where], msg=msg)
+                error.errors = [{"loc": ["body", "input", *w], "msg": m} for w, m in found]
+                raise error
+        elif value not in (None, {}):
+            raise ApiError(422, "input: this pause takes no input", ["body", "input"])
+        if not resume_pause(conn, row["id"], value, by, now):
+            # resumed by someone else, or timed out, since it was read
+            raise ApiError(409, f"run {run_id} is not paused any more", ["path", "run_id"])
+        resumed = latest_pause(conn, run_id)
+    assert resumed is not None
+    return run, resumed
+
+
+async def resume_run(
+    request: Request, run_id: uuid.UUID, value: Any, typing: list[Problem] | None = None
+) -> dict[str, Any]:
+    """Validate `value` against the open pause's schema and resume the run with it.
+
+    ApiError 404 (no such run, or it never paused), 409 (not paused any more) or 422 naming
+    the input's field that is wrong (`typing`: problems found before, such as a form's
+    number that is not one); on any of them the run stays paused.
+    """
+    store = store_of(request)
+    by = getattr(getattr(request.state, "key", None), "name", None)
+    run, row = await run_in_threadpool(_claim_resume, store, run_id, value, typing or [], by)
+    await write(store, _state_event(run, n.RUN_RESUMED, row["resumed"], {"resumed_by": by}))
+    return pause_json(row, datetime.now(UTC))
+
+
+@router.post("/api/runs/{run_id}/resume", summary="Resume a paused run with its input")
+async def post_resume(
+    request: Request, run_id: uuid.UUID, body: Annotated[Resume, Body()]
+) -> dict[str, Any]:
+    """The input is validated against the schema the run recorded; editors and admins only."""
+    return await resume_run(request, run_id, body.input)

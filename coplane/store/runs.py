@@ -16,7 +16,7 @@ RUN_COLUMNS = (
     "id, pipeline, run_key, source, state, started, ended, error, scheduled, parent_run, "
     "nominal_start, first_seen, sort_at"
 )
-RUN_STATES = ("scheduled", "running", "completed", "failed", "retrying", "cancelled")
+RUN_STATES = ("scheduled", "running", "paused", "completed", "failed", "retrying", "cancelled")
 
 
 @dataclass(frozen=True, slots=True)

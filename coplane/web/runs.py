@@ -1,18 +1,26 @@
-"""The run page's live parts: its log lines, refreshed by htmx while the run goes on."""
+"""The run page's own parts: its log lines (refreshed by htmx while it goes on) and, while it is
+paused, the form that resumes it."""
 
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from coplane.collector.errors import ApiError
 from coplane.collector.ingest import store_of
+from coplane.orchestrate.api import resume_run
+from coplane.orchestrate.schemas import form_fields, input_from_form
 from coplane.store.dialects import Conn
 from coplane.store.errors import NotFound
 from coplane.store.logs import latest_run_logs, log_json
+from coplane.store.pauses import latest_pause, pause_json
 from coplane.store.runs import read_run
+from coplane.web import csrf
 from coplane.web.render import error_page, render
 
 router = APIRouter(include_in_schema=False)
@@ -45,3 +53,55 @@ def run_logs_partial(request: Request, run_id: str) -> HTMLResponse:
             state = None
         context = run_logs_context(conn, rid, state)
     return render(request, "_run_logs.html", context)
+
+
+def run_pause_context(conn: Conn, run_id: uuid.UUID) -> dict[str, Any] | None:
+    """The open pause of a run and its form's fields; None when the run is not paused."""
+    row = latest_pause(conn, run_id)
+    if row is None:
+        return None
+    pause = pause_json(row, datetime.now(UTC))
+    if pause["state"] != "paused":
+        return None
+    schema = pause["schema"]
+    return {
+        "pause": pause,
+        "title": (schema or {}).get("title"),
+        "description": (schema or {}).get("description"),
+        "fields": form_fields(schema) if schema else [],
+    }
+
+
+@router.post("/runs/{run_id}/resume")
+async def resume_form(request: Request, run_id: str) -> Response:
+    """Resume a paused run from its page with the form's input (editors and admins)."""
+    form = await csrf.read_form(request)
+    if not csrf.token_matches(request, form):
+        return error_page(
+            request,
+            403,
+            "Form expired or forged",
+            "The form's security token did not match this browser's. The run was not resumed: "
+            "reload its page and submit the form again.",
+        )
+    try:
+        rid = uuid.UUID(run_id)
+    except ValueError:
+        return error_page(request, 404, "Not found", f"{run_id!r} is not a run id.")
+    with store_of(request).connect() as conn:
+        try:
+            run = read_run(conn, rid)
+        except NotFound:
+            return error_page(request, 404, "Not found", f"There is no run {run_id}.")
+        row = latest_pause(conn, rid)
+    schema = None if row is None else row["schema"]
+    fields = {k: v for k, v in form.items() if k != csrf.CSRF_FIELD}
+    value, typing = input_from_form(schema, fields) if schema else (None, [])
+    try:
+        await resume_run(request, rid, value, typing)
+    except ApiError as exc:
+        title = "Input not valid" if exc.status == 422 else "Run not resumed"
+        message = f"{exc.detail}. The run is still paused." if exc.status == 422 else exc.detail
+        return error_page(request, exc.status, title, message)
+    page = f"/pipelines/{quote(run['pipeline'], safe=':@/')}?run={rid}"
+    return RedirectResponse(page, status_code=303)

@@ -34,6 +34,10 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/lineage/batch"): "ingest",
     ("POST", "/api/logs"): "ingest",
     ("POST", "/api/concurrency/{name}/acquire"): "ingest",
+    ("POST", "/api/runs/{run_id}/pause"): "ingest",  # the paused flow's own key
+    ("GET", "/api/runs/{run_id}/pause"): "ingest",
+    ("POST", "/api/runs/{run_id}/resume"): "act",
+    ("POST", "/runs/{run_id}/resume"): "act",
     ("POST", "/api/concurrency/{name}/renew"): "ingest",
     ("POST", "/api/concurrency/{name}/release"): "ingest",
     **{
