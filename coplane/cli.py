@@ -58,6 +58,10 @@ concurrency_app = typer.Typer(
 app.add_typer(concurrency_app, name="concurrency")
 runs_app = typer.Typer(help="Runs of pipelines and flows.", no_args_is_help=True)
 app.add_typer(runs_app, name="runs")
+connections_app = typer.Typer(
+    help="Connections flows load, secret fields encrypted on the server.", no_args_is_help=True
+)
+app.add_typer(connections_app, name="connections")
 ServerOption = Annotated[
     str, typer.Option("--server", envvar="COPLANE_URL", help="coplane server URL")
 ]
@@ -342,9 +346,7 @@ def _send_json(server: str, method: str, path: str, body: Any = None) -> Any:
             detail = str(resp.json().get("detail", resp.text))
         except ValueError:
             detail = resp.text[:300]
-        err.print(
-            f"[red]error:[/red] {url} answered {resp.status_code}: {detail}", highlight=False
-        )
+        err.print(f"[red]error:[/red] {url} answered {resp.status_code}: {detail}", highlight=False)
         raise typer.Exit(1)
     return resp.json() if resp.content else None
 
@@ -514,6 +516,98 @@ def runs_resume(
             value[name] = typed_value(pause.get("schema"), name, text)
     resumed = _send_json(server, "POST", f"/api/runs/{run_id}/resume", {"input": value})
     out.print(f"resumed run {resumed['run_id']}")
+
+
+def _pairs(option: str, items: list[str] | None) -> dict[str, str]:
+    """NAME=VALUE options as a dict; exit 2 naming the option for one without `=`."""
+    found: dict[str, str] = {}
+    for item in items or []:
+        name, eq, value = item.partition("=")
+        if not eq or not name:
+            err.print(f"[red]error:[/red] {option} {item.split('=')[0]!r}...: expected NAME=VALUE")
+            raise typer.Exit(2)
+        found[name] = value
+    return found
+
+
+@connections_app.command("set")
+def connections_set(
+    name: Annotated[str, typer.Argument(help="the name flows load it by")],
+    kind: Annotated[
+        str, typer.Option("--type", help="generic, postgres, s3, http or a plugin's type")
+    ],
+    fields: Annotated[
+        list[str] | None, typer.Option("--field", help="a field as NAME=VALUE; repeat for more")
+    ] = None,
+    secrets: Annotated[
+        list[str] | None,
+        typer.Option("--secret", help="a secret field as NAME=VALUE (lands in shell history)"),
+    ] = None,
+    secret_files: Annotated[
+        list[str] | None,
+        typer.Option("--secret-file", help="a secret field as NAME=PATH, read from the file"),
+    ] = None,
+    server: ServerOption = DEFAULT_SERVER,
+) -> None:
+    """Store a connection on the server, replacing it whole if it exists (how it is rotated)."""
+    from urllib.parse import quote
+
+    plain = _pairs("--field", fields)
+    hidden = _pairs("--secret", secrets)
+    for field_name, path in _pairs("--secret-file", secret_files).items():
+        hidden[field_name] = _secret_file_or_exit("--secret-file", Path(path))
+    # the generic type keeps arbitrary names apart; typed ones know which fields are secret
+    body_fields: dict[str, Any] = (
+        {"values": plain, "secrets": hidden} if kind == "generic" else {**plain, **hidden}
+    )
+    stored = _send_json(
+        server,
+        "PUT",
+        f"/api/connections/{quote(name, safe='')}",
+        {"type": kind, "fields": body_fields},
+    )
+    secret_names = ", ".join(stored["secret_fields"]) or "none"
+    out.print(
+        f"stored connection {stored['name']} ({stored['type']}); secret fields: {secret_names}"
+    )
+
+
+@connections_app.command("list")
+def connections_list(
+    server: ServerOption = DEFAULT_SERVER,
+    as_json: Annotated[bool, typer.Option("--json", help="print the API's JSON")] = False,
+) -> None:
+    """Each connection with its type, the fields shown in clear, and which secrets are set."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    found = _get_json(server, "/api/connections")["connections"]
+    if as_json:
+        out.print_json(data=found)
+        return
+    table = Table("name", "type", "fields", "secret fields", "updated")
+    for c in found:
+        table.add_row(
+            escape(c["name"]),
+            escape(c["type"]),
+            escape(json.dumps(c["fields"], sort_keys=True)),
+            escape(", ".join(c["secret_fields"])) or "-",
+            _when(c["updated"]),
+        )
+    out.print(table)
+    out.print(f"{len(found)} connections")
+
+
+@connections_app.command("delete")
+def connections_delete(
+    name: Annotated[str, typer.Argument(help="the connection's name")],
+    server: ServerOption = DEFAULT_SERVER,
+) -> None:
+    """Delete a connection; flows loading it fail until it is set again."""
+    from urllib.parse import quote
+
+    _send_json(server, "DELETE", f"/api/connections/{quote(name, safe='')}")
+    out.print(f"deleted connection {name}")
 
 
 @alerts_app.command("test")
@@ -1127,13 +1221,28 @@ def secrets_delete(name: Annotated[str, typer.Argument(help="the secret's name")
 
 @secrets_app.command("rotate")
 def secrets_rotate() -> None:
-    """Re-encrypt every stored secret under the first key of COPLANE_SECRET_KEY."""
+    """Re-encrypt every stored secret and connection under the first key of COPLANE_SECRET_KEY."""
+    from cryptography.fernet import InvalidToken
+
     from coplane.auth.vault import SecretError, Vault
+    from coplane.store.connections import rewrap_connection_secrets
 
     settings = _settings()
     with _exit_on(SecretError), _database() as conn:
-        count = Vault(settings.secret_key).rotate(conn)
-    out.print(f"re-encrypted {count} secrets under the first key of COPLANE_SECRET_KEY")
+        vault = Vault(settings.secret_key)
+        count = vault.rotate(conn)
+        try:
+            connections = rewrap_connection_secrets(conn, vault.reencrypt, datetime.now(UTC))
+        except InvalidToken:
+            err.print(
+                "[red]error:[/red] no key in COPLANE_SECRET_KEY decrypts a stored connection's "
+                "secrets: add the key they were stored under, then rotate again"
+            )
+            raise typer.Exit(1) from None
+    out.print(
+        f"re-encrypted {count} secrets and {connections} connections under the first key of "
+        "COPLANE_SECRET_KEY"
+    )
 
 
 @secrets_app.command("generate-key")

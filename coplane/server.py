@@ -84,6 +84,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own = store is None
         app.state.store = store if store is not None else open_configured_store(settings)
+        orchestrate_api.mask_stored_connection_secrets(app.state.store, vault)
         scheduler = Scheduler(app.state.store, settings)
         scheduler.start()
         dispatcher = Dispatcher(

@@ -70,6 +70,8 @@ def needed_scope(method: str, path: str) -> str | None:
         path.startswith("/api/monitors/") and path.endswith("/ping-key")
     ):
         return "admin"  # even listing keys or secrets: their names are for admins
+    if path.startswith("/api/connections/") and path.endswith("/resolved"):
+        return "admin"  # a connection with its secrets in clear, for the flows that load it
     if path.startswith("/ping/") or (method == "POST" and path.startswith(INGEST_PATHS)):
         return "ingest"
     if method == "POST" and path.startswith(LEASE_PATHS) and path.endswith(LEASE_ACTIONS):

@@ -1,4 +1,4 @@
-"""The HTTP API of the flow SDK's server side: run logs, concurrency limits, pauses."""
+"""The HTTP API of the flow SDK's server side: logs, concurrency limits, pauses, connections."""
 
 from __future__ import annotations
 
@@ -12,11 +12,19 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import AwareDatetime, BaseModel, Field, TypeAdapter, ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from coplane.auth.mask import mask, masker
+from coplane.auth.vault import SecretError, Vault, check_name
 from coplane.collector.body import read_body
 from coplane.collector.errors import ApiError, not_found_at
 from coplane.collector.ingest import store_of, write
 from coplane.events import names as n
 from coplane.events.model import decode_events, encode_json
+from coplane.orchestrate.connections import (
+    connection_model,
+    merge_secrets,
+    secret_paths,
+    split_secrets,
+)
 from coplane.orchestrate.schemas import Problem, check_schema, input_problems
 from coplane.store import Conflict, Store
 from coplane.store.concurrency import (
@@ -27,6 +35,12 @@ from coplane.store.concurrency import (
     release_lease,
     renew_lease,
     set_limit,
+)
+from coplane.store.connections import (
+    delete_connection,
+    list_connections,
+    put_connection,
+    read_connection,
 )
 from coplane.store.dialects import Row
 from coplane.store.logs import LogLine, insert_logs, list_run_logs, log_json
@@ -62,7 +76,7 @@ _LOGS = TypeAdapter(list[LogIn])
 
 def _clean(message: str) -> str:
     # PostgreSQL text cannot hold NUL; a log line is for reading, so it shows a marker instead
-    message = message.replace("\x00", "\ufffd")
+    message = mask(message.replace("\x00", "\ufffd"))  # nor does it keep a known secret
     if len(message) > MAX_MESSAGE_CHARS:
         message = message[: MAX_MESSAGE_CHARS - len(TRUNCATED)] + TRUNCATED
     return message
@@ -364,3 +378,145 @@ async def post_resume(
 ) -> dict[str, Any]:
     """The input is validated against the schema the run recorded; editors and admins only."""
     return await resume_run(request, run_id, body.input)
+
+
+# --- connections ------------------------------------------------------------------------------
+
+ConnectionName = Annotated[str, Path(description="the name `Connection.load` takes")]
+
+
+class NewConnection(BaseModel):
+    type: str = Field(description="a connection type: generic, postgres, s3, http or a plugin's")
+    fields: dict[str, Any] = Field(default_factory=dict, description="the type's fields")
+
+
+def _vault(request: Request) -> Vault:
+    vault: Vault = request.app.state.vault
+    return vault
+
+
+def _connection_named(name: str) -> str:
+    problem = check_name(name)
+    if problem:
+        detail = problem.replace("secret name", "connection name")
+        raise ApiError(422, f"name: {detail}", ["path", "name"])
+    return name
+
+
+def connection_json(row: Row, secret_fields: list[str]) -> dict[str, Any]:
+    """A connection as anyone may see it: never a secret, only which secret fields are set."""
+    return {
+        "name": row["name"],
+        "type": row["type"],
+        "fields": row["fields"],
+        "secret_fields": secret_fields,
+        "created": row["created"].isoformat(),
+        "updated": row["updated"].isoformat(),
+    }
+
+
+@router.put("/api/connections/{name}", summary="Store a connection, its secrets encrypted")
+def put_stored_connection(
+    request: Request,
+    name: ConnectionName,
+    body: Annotated[NewConnection, Body()],
+    response: Response,
+) -> dict[str, Any]:
+    """Store or replace a connection whole (rotating it); 201 when new. No secret comes back."""
+    _connection_named(name)
+    try:
+        model = connection_model(body.type)
+    except LookupError as exc:
+        raise ApiError(422, f"type: {exc}", ["body", "type"]) from None
+    try:
+        instance = model.model_validate(body.fields)
+    except ValidationError as exc:
+        # the inputs are left out: they may be the secrets
+        raise RequestValidationError(
+            [{"loc": ("body", "fields", *e["loc"]), "msg": e["msg"]} for e in exc.errors()]
+        ) from None
+    public, secret = split_secrets(instance)
+    masker.add(*_flat(secret))  # from now on no log line of this server shows them
+    try:
+        token = _vault(request).encrypt(json.dumps(secret)) if secret else None
+    except SecretError as exc:
+        raise ApiError(409, str(exc), ["body", "fields"]) from None
+    now = datetime.now(UTC)
+    with store_of(request).connect() as conn:
+        new = put_connection(conn, name, body.type, public, token, now)
+        row = read_connection(conn, name)
+    response.status_code = 201 if new else 200
+    return connection_json(row, secret_paths(secret))
+
+
+def _secret_fields(request: Request, row: Row) -> list[str]:
+    if row["secrets"] is None:
+        return []
+    try:
+        return secret_paths(json.loads(_vault(request).decrypt(row["secrets"], row["name"])))
+    except SecretError:
+        return ["(unreadable with the configured keys)"]
+
+
+@router.get("/api/connections", summary="Every connection, without secrets")
+def get_connections(request: Request) -> dict[str, Any]:
+    """Names, types and the fields shown in clear; `secret_fields` names the secrets set."""
+    with store_of(request).connect() as conn:
+        rows = list_connections(conn)
+    return {"connections": [connection_json(r, _secret_fields(request, r)) for r in rows]}
+
+
+@router.get("/api/connections/{name}", summary="One connection, without secrets")
+def get_connection(request: Request, name: ConnectionName) -> dict[str, Any]:
+    """The fields shown in clear and the names of the secret fields that are set."""
+    with not_found_at("path", "name"), store_of(request).connect() as conn:
+        row = read_connection(conn, name)
+    return connection_json(row, _secret_fields(request, row))
+
+
+@router.get(
+    "/api/connections/{name}/resolved", summary="One connection with its secrets, for a flow"
+)
+def get_resolved_connection(request: Request, name: ConnectionName, response: Response) -> Any:
+    """Everything `Connection.load` needs, secrets in clear: the admin scope only."""
+    with not_found_at("path", "name"), store_of(request).connect() as conn:
+        row = read_connection(conn, name)
+    fields = row["fields"]
+    if row["secrets"] is not None:
+        try:
+            secret = json.loads(_vault(request).decrypt(row["secrets"], f"connection {name!r}"))
+        except SecretError as exc:
+            raise ApiError(409, str(exc), ["path", "name"]) from None
+        masker.add(*_flat(secret))
+        fields = merge_secrets(fields, secret)
+    response.headers["Cache-Control"] = "no-store"  # no proxy or browser keeps the secrets
+    return {"name": row["name"], "type": row["type"], "fields": fields}
+
+
+@router.delete("/api/connections/{name}", status_code=204, summary="Delete a connection")
+def delete_stored_connection(request: Request, name: ConnectionName) -> Response:
+    """Forget a connection; flows loading it fail with a 404 until it is set again."""
+    with not_found_at("path", "name"), store_of(request).connect() as conn:
+        delete_connection(conn, name)
+    return Response(status_code=204)
+
+
+def mask_stored_connection_secrets(store: Store, vault: Vault) -> None:
+    """Teach the masker every stored connection secret, so that no log line this server
+    writes or stores (`POST /api/logs`) shows one, even before a flow loads it."""
+    if not vault.configured:
+        return
+    with store.connect() as conn:
+        rows = list_connections(conn)
+    for row in rows:
+        if row["secrets"] is not None:
+            try:
+                masker.add(*_flat(json.loads(vault.decrypt(row["secrets"], row["name"]))))
+            except (SecretError, ValueError):
+                continue  # stored under another key: `coplane secrets rotate` will say so
+
+
+def _flat(secret: Any) -> list[str]:
+    if isinstance(secret, dict):
+        return [v for value in secret.values() for v in _flat(value)]
+    return [str(secret)]

@@ -58,6 +58,8 @@ EXPECTED: dict[tuple[str, str], str] = {
             "/api/runs/{run_id}",
             "/api/runs/{run_id}/logs",
             "/api/concurrency",
+            "/api/connections",
+            "/api/connections/{name}",  # no secret in it
             "/runs/{run_id}/logs",
             "/api/pipelines",
             "/api/pipelines/{pipeline_id:path}",
@@ -100,6 +102,9 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("DELETE", "/api/slas/{name}"): "admin",
     ("POST", "/api/slas/reload"): "admin",
     ("PUT", "/api/concurrency/{name}"): "admin",
+    ("PUT", "/api/connections/{name}"): "admin",
+    ("DELETE", "/api/connections/{name}"): "admin",
+    ("GET", "/api/connections/{name}/resolved"): "admin",  # the secrets in clear
     ("DELETE", "/api/concurrency/{name}"): "admin",
     ("GET", "/api/keys"): "admin",
     ("POST", "/api/keys"): "admin",
