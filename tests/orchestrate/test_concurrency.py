@@ -214,3 +214,35 @@ def test_cli_reports_a_refusal_naming_the_server(live_server: LiveServer) -> Non
     )
     again = runner.invoke(app, ["concurrency", "delete", "wh", "--server", live_server.url])
     assert again.exit_code == 1 and "404" in again.output
+
+
+@pytest.mark.postgresql
+def test_two_servers_on_one_postgresql_share_the_limit(own_database: str, tmp_path: Path) -> None:
+    servers = [LiveServer(own_database, tmp_path / f"server{i}.log") for i in (1, 2)]
+    for s in servers:
+        s.start()
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        httpx.put(f"{servers[0].url}/api/concurrency/warehouse", json={"limit": 2})
+        log = tmp_path / "holds.log"
+        for i, name in enumerate(["p1", "p2", "p3", "p4", "p5"]):
+            hold = "2.0" if name == "p2" else "0.2"
+            # each asks a different server than the one before it
+            procs.append(_start(servers[i % 2], name, hold, log))
+            _wait_for(functools.partial(_queued_is, servers[0], i + 1), f"{name} to join")
+        (tmp_path / "go").touch()
+        for p in procs:
+            assert p.wait(timeout=120) == 0
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+        for s in servers:
+            s.stop()
+    lines = [line.split() for line in log.read_text().splitlines()]
+    assert [name for kind, name, _ in lines if kind == "in"] == ["p1", "p2", "p3", "p4", "p5"]
+    held = most = 0
+    for kind, _, _ in sorted(lines, key=lambda x: (float(x[2]), x[0] == "in")):
+        held += 1 if kind == "in" else -1
+        most = max(most, held)
+    assert most == 2
