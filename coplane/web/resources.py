@@ -98,7 +98,7 @@ def pipeline_page(request: Request, pid: str, run: str | None = None) -> HTMLRes
                 found, _ = list_events(conn, EventFilter(run_id=chosen["id"]), 200)
                 run_events = [event_json(e) for e in reversed(found)]
                 logs = run_logs_context(conn, chosen["id"], chosen["state"])
-                pause = run_pause_context(conn, chosen["id"])
+                pause = run_pause_context(conn, chosen["id"], request)
             outputs = assets_json(
                 conn,
                 [r for r in _resources(conn, pipeline["outputs"]) if r["kind"] == n.KIND_ASSET],

@@ -55,8 +55,14 @@ def run_logs_partial(request: Request, run_id: str) -> HTMLResponse:
     return render(request, "_run_logs.html", context)
 
 
-def run_pause_context(conn: Conn, run_id: uuid.UUID) -> dict[str, Any] | None:
-    """The open pause of a run and its form's fields; None when the run is not paused."""
+def run_pause_context(
+    conn: Conn, run_id: uuid.UUID, request: Request | None = None
+) -> dict[str, Any] | None:
+    """The open pause of a run and its form's fields; None when the run is not paused.
+
+    `may_resume` is whether whoever asks may send the form (editors and admins, when keys
+    are required), so that a viewer is told instead of being handed a form that fails.
+    """
     row = latest_pause(conn, run_id)
     if row is None:
         return None
@@ -64,8 +70,10 @@ def run_pause_context(conn: Conn, run_id: uuid.UUID) -> dict[str, Any] | None:
     if pause["state"] != "paused":
         return None
     schema = pause["schema"]
+    key = getattr(request.state, "key", None) if request is not None else None
     return {
         "pause": pause,
+        "may_resume": key is None or key.allows("act"),
         "title": (schema or {}).get("title"),
         "description": (schema or {}).get("description"),
         "fields": form_fields(schema) if schema else [],

@@ -14,10 +14,15 @@ from fastapi.testclient import TestClient
 from pydantic import BaseModel, Field
 from typer.testing import CliRunner
 
+from coplane.auth.keys import create_key
+from coplane.auth.users import create_user
 from coplane.cli import app
 from coplane.client import CoplaneClient
 from coplane.events.derive import derive, run_uuid
 from coplane.orchestrate.pause import PauseError, PauseTimeout, pause_flow_run
+from coplane.server import create_app
+from coplane.settings import Settings
+from coplane.store import Store
 from coplane.web.csrf import CSRF_COOKIE
 from tests.conftest import LiveServer
 from tests.factories import event_dict, events
@@ -208,3 +213,54 @@ def test_pause_and_resume_fold_the_same_in_any_order() -> None:
     assert states == {"paused"}
     done = [*batch, event_dict("run.completed", PIPE, minutes=9, run="r1")]
     assert derive(events(*done)).runs[RUN].state == "completed"
+
+
+def _logged_in(client: TestClient, name: str) -> None:
+    client.cookies.clear()
+    client.get("/login")
+    done = client.post(
+        "/login",
+        data={"csrf_token": client.cookies[CSRF_COOKIE], "name": name, "password": PASSWORD_OF},
+        follow_redirects=False,
+    )
+    assert done.status_code == 303, done.text
+
+
+PASSWORD_OF = "correct horse battery"
+
+
+def test_only_editors_and_admins_get_the_form(store: Store, db_url: str) -> None:
+    settings = Settings(database_url=db_url, events_retention_days=0, auth="keys")
+    with store.connect() as conn:
+        ingest = create_key(conn, "flow", ["ingest"])[1]
+        create_user(conn, "vera", PASSWORD_OF, "viewer")
+        create_user(conn, "ed", PASSWORD_OF, "editor")
+    with TestClient(create_app(settings, store=store)) as client:
+        flow = {"Authorization": f"Bearer {ingest}"}
+        client.post("/api/events", json=[_started()], headers=flow)
+        paused = client.post(
+            f"/api/runs/{RUN}/pause",
+            json={"timeout_s": 60, "schema": Approval.model_json_schema()},
+            headers=flow,
+        )
+        assert paused.status_code == 201
+        assert client.post(f"/api/runs/{RUN}/resume", json={}, headers=flow).status_code == 403
+        _logged_in(client, "vera")
+        page = client.get(f"/pipelines/{PIPE}", params={"run": RUN})
+        section = page.text.split('id="run-pause"')[1].split("</section>")[0]
+        assert "Only editors and admins can resume" in section and "<form" not in section
+        refused = client.post(
+            f"/runs/{RUN}/resume", data={"csrf_token": client.cookies[CSRF_COOKIE]}
+        )
+        assert refused.status_code == 403
+        _logged_in(client, "ed")
+        page = client.get(f"/pipelines/{PIPE}", params={"run": RUN})
+        assert 'action="/runs/' in page.text
+        done = client.post(
+            f"/runs/{RUN}/resume",
+            data={"csrf_token": client.cookies[CSRF_COOKIE], "approver": "ed", "rows": "1"},
+            follow_redirects=False,
+        )
+        assert done.status_code == 303
+        pause = client.get(f"/api/runs/{RUN}/pause", headers=flow).json()
+        assert pause["state"] == "resumed" and pause["resumed_by"] == "ed"
