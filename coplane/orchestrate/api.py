@@ -18,13 +18,13 @@ from coplane.collector.body import read_body
 from coplane.collector.errors import ApiError, not_found_at
 from coplane.collector.ingest import store_of, write
 from coplane.events import names as n
-from coplane.events.model import decode_events, encode_json
 from coplane.orchestrate.connections import (
     connection_model,
     merge_secrets,
     secret_paths,
     split_secrets,
 )
+from coplane.orchestrate.paused import run_state_event
 from coplane.orchestrate.schemas import Problem, check_schema, input_problems
 from coplane.store import Conflict, Store
 from coplane.store.concurrency import (
@@ -253,27 +253,6 @@ class Resume(BaseModel):
     input: Any = Field(None, description="the input, valid under the pause's schema")
 
 
-def _state_event(run: Row, name: str, at: datetime, payload: dict[str, Any]) -> list[Any]:
-    """A pause or resume as a run event of the run's own pipeline, so that its state folds in."""
-    return decode_events(
-        encode_json(
-            [
-                {
-                    "id": str(uuid.uuid4()),
-                    "occurred": at.isoformat(),
-                    "event": name,
-                    "resource": {"id": run["pipeline"]},
-                    "related": [
-                        {"role": n.ROLE_RUN, "id": run["run_key"]},
-                        {"role": n.ROLE_SOURCE, "id": run["source"]},
-                    ],
-                    "payload": payload,
-                }
-            ]
-        )
-    )
-
-
 def _read_run_or_404(store: Store, run_id: uuid.UUID) -> Row:
     with not_found_at("path", "run_id"), store.connect() as conn:
         return read_run(conn, run_id)
@@ -309,7 +288,7 @@ async def post_pause(
     row = await run_in_threadpool(pause)
     title = (body.schema_ or {}).get("title")
     payload = {"timeout_s": body.timeout_s, "wait_for_input": title}
-    await write(store, _state_event(run, n.RUN_PAUSED, now, payload))
+    await write(store, run_state_event(run, n.RUN_PAUSED, now, payload))
     return pause_json(row, now)
 
 
@@ -368,7 +347,7 @@ async def resume_run(
     store = store_of(request)
     by = getattr(getattr(request.state, "key", None), "name", None)
     run, row = await run_in_threadpool(_claim_resume, store, run_id, value, typing or [], by)
-    await write(store, _state_event(run, n.RUN_RESUMED, row["resumed"], {"resumed_by": by}))
+    await write(store, run_state_event(run, n.RUN_RESUMED, row["resumed"], {"resumed_by": by}))
     return pause_json(row, datetime.now(UTC))
 
 

@@ -89,3 +89,16 @@ def pause_json(row: Row, now: datetime) -> dict[str, Any]:
         "resumed_by": row["resumed_by"],
         "input": row["input"],
     }
+
+
+def list_expired_paused_runs(conn: Conn, before: datetime) -> list[Row]:
+    """Runs still `paused` whose latest pause ended unresumed before `before`, with the
+    run's pipeline, run key and source and the pause's times."""
+    return conn.query(
+        "SELECT r.id, r.pipeline, r.run_key, r.source, p.requested, p.deadline "
+        "FROM runs r JOIN run_pauses p ON p.run_id = r.id "
+        "WHERE r.state = 'paused' AND p.resumed IS NULL AND p.deadline < ? "
+        "AND p.requested = (SELECT MAX(q.requested) FROM run_pauses q WHERE q.run_id = r.id) "
+        "ORDER BY p.deadline",
+        (conn.time(before),),
+    )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -19,7 +20,9 @@ from coplane.auth.users import create_user
 from coplane.cli import app
 from coplane.client import CoplaneClient
 from coplane.events.derive import derive, run_uuid
+from coplane.jobs.scheduler import JOBS
 from coplane.orchestrate.pause import PauseError, PauseTimeout, pause_flow_run
+from coplane.orchestrate.paused import fail_expired_pauses
 from coplane.server import create_app
 from coplane.settings import Settings
 from coplane.store import Store
@@ -264,3 +267,25 @@ def test_only_editors_and_admins_get_the_form(store: Store, db_url: str) -> None
         assert done.status_code == 303
         pause = client.get(f"/api/runs/{RUN}/pause", headers=flow).json()
         assert pause["state"] == "resumed" and pause["resumed_by"] == "ed"
+
+
+def test_a_run_left_paused_past_its_timeout_is_failed_by_the_server(
+    client: TestClient, store: Store
+) -> None:
+    other = run_uuid(PIPE, "r2")
+    client.post(
+        "/api/events",
+        json=[_started(), event_dict("run.started", PIPE, run="r2", minutes=1)],
+    )
+    client.post(f"/api/runs/{RUN}/pause", json={"timeout_s": 30})
+    client.post(f"/api/runs/{other}/pause", json={"timeout_s": 30})
+    client.post(f"/api/runs/{other}/resume", json={})
+    soon = datetime.now(UTC) + timedelta(seconds=60)
+    assert fail_expired_pauses(store, soon) == 0  # within the grace: a live flow reports first
+    later = datetime.now(UTC) + timedelta(minutes=10)
+    assert fail_expired_pauses(store, later) == 1
+    failed = client.get(f"/api/runs/{RUN}").json()
+    assert failed["state"] == "failed" and "not resumed within 30 s" in failed["error"]
+    assert client.get(f"/api/runs/{other}").json()["state"] == "running"
+    assert fail_expired_pauses(store, later) == 0  # failed once
+    assert "fail-expired-pauses" in JOBS
