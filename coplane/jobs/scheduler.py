@@ -14,7 +14,6 @@ from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from coplane.orchestrate.paused import fail_expired_pauses
 from coplane.settings import Settings
 from coplane.store import Store
 from coplane.store.retention import maintain_events, maintain_logs
@@ -76,15 +75,6 @@ def maintain_logs_job(store: Store, settings: Settings) -> int:
     if deleted:
         log.info("retention deleted %d log lines", deleted)
     return deleted
-
-
-@job("fail-expired-pauses", every_s=60)
-def fail_expired_pauses_job(store: Store, settings: Settings) -> int:
-    """Fail the runs left paused past their pause's timeout (their flow died while waiting)."""
-    failed = fail_expired_pauses(store, datetime.now(UTC))
-    if failed:
-        log.info("failed %d runs whose pause timed out", failed)
-    return failed
 
 
 def run_job(name: str, store: Store, settings: Settings) -> Any:

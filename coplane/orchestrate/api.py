@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -16,8 +17,9 @@ from coplane.auth.mask import mask, masker
 from coplane.auth.vault import SecretError, Vault, check_name
 from coplane.collector.body import read_body
 from coplane.collector.errors import ApiError, not_found_at
-from coplane.collector.ingest import store_of, write
+from coplane.collector.ingest import store_of
 from coplane.events import names as n
+from coplane.events.model import Event
 from coplane.orchestrate.connections import (
     connection_model,
     merge_secrets,
@@ -54,6 +56,12 @@ from coplane.store.pauses import (
 from coplane.store.runs import read_run
 
 router = APIRouter()
+
+
+async def write(store: Store, events: list[Event]) -> None:
+    """Hand events to the store's writer threads and wait until they are committed."""
+    await asyncio.wrap_future(store.writer.submit(events))
+
 
 MAX_LOGS = 10_000  # log lines per request, as for events
 MAX_MESSAGE_CHARS = 65_536  # a longer message keeps its head and says it was cut

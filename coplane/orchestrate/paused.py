@@ -7,15 +7,20 @@ its deadline by GRACE, leaving a live flow the time to report its own failure fi
 
 from __future__ import annotations
 
+import logging
 import uuid
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from coplane.events import names as n
 from coplane.events.model import Event, decode_events, encode_json
+from coplane.jobs.scheduler import job
+from coplane.settings import Settings
 from coplane.store import Store
 from coplane.store.dialects import Row
 from coplane.store.pauses import list_expired_paused_runs
+
+log = logging.getLogger(__name__)
 
 GRACE = timedelta(minutes=2)
 
@@ -53,3 +58,14 @@ def fail_expired_pauses(store: Store, now: datetime) -> int:
     if batch:
         store.writer.submit(batch).result()
     return len(expired)
+
+
+# Registered here, not in jobs/: the jobs layer sits below the services and imports none of
+# them. The server imports this module (through the orchestrate API), and so does the CLI.
+@job("fail-expired-pauses", every_s=60)
+def fail_expired_pauses_job(store: Store, settings: Settings) -> int:
+    """Fail the runs left paused past their pause's timeout (their flow died while waiting)."""
+    failed = fail_expired_pauses(store, datetime.now(UTC))
+    if failed:
+        log.info("failed %d runs whose pause timed out", failed)
+    return failed
