@@ -72,7 +72,9 @@ class LogIn(BaseModel):
     """One log record as the SDK ships it."""
 
     run_id: uuid.UUID = Field(description="the flow run's id, as `/api/runs/{id}` takes it")
-    task_run_id: uuid.UUID | None = Field(None, description="the task run's id, if any")
+    task_run_id: str | None = Field(
+        None, min_length=1, max_length=200, description="the task run's id, if any"
+    )
     timestamp: AwareDatetime
     level: str = Field(min_length=1, max_length=32, description="INFO, WARNING, ...")
     logger: str = Field("", max_length=512)

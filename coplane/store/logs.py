@@ -19,7 +19,7 @@ class LogLine:
     """One log record as a producer sent it."""
 
     run_id: uuid.UUID
-    task_run_id: uuid.UUID | None
+    task_run_id: str | None  # the task run's id as the SDK knows it (a UUID when it is ours)
     at: datetime
     level: str
     logger: str
@@ -36,7 +36,7 @@ def insert_logs(conn: Conn, lines: Sequence[LogLine], received: datetime) -> int
             "INSERT INTO logs (run_id, task_run_id, at, level, logger, message, received) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
             [
-                (u(x.run_id), u(x.task_run_id), t(x.at), x.level, x.logger, x.message, t(received))
+                (u(x.run_id), x.task_run_id, t(x.at), x.level, x.logger, x.message, t(received))
                 for x in lines
             ],
         )
@@ -110,7 +110,7 @@ def log_json(row: Row) -> dict[str, Any]:
     """A log line as the API shows it."""
     return {
         "run_id": str(row["run_id"]),
-        "task_run_id": None if row["task_run_id"] is None else str(row["task_run_id"]),
+        "task_run_id": row["task_run_id"],
         "timestamp": row["at"].isoformat(),
         "level": row["level"],
         "logger": row["logger"],

@@ -36,7 +36,7 @@ def _run(client: TestClient, state: str = "run.started") -> str:
 
 def test_lines_sent_are_read_back_in_order(client: TestClient) -> None:
     run_id = str(uuid.uuid4())
-    task = str(uuid.uuid4())
+    task = "load-orders-3"  # the SDK's own id of a task run: any text
     sent = client.post(
         "/api/logs",
         json={"logs": [_log(run_id, "second", 2, task_run_id=task), _log(run_id, "first", 1)]},
@@ -66,6 +66,9 @@ def test_an_invalid_line_refuses_the_batch_naming_the_field(client: TestClient) 
     wrong_id = client.post("/api/logs", json={"logs": [_log("not-a-uuid", "x")]})
     assert wrong_id.status_code == 422
     assert wrong_id.json()["errors"][0]["loc"] == ["body", "logs", 0, "run_id"]
+    no_task = client.post("/api/logs", json={"logs": [_log(run_id, "x", task_run_id="")]})
+    assert no_task.status_code == 422
+    assert no_task.json()["errors"][0]["loc"] == ["body", "logs", 0, "task_run_id"]
     assert client.get(f"/api/runs/{run_id}/logs").json()["logs"] == []
 
 

@@ -3,7 +3,7 @@
 CREATE TABLE logs (
     id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     run_id       uuid NOT NULL,
-    task_run_id  uuid,
+    task_run_id  text,
     at           timestamptz NOT NULL,
     level        text NOT NULL,
     logger       text NOT NULL,

@@ -3,7 +3,7 @@
 CREATE TABLE logs (
     id           INTEGER PRIMARY KEY AUTOINCREMENT,
     run_id       UUID NOT NULL,
-    task_run_id  UUID,
+    task_run_id  TEXT,
     at           UTCTIME NOT NULL,
     level        TEXT NOT NULL,
     logger       TEXT NOT NULL,
