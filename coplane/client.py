@@ -195,6 +195,25 @@ class CoplaneClient:
     ) -> None:
         self.close()
 
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Mapping[str, str | int | float] | None = None,
+        timeout: float | None = None,
+    ) -> httpx.Response:
+        """One request to the server's API (`path` like `/api/runs`), with this client's key;
+        no retries and no spool: for calls whose caller decides what a failure means."""
+        return self._http.request(
+            method,
+            self.url + path,
+            json=json,
+            params=params,
+            timeout=self.timeout if timeout is None else timeout,
+        )
+
     # events
 
     def send_events(self, events: Iterable[Mapping[str, Any]]) -> SendResult:

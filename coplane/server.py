@@ -23,6 +23,7 @@ from coplane.auth.vault import Vault
 from coplane.collector import ingest, ping, ping_keys, reads
 from coplane.http.errors import install_error_handlers
 from coplane.jobs.scheduler import Scheduler
+from coplane.orchestrate import api as orchestrate_api
 from coplane.security import mask
 from coplane.settings import Settings
 from coplane.slas import api as slas_api
@@ -84,6 +85,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own = store is None
         app.state.store = store if store is not None else open_configured_store(settings)
+        orchestrate_api.mask_stored_connection_secrets(app.state.store, vault)
         scheduler = Scheduler(app.state.store, settings)
         scheduler.start()
         dispatcher = Dispatcher(
@@ -118,6 +120,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     app.include_router(ping.router, tags=["ping"])
     app.include_router(ping_keys.router, tags=["ping"])
     app.include_router(slas_api.router, tags=["slas"])
+    app.include_router(orchestrate_api.router, tags=["orchestrate"])
     app.include_router(web_routes.router)
     app.mount("/static", StaticFiles(directory=web_routes.STATIC_DIR), name="static")
     app.include_router(keys_api.router, tags=["keys"])

@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     events_retention_days: int = Field(
         90, ge=0, description="raw events older than this are dropped; 0 keeps them forever"
     )
+    logs_retention_days: int = Field(
+        30, ge=0, description="flow and task log lines older than this are dropped; 0 keeps them"
+    )
     config: Path | None = Field(
         None, description="coplane.yaml with slas: and channels: (also `--config`)"
     )

@@ -1,10 +1,12 @@
 """Who may do what, checked before any route runs when COPLANE_AUTH=keys.
 
 Each request needs a scope, from its method and path: sending events (`POST /api/events`,
-the OpenLineage endpoints, pings) needs `ingest`; reading the API or the UI needs `read`;
-changing anything (SLAs, incidents, keys, the UI's forms) needs `admin`, which may also do
-everything else. The key comes as `Authorization: Bearer <key>` or, for the UI, in the
-cookie the login page sets. `/api/health`, the login page and static files are open.
+the OpenLineage endpoints, pings, run logs), holding concurrency slots (acquire, renew,
+release) and a flow's own pause (record, poll) need `ingest`; resuming a paused run, like
+acknowledging or resolving an incident, needs `act` (editors); reading the API or the UI
+needs `read`; changing anything (SLAs, incidents, keys, the UI's forms) needs `admin`, which
+may also do everything else. The key comes as `Authorization: Bearer <key>` or, for the UI,
+in the cookie the login page sets. `/api/health`, the login page and static files are open.
 
 A ping whose URL carries a monitor's ping key (`/ping/cpk_.../{slug}`) needs no API key: the
 ping route checks the ping key. It is still rate-limited, per ping key, like an API key's
@@ -47,7 +49,10 @@ class Principal(Protocol):
 KEY_COOKIE = "coplane_key"
 SESSION_COOKIE = "coplane_session"
 OPEN_PATHS = ("/api/health", "/login", "/logout", "/static/", "/favicon")
-INGEST_PATHS = ("/api/events", "/api/v1/lineage", "/ping/")
+INGEST_PATHS = ("/api/events", "/api/v1/lineage", "/ping/", "/api/logs")
+LEASE_PATHS = "/api/concurrency/"
+RUN_PATHS = ("/api/runs/", "/runs/")
+LEASE_ACTIONS = ("/acquire", "/renew", "/release")
 # POSTs that change nothing: a backtest only simulates, so reading is enough
 READ_POSTS = ("/api/slas/backtest", "/backtest")
 API_PATHS = ("/api/", "/openapi.json", "/docs", "/redoc")
@@ -65,8 +70,16 @@ def needed_scope(method: str, path: str) -> str | None:
         path.startswith("/api/monitors/") and path.endswith("/ping-key")
     ):
         return "admin"  # even listing keys or secrets: their names are for admins
+    if path.startswith("/api/connections/") and path.endswith("/resolved"):
+        return "admin"  # a connection with its secrets in clear, for the flows that load it
     if path.startswith("/ping/") or (method == "POST" and path.startswith(INGEST_PATHS)):
         return "ingest"
+    if method == "POST" and path.startswith(LEASE_PATHS) and path.endswith(LEASE_ACTIONS):
+        return "ingest"  # flows hold concurrency slots with the key they report with
+    if path.startswith("/api/runs/") and path.endswith("/pause"):
+        return "ingest"  # the paused flow records its pause and polls it with its own key
+    if method == "POST" and path.startswith(RUN_PATHS) and path.endswith("/resume"):
+        return "act"  # resuming a paused run: editors (and admins), like acknowledging
     if method == "POST" and path.endswith(("/ack", "/resolve")) and "/incidents/" in path:
         return "act"  # acknowledging and resolving: editors (and admins)
     if method in ("GET", "HEAD", "OPTIONS") or (method == "POST" and path in READ_POSTS):

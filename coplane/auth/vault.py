@@ -93,6 +93,27 @@ class Vault:
             )
         return self._fernet
 
+    def encrypt(self, value: str) -> str:
+        """A token of `value` under the first key, for a column of its own (connections)."""
+        masker.add(value)
+        return self._keys().encrypt(value.encode()).decode()
+
+    def decrypt(self, token: str, what: str) -> str:
+        """The value of a token `encrypt` made; SecretError naming `what` if no key opens it."""
+        try:
+            value = self._keys().decrypt(token.encode()).decode()
+        except InvalidToken:
+            raise SecretError(
+                f"{what} cannot be decrypted with the keys in {KEY_SETTING}: it was stored "
+                "under another key"
+            ) from None
+        masker.add(value)
+        return value
+
+    def reencrypt(self, token: str) -> str:
+        """The same value as a token under the first key; InvalidToken if no key opens it."""
+        return self._keys().rotate(token.encode()).decode()
+
     def put(self, conn: Conn, name: str, value: str, now: datetime | None = None) -> bool:
         """Store (or replace) a secret; True when it is new."""
         for problem in (check_name(name), check_value(value)):

@@ -8,6 +8,8 @@ from coplane.cli import (
     airflow,
     alerts,
     calendars,
+    concurrency,
+    connections,
     cron,
     db,
     dbt,
@@ -15,6 +17,7 @@ from coplane.cli import (
     incidents,
     jobs,
     keys,
+    runs,
     secrets,
     slas,
     users,
@@ -36,6 +39,9 @@ app.add_typer(airflow.app, name="airflow")
 app.add_typer(keys.app, name="keys")
 app.add_typer(users.app, name="users")
 app.add_typer(secrets.app, name="secrets")
+app.add_typer(concurrency.app, name="concurrency")
+app.add_typer(runs.app, name="runs")
+app.add_typer(connections.app, name="connections")
 
 
 def main() -> None:

@@ -150,3 +150,33 @@ def client_for(server: str) -> CoplaneClient:
     except ValueError as exc:
         err.print(f"[red]error:[/red] --server: {escape(str(exc))}", highlight=False)
         raise typer.Exit(2) from None
+
+
+def send_json(server: str, method: str, path: str, body: Any = None) -> Any:
+    """Send to a server's API; exit 1 naming the server and its answer when it refuses."""
+    url = server.rstrip("/") + path
+    try:
+        resp = httpx.request(method, url, json=body, headers=auth_headers(), timeout=30)
+    except httpx.HTTPError as exc:
+        err.print(f"[red]error:[/red] cannot reach {url}: {exc}", highlight=False)
+        raise typer.Exit(1) from None
+    if resp.status_code >= 400:
+        try:
+            detail = str(resp.json().get("detail", resp.text))
+        except ValueError:
+            detail = resp.text[:300]
+        err.print(f"[red]error:[/red] {url} answered {resp.status_code}: {detail}", highlight=False)
+        raise typer.Exit(1)
+    return resp.json() if resp.content else None
+
+
+def pairs(option: str, items: list[str] | None) -> dict[str, str]:
+    """NAME=VALUE options as a dict; exit 2 naming the option for one without `=`."""
+    found: dict[str, str] = {}
+    for item in items or []:
+        name, eq, value = item.partition("=")
+        if not eq or not name:
+            err.print(f"[red]error:[/red] {option} {item.split('=')[0]!r}...: expected NAME=VALUE")
+            raise typer.Exit(2)
+        found[name] = value
+    return found

@@ -14,6 +14,7 @@ app = typer.Typer(help="Periodic jobs, run once.", no_args_is_help=True)
 @app.command("run")
 def jobs_run(name: Annotated[str, typer.Argument(help="job name, e.g. maintain-events")]) -> None:
     """Run one periodic job now, against the configured database."""
+    import coplane.orchestrate.paused  # noqa: F401 - registers its job, as the server does
     from coplane.jobs.scheduler import JOBS, run_job
     from coplane.server import open_configured_store
 

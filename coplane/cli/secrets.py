@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -79,13 +80,28 @@ def secrets_delete(name: Annotated[str, typer.Argument(help="the secret's name")
 
 @app.command("rotate")
 def secrets_rotate() -> None:
-    """Re-encrypt every stored secret under the first key of COPLANE_SECRET_KEY."""
+    """Re-encrypt every stored secret and connection under the first key of COPLANE_SECRET_KEY."""
+    from cryptography.fernet import InvalidToken
+
     from coplane.auth.vault import SecretError, Vault
+    from coplane.store.connections import rewrap_connection_secrets
 
     settings = load_settings()
     with exit_on(SecretError), database() as conn:
-        count = Vault(settings.secret_key).rotate(conn)
-    out.print(f"re-encrypted {count} secrets under the first key of COPLANE_SECRET_KEY")
+        vault = Vault(settings.secret_key)
+        count = vault.rotate(conn)
+        try:
+            connections = rewrap_connection_secrets(conn, vault.reencrypt, datetime.now(UTC))
+        except InvalidToken:
+            err.print(
+                "[red]error:[/red] no key in COPLANE_SECRET_KEY decrypts a stored connection's "
+                "secrets: add the key they were stored under, then rotate again"
+            )
+            raise typer.Exit(1) from None
+    out.print(
+        f"re-encrypted {count} secrets and {connections} connections under the first key of "
+        "COPLANE_SECRET_KEY"
+    )
 
 
 @app.command("generate-key")

@@ -12,7 +12,6 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from coplane.collector.body import MAX_EVENTS, read_body
 from coplane.collector.openlineage import (
     OpenLineageEvent,
     naming_claims,
@@ -21,6 +20,7 @@ from coplane.collector.openlineage import (
     translate_parsed,
 )
 from coplane.events.model import Event, EventDecodeError, check_no_nul, decode_events
+from coplane.http.body import MAX_EVENTS, read_body
 from coplane.http.deps import store_of
 from coplane.http.errors import ApiError
 from coplane.store import Store

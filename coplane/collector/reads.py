@@ -79,7 +79,7 @@ def get_runs(
     request: Request,
     pipeline: Annotated[str | None, Query(description="resource id of the pipeline")] = None,
     state: Literal[
-        "scheduled", "running", "completed", "failed", "retrying", "cancelled", "cached"
+        "scheduled", "running", "paused", "completed", "failed", "retrying", "cancelled", "cached"
     ]
     | None = None,
     since: AwareDatetime | None = None,

@@ -14,6 +14,8 @@ RUN_FAILED: Final = "run.failed"
 RUN_RETRYING: Final = "run.retrying"  # this try failed; the orchestrator will try again
 RUN_CANCELLED: Final = "run.cancelled"
 RUN_CACHED: Final = "run.cached"  # a flow SDK task run that reused a stored result
+RUN_PAUSED: Final = "run.paused"  # a flow run waits for someone to resume it
+RUN_RESUMED: Final = "run.resumed"
 ASSET_UPDATED: Final = "asset.updated"
 ASSET_DECLARED: Final = "asset.declared"
 JOB_DECLARED: Final = "job.declared"
@@ -27,6 +29,9 @@ RUN_STATES: Final[dict[str, tuple[str, int]]] = {
     RUN_STARTED: ("running", 1),
     RUN_RUNNING: ("running", 1),
     RUN_HEARTBEAT: ("running", 1),
+    # same rank as running: whichever of pause, resume and start came last says which it is
+    RUN_PAUSED: ("paused", 1),
+    RUN_RESUMED: ("running", 1),
     RUN_COMPLETED: ("completed", 2),
     RUN_FAILED: ("failed", 2),
     RUN_RETRYING: ("retrying", 2),

@@ -16,7 +16,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from coplane.settings import Settings
 from coplane.store import Store
-from coplane.store.retention import maintain_events
+from coplane.store.retention import maintain_events, maintain_logs
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,16 @@ def maintain_events_job(store: Store, settings: Settings) -> Any:
             report.events_deleted,
         )
     return report
+
+
+@job("maintain-logs", every_s=3600)
+def maintain_logs_job(store: Store, settings: Settings) -> int:
+    """Apply the retention of flow and task log lines."""
+    with store.connect() as conn:
+        deleted = maintain_logs(conn, datetime.now(UTC), settings.logs_retention_days)
+    if deleted:
+        log.info("retention deleted %d log lines", deleted)
+    return deleted
 
 
 def run_job(name: str, store: Store, settings: Settings) -> Any:

@@ -71,6 +71,7 @@ class TaskSpec:
     result_storage: str | None
     result_serializer: Serializer
     log_prints: bool | None
+    concurrency: str | None = None  # a limit whose slot each try holds while it runs
     _signature: inspect.Signature | None = field(default=None, repr=False)
     _source: str | None = field(default=None, repr=False)
 
@@ -193,6 +194,16 @@ def _render_run_name(spec: TaskSpec, parameters: dict[str, Any], call: int) -> s
 
 
 def _call_with_timeout(spec: TaskSpec, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
+    if spec.concurrency is None:
+        return _call_bounded(spec, args, kwargs)
+    from coplane.orchestrate.concurrency import concurrency
+
+    # the slot is held for the try, and the timeout counts from when it was granted
+    with concurrency(spec.concurrency):
+        return _call_bounded(spec, args, kwargs)
+
+
+def _call_bounded(spec: TaskSpec, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
     if spec.timeout is None:
         return spec.fn(*args, **kwargs)
     box: dict[str, Any] = {}

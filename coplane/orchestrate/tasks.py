@@ -67,6 +67,7 @@ class Task(Generic[P, R]):
         result_storage: str | None = None,
         result_serializer: Serializer = "pickle",
         log_prints: bool | None = None,
+        concurrency: str | None = None,
     ) -> None:
         if not callable(fn):
             raise TypeError(f"@task decorates a function, not {type(fn).__name__}")
@@ -77,6 +78,8 @@ class Task(Generic[P, R]):
                 f"not {result_serializer!r}"
             )
         expiration = _positive_seconds("cache_expiration", cache_expiration)
+        if concurrency is not None and (not isinstance(concurrency, str) or not concurrency):
+            raise ValueError(f"concurrency names a limit, not {concurrency!r}")
         self.fn = fn
         self.name = task_name
         self.spec = TaskSpec(
@@ -96,6 +99,7 @@ class Task(Generic[P, R]):
             result_storage=result_storage,
             result_serializer=result_serializer,
             log_prints=log_prints,
+            concurrency=concurrency,
         )
         self._options = {
             "name": name, "tags": tags, "retries": retries, "retry_delay": retry_delay,
@@ -104,7 +108,7 @@ class Task(Generic[P, R]):
             "outputs": outputs, "cache": cache, "cache_key_fn": cache_key_fn,
             "cache_expiration": cache_expiration, "refresh_cache": refresh_cache,
             "result_storage": result_storage, "result_serializer": result_serializer,
-            "log_prints": log_prints,
+            "log_prints": log_prints, "concurrency": concurrency,
         }  # fmt: skip
         functools.update_wrapper(self, fn)
 
@@ -215,6 +219,7 @@ def task(
     result_storage: str | None = None,
     result_serializer: Serializer = "pickle",
     log_prints: bool | None = None,
+    concurrency: str | None = None,
 ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
 

@@ -333,3 +333,11 @@ class Database:
                 conn.close()
             self._sqlite_conns.clear()
         self._local = threading.local()
+
+
+def for_update(dialect: DialectName) -> str:
+    """The clause that locks the rows a SELECT reads until the transaction ends.
+
+    SQLite needs none: `transaction()` takes the database's write lock before the first read.
+    """
+    return " FOR UPDATE" if dialect == "postgresql" else ""

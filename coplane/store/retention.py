@@ -1,4 +1,4 @@
-"""Keeping the events table bounded: partitions made ahead, events past retention dropped."""
+"""Keeping the events and logs tables bounded: partitions made ahead, old rows dropped."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from coplane.store.dialects import Conn
+from coplane.store.logs import delete_logs_before
 from coplane.store.partitions import create_partitions_ahead, drop_partitions_before
 
 
@@ -45,3 +46,10 @@ def maintain_events(
                     "DELETE FROM events WHERE occurred < ?", (conn.time(cutoff),)
                 )
     return MaintenanceReport(created, dropped, deleted)
+
+
+def maintain_logs(conn: Conn, now: datetime, retention_days: int) -> int:
+    """Drop run log lines older than `retention_days` (0 keeps them); how many went."""
+    if retention_days <= 0:
+        return 0
+    return delete_logs_before(conn, now - timedelta(days=retention_days))

@@ -17,7 +17,7 @@ RUN_COLUMNS = (
     "nominal_start, first_seen, sort_at"
 )
 RUN_STATES = (
-    "scheduled", "running", "completed", "failed", "retrying", "cancelled", "cached"
+    "scheduled", "running", "paused", "completed", "failed", "retrying", "cancelled", "cached"
 )
 
 

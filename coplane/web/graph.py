@@ -32,6 +32,7 @@ BROKEN = frozenset({"breached", "failed", "failing_checks"})
 _RUN_STATUS = {
     "failed": "failed",
     "retrying": "at_risk",
+    "paused": "at_risk",
     "running": "running",
     "cancelled": "unknown",
 }

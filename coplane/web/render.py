@@ -42,6 +42,7 @@ ICONS = {
     "running": "▶",
     "scheduled": "…",
     "retrying": "↻",
+    "paused": "⏸",
     "cancelled": "⊘",
     "cached": "✓",
     "passed": "✓",
@@ -63,6 +64,7 @@ TONES = {
     "running": "running",
     "scheduled": "unknown",
     "retrying": "at_risk",
+    "paused": "at_risk",  # waiting for a person: worth a look
     "cancelled": "unknown",
     "cached": "ok",
 }

@@ -20,9 +20,11 @@ from coplane.store.health import incidents_of
 from coplane.store.resources import assets_json, read_asset, read_pipeline
 from coplane.store.runs import RunFilter, list_child_runs, list_runs, read_run, run_json
 from coplane.store.slas import StoredSla, list_slas
+from coplane.web import csrf
 from coplane.web.charts import RunPoint, Span, duration_chart, gantt
 from coplane.web.health import SlaIndex
 from coplane.web.render import error_page, render
+from coplane.web.runs import run_logs_context, run_pause_context
 
 router = APIRouter(include_in_schema=False)
 
@@ -90,9 +92,13 @@ def pipeline_page(request: Request, pid: str, run: str | None = None) -> HTMLRes
                     raise NotFound(f"run {run} is not a run of {pid}")
             tasks = list_child_runs(conn, chosen["id"]) if chosen else []
             run_events = []
+            logs: dict[str, Any] = {}
+            pause: dict[str, Any] | None = None
             if chosen is not None:
                 found, _ = list_events(conn, EventFilter(run_id=chosen["id"]), 200)
                 run_events = [event_json(e) for e in reversed(found)]
+                logs = run_logs_context(conn, chosen["id"], chosen["state"])
+                pause = run_pause_context(conn, chosen["id"], request)
             outputs = assets_json(
                 conn,
                 [r for r in _resources(conn, pipeline["outputs"]) if r["kind"] == n.KIND_ASSET],
@@ -126,6 +132,8 @@ def pipeline_page(request: Request, pid: str, run: str | None = None) -> HTMLRes
         "timeline": gantt(spans, now),
         "task_runs": [run_json(t) for t in tasks],
         "run_events": run_events,
+        "run_logs": logs,
+        "pause": pause,
         "outputs": outputs,
         "slas": slas,
         "history": history,
@@ -135,7 +143,14 @@ def pipeline_page(request: Request, pid: str, run: str | None = None) -> HTMLRes
         "now": now,
         "quote": quote,
     }
-    return render(request, "pipeline.html", context, blocks=("pipeline-live",))
+    if pause is None:
+        return render(request, "pipeline.html", context, blocks=("pipeline-live",))
+    token = csrf.token_for(request)  # the resume form's
+    response = render(
+        request, "pipeline.html", {**context, "csrf_token": token}, blocks=("pipeline-live",)
+    )
+    csrf.set_token(request, response, token)
+    return response
 
 
 def _resources(conn: Conn, ids: list[str]) -> list[Any]:

@@ -25,12 +25,12 @@ from coplane.store.incidents import (
     resolve_incident,
 )
 from coplane.store.slas import list_slas, read_sla
-from coplane.web import backtest, csrf, events, graph, health, resources, sla
+from coplane.web import backtest, csrf, events, graph, health, resources, runs, sla
 from coplane.web.render import STATIC_DIR, error_page, render
 
 # Hidden from the OpenAPI schema: it documents the JSON API, which the README lists route by route.
 router = APIRouter(include_in_schema=False)
-for _pages in (health, graph, resources, events, sla, backtest):
+for _pages in (health, graph, resources, events, sla, backtest, runs):
     router.include_router(_pages.router)
 
 __all__ = ["CSRF_COOKIE", "STATIC_DIR", "router"]

@@ -32,6 +32,14 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("POST", "/api/events"): "ingest",
     ("POST", "/api/v1/lineage"): "ingest",
     ("POST", "/api/v1/lineage/batch"): "ingest",
+    ("POST", "/api/logs"): "ingest",
+    ("POST", "/api/concurrency/{name}/acquire"): "ingest",
+    ("POST", "/api/runs/{run_id}/pause"): "ingest",  # the paused flow's own key
+    ("GET", "/api/runs/{run_id}/pause"): "ingest",
+    ("POST", "/api/runs/{run_id}/resume"): "act",
+    ("POST", "/runs/{run_id}/resume"): "act",
+    ("POST", "/api/concurrency/{name}/renew"): "ingest",
+    ("POST", "/api/concurrency/{name}/release"): "ingest",
     **{
         (method, f"/ping/{{slug}}{tail}"): "ingest"
         for method in ("GET", "HEAD", "POST")
@@ -48,6 +56,11 @@ EXPECTED: dict[tuple[str, str], str] = {
             "/api/events",
             "/api/runs",
             "/api/runs/{run_id}",
+            "/api/runs/{run_id}/logs",
+            "/api/concurrency",
+            "/api/connections",
+            "/api/connections/{name}",  # no secret in it
+            "/runs/{run_id}/logs",
             "/api/pipelines",
             "/api/pipelines/{pipeline_id:path}",
             "/api/assets",
@@ -88,6 +101,11 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("PUT", "/api/slas/{name}"): "admin",
     ("DELETE", "/api/slas/{name}"): "admin",
     ("POST", "/api/slas/reload"): "admin",
+    ("PUT", "/api/concurrency/{name}"): "admin",
+    ("PUT", "/api/connections/{name}"): "admin",
+    ("DELETE", "/api/connections/{name}"): "admin",
+    ("GET", "/api/connections/{name}/resolved"): "admin",  # the secrets in clear
+    ("DELETE", "/api/concurrency/{name}"): "admin",
     ("GET", "/api/keys"): "admin",
     ("POST", "/api/keys"): "admin",
     ("DELETE", "/api/keys/{key}"): "admin",

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from coplane.collector.body import MAX_BODY_BYTES, MAX_EVENTS
+from coplane.http.body import MAX_BODY_BYTES, MAX_EVENTS
 from tests.factories import event_dict
 
 PIPE = "airflow.prod.sales"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -245,3 +246,37 @@ def test_dask_worker_processes_report_their_task_runs_to_the_server(
     ends = [e for e in events["events"] if e["event"] == "run.completed"]
     assert len(ends) == 12  # each task run's end, once
     assert all(t["started"] and t["duration_s"] is not None for t in tasks)
+
+
+def test_a_task_with_a_concurrency_limit_holds_a_slot_per_try(
+    live_server: LiveServer, report_to: Callable[[str], HttpReporter]
+) -> None:
+    report_to(live_server.url)
+    created = httpx.put(f"{live_server.url}/api/concurrency/warehouse", json={"limit": 1})
+    assert created.status_code in (200, 201), created.text
+    spans: list[tuple[float, float]] = []
+    lock = threading.Lock()
+
+    @task(concurrency="warehouse")
+    def load(i: int) -> int:
+        began = time.monotonic()
+        time.sleep(0.2)
+        with lock:
+            spans.append((began, time.monotonic()))
+        return i
+
+    @flow
+    def loads() -> list[int]:
+        return [f.result() for f in load.map(range(4))]
+
+    assert loads() == [0, 1, 2, 3]
+    spans.sort()
+    # a limit of one: no two task runs overlapped, though the runner would run them at once
+    assert all(end <= later for (_, end), (later, _) in zip(spans, spans[1:], strict=False))
+    limit = httpx.get(f"{live_server.url}/api/concurrency").json()["limits"][0]
+    assert limit["holders"] == [], "every slot was given back"
+
+
+def test_a_task_naming_no_limit_is_refused_when_declared() -> None:
+    with pytest.raises(ValueError, match="concurrency names a limit"):
+        task(concurrency="")(lambda: None)

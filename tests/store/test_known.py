@@ -19,7 +19,7 @@ from tests.factories import event_dict, events
 
 PIPE = "airflow.prod.sales"
 NAMES = ["run.scheduled", "run.started", "run.heartbeat", "run.completed", "run.failed",
-         "run.cancelled", "run.updated"]  # fmt: skip
+         "run.cancelled", "run.updated", "run.paused", "run.resumed"]  # fmt: skip
 
 
 def _random_events(rng: random.Random) -> list[dict[str, Any]]:
