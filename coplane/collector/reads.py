@@ -78,7 +78,10 @@ def get_events(
 def get_runs(
     request: Request,
     pipeline: Annotated[str | None, Query(description="resource id of the pipeline")] = None,
-    state: Literal["scheduled", "running", "completed", "failed", "retrying", "cancelled"]
+    state: Literal[
+        "scheduled", "pending", "running", "completed", "failed", "retrying", "cancelled",
+        "crashed",
+    ]
     | None = None,
     since: AwareDatetime | None = None,
     limit: Limit = 100,

@@ -16,7 +16,9 @@ RUN_COLUMNS = (
     "id, pipeline, run_key, source, state, started, ended, error, scheduled, parent_run, "
     "nominal_start, first_seen, sort_at"
 )
-RUN_STATES = ("scheduled", "running", "completed", "failed", "retrying", "cancelled")
+RUN_STATES = (
+    "scheduled", "pending", "running", "completed", "failed", "retrying", "cancelled", "crashed"
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,6 +34,7 @@ _RUN_STATUS = {
     "retrying": "at_risk",
     "running": "running",
     "cancelled": "unknown",
+    "crashed": "failed",
 }
 Direction = Literal["both", "upstream", "downstream"]
 

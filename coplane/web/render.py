@@ -43,6 +43,7 @@ ICONS = {
     "scheduled": "…",
     "retrying": "↻",
     "cancelled": "⊘",
+    "crashed": "✗",
     "passed": "✓",
 }
 # What each shown status looks like (its CSS class): run, incident and delivery states map
@@ -63,6 +64,7 @@ TONES = {
     "scheduled": "unknown",
     "retrying": "at_risk",
     "cancelled": "unknown",
+    "crashed": "breached",
 }
 
 
