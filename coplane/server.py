@@ -24,6 +24,8 @@ from coplane.auth.vault import Vault
 from coplane.collector import ingest, ping, ping_keys, reads
 from coplane.http.errors import install_error_handlers
 from coplane.jobs.scheduler import Scheduler
+from coplane.orchestrate import deployments_api
+from coplane.orchestrate.workers import Worker, WorkerOptions
 from coplane.security import mask
 from coplane.settings import Settings
 from coplane.slas import api as slas_api
@@ -100,9 +102,12 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
         engine.start()  # loads the config's SLAs and catches up on missed deadlines
         dispatcher.start()
         _reload_on_sighup(engine)
+        worker = _start_worker(app.state.store, settings) if settings.worker else None
         try:
             yield
         finally:
+            if worker is not None:
+                worker.stop()
             scheduler.shutdown()
             engine.stop()
             dispatcher.stop()
@@ -118,6 +123,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     app.include_router(ping.router, tags=["ping"])
     app.include_router(ping_keys.router, tags=["ping"])
     app.include_router(slas_api.router, tags=["slas"])
+    app.include_router(deployments_api.router, tags=["deployments"])
     app.include_router(web_routes.router)
     app.mount("/static", StaticFiles(directory=web_routes.STATIC_DIR), name="static")
     app.include_router(keys_api.router, tags=["keys"])
@@ -128,6 +134,21 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     app.add_middleware(CrossSiteGuard, public_url=settings.public_url)  # before any key check
     app.add_middleware(SecurityHeaders)  # outermost: refusals get the headers too
     return app
+
+
+def _start_worker(store: Store, settings: Settings) -> Worker:
+    """The server's own worker for the `default` pool, reporting to this server."""
+    host = settings.host if settings.host not in ("0.0.0.0", "::", "[::]") else "127.0.0.1"
+    scheme = "https" if settings.tls_cert is not None else "http"
+    options = WorkerOptions(
+        pool="default",
+        server_url=f"{scheme}://{host}:{settings.port}",
+        api_key=os.environ.get("COPLANE_API_KEY") or None,
+        heartbeat_s=settings.worker_heartbeat_timeout / 6,
+    )
+    worker = Worker(store, options)
+    worker.start()
+    return worker
 
 
 def _reload_on_sighup(engine: SlaEngine) -> None:

@@ -10,13 +10,16 @@ from coplane.cli import (
     cron,
     db,
     dbt,
+    deploy,
     emit,
     incidents,
     jobs,
     keys,
+    runs,
     secrets,
     slas,
     users,
+    worker,
 )
 from coplane.cli import server as server_command
 
@@ -34,6 +37,9 @@ app.add_typer(airflow.app, name="airflow")
 app.add_typer(keys.app, name="keys")
 app.add_typer(users.app, name="users")
 app.add_typer(secrets.app, name="secrets")
+app.command()(deploy.deploy)
+app.command()(worker.worker)
+app.add_typer(runs.app, name="runs")
 
 
 def main() -> None:

@@ -15,7 +15,7 @@ app = typer.Typer(help="Periodic jobs, run once.", no_args_is_help=True)
 def jobs_run(name: Annotated[str, typer.Argument(help="job name, e.g. maintain-events")]) -> None:
     """Run one periodic job now, against the configured database."""
     from coplane.jobs.scheduler import JOBS, run_job
-    from coplane.server import open_configured_store
+    from coplane.server import open_configured_store  # imports every module that has jobs
 
     if name not in JOBS:
         err.print(f"[red]error:[/red] no job named {name!r}; jobs: {', '.join(sorted(JOBS))}")
