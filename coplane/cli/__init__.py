@@ -16,6 +16,7 @@ from coplane.cli import (
     jobs,
     keys,
     runs,
+    schedules,
     secrets,
     slas,
     users,
@@ -40,6 +41,7 @@ app.add_typer(secrets.app, name="secrets")
 app.command()(deploy.deploy)
 app.command()(worker.worker)
 app.add_typer(runs.app, name="runs")
+app.add_typer(schedules.app, name="schedules")
 
 
 def main() -> None:

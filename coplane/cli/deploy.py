@@ -56,6 +56,13 @@ def deploy(
         list[str] | None, typer.Option("--env", help="an environment variable for its runs, K=V")
     ] = None,
     tag: Annotated[list[str] | None, typer.Option("--tag", help="a tag")] = None,
+    cron: Annotated[
+        str | None, typer.Option("--cron", help="run on this cron schedule (5 or 6 fields)")
+    ] = None,
+    timezone: Annotated[str, typer.Option("--timezone", help="IANA time zone of --cron")] = "UTC",
+    interval: Annotated[
+        str | None, typer.Option("--interval", help="run every this long, such as 15m")
+    ] = None,
     server: ServerOption = DEFAULT_SERVER,
 ) -> None:
     """Create or replace a deployment. The server loads the entrypoint to read its signature
@@ -70,6 +77,13 @@ def deploy(
         "env": _pairs("--env", env or [], as_json=False),
         "tags": tag or [],
     }
+    if cron is not None and interval is not None:
+        err.print("[red]error:[/red] --cron and --interval: give one of them")
+        raise typer.Exit(2)
+    if cron is not None:
+        body["schedules"] = [{"cron": cron, "timezone": timezone}]
+    elif interval is not None:
+        body["schedules"] = [{"interval": interval}]
     if git_url is not None:
         if working_dir is not None:
             err.print("[red]error:[/red] --working-dir and --git-url: give one of them")

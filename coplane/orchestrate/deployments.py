@@ -21,7 +21,6 @@ import tarfile
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,14 +28,7 @@ import jsonschema
 import platformdirs
 
 from coplane.rules.deployment import DeploymentSpec
-from coplane.store import Store
-from coplane.store.deployments import (
-    DeploymentRow,
-    delete_deployment,
-    list_deployments,
-    upsert_deployment,
-)
-from coplane.store.dialects import Row
+from coplane.store.deployments import DeploymentRow
 
 DESCRIBE_TIMEOUT_S = 60.0
 
@@ -197,27 +189,3 @@ def build_deployment(spec: DeploymentSpec, origin: str) -> DeploymentRow:
         infrastructure=spec.infrastructure,
         origin=origin,
     )
-
-
-def register_deployment(store: Store, spec: DeploymentSpec, origin: str, *, replace: bool) -> Row:
-    """Check and store one deployment (and its schedules)."""
-    row = build_deployment(spec, origin)
-    with store.connect() as conn, conn.transaction():
-        return upsert_deployment(conn, row, datetime.now(UTC), replace=replace)
-
-
-def sync_file_deployments(store: Store, specs: list[DeploymentSpec]) -> list[str]:
-    """Make the deployments of origin `file` those of the config file; the names kept.
-
-    Each is checked before any is stored, so a file with a bad one changes nothing.
-    """
-    rows = [build_deployment(spec, "file") for spec in specs]
-    now = datetime.now(UTC)
-    with store.connect() as conn, conn.transaction():
-        for row in rows:
-            upsert_deployment(conn, row, now, replace=True)
-        names = {r.name for r in rows}
-        for old in list_deployments(conn, origin="file"):
-            if old["name"] not in names:
-                delete_deployment(conn, old["name"])
-    return sorted(names)

@@ -11,8 +11,10 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict
 
 from coplane.http.deps import store_of
 from coplane.http.errors import ApiError, not_found_at
-from coplane.orchestrate.deployments import DeploymentError, register_deployment
+from coplane.orchestrate.deployments import DeploymentError
+from coplane.orchestrate.register import register_deployment
 from coplane.orchestrate.runs import cancel_flow_run, create_flow_run
+from coplane.orchestrate.schedules import next_runs, pause_schedules, resume_schedules
 from coplane.rules.deployment import DeploymentSpec
 from coplane.store.deployments import (
     delete_deployment,
@@ -20,6 +22,7 @@ from coplane.store.deployments import (
     list_deployments,
     read_deployment,
 )
+from coplane.store.dialects import Conn
 from coplane.store.flow_runs import (
     flow_run_json,
     list_flow_runs,
@@ -27,6 +30,7 @@ from coplane.store.flow_runs import (
     queue_depths,
     read_flow_run,
 )
+from coplane.store.schedules import list_schedules, schedule_json
 
 router = APIRouter()
 
@@ -47,17 +51,33 @@ def _refused(exc: DeploymentError, loc_prefix: list[str | int]) -> ApiError:
     return ApiError(422, str(exc), loc)
 
 
+def _schedules(conn: Conn, name: str, now: datetime) -> list[dict[str, Any]]:
+    return [schedule_json(s, next_runs(s, now)) for s in list_schedules(conn, name)]
+
+
 def _with_runs(request: Request, row: Any) -> dict[str, Any]:
+    now = datetime.now(UTC)
     with store_of(request).connect() as conn:
         runs = list_flow_runs(conn, deployment=row["name"], limit=20)
-    return {**deployment_json(row), "runs": [flow_run_json(r) for r in runs]}
+        schedules = _schedules(conn, row["name"], now)
+    return {
+        **deployment_json(row),
+        "schedules": schedules,
+        "runs": [flow_run_json(r) for r in runs],
+    }
 
 
 @router.get("/api/deployments", summary="Deployments")
 def get_deployments(request: Request) -> dict[str, Any]:
     """Every deployment, by name."""
+    now = datetime.now(UTC)
     with store_of(request).connect() as conn:
-        return {"deployments": [deployment_json(r) for r in list_deployments(conn)]}
+        return {
+            "deployments": [
+                {**deployment_json(r), "schedules": _schedules(conn, r["name"], now)}
+                for r in list_deployments(conn)
+            ]
+        }
 
 
 @router.post("/api/deployments", status_code=201, summary="Create a deployment")
@@ -96,6 +116,26 @@ def remove_deployment(request: Request, name: str) -> Response:
     with store_of(request).connect() as conn, conn.transaction(), not_found_at("path", "name"):
         delete_deployment(conn, name, origin="api")
     return Response(status_code=204)
+
+
+@router.post("/api/deployments/{name}/pause", summary="Pause a deployment's schedules")
+def post_pause(request: Request, name: str) -> dict[str, Any]:
+    """Pause its schedules: the runs they made that have not started are cancelled, and no
+    more are made until it is resumed. 404 when it has no schedule."""
+    with not_found_at("path", "name"):
+        rows = pause_schedules(store_of(request), name)
+    return {"schedules": [schedule_json(r, []) for r in rows]}
+
+
+@router.post("/api/deployments/{name}/resume", summary="Resume a deployment's schedules")
+def post_resume(request: Request, name: str) -> dict[str, Any]:
+    """Resume its schedules; their upcoming runs are made at once."""
+    store = store_of(request)
+    with not_found_at("path", "name"):
+        resume_schedules(store, name)
+    now = datetime.now(UTC)
+    with store.connect() as conn:
+        return {"schedules": _schedules(conn, name, now)}
 
 
 @router.post("/api/deployments/{name}/runs", status_code=201, summary="Run a deployment")

@@ -75,6 +75,7 @@ def create_flow_run(
     related: list[dict[str, str]] | None = None,
     attempt: int = 1,
     retry_of: uuid.UUID | None = None,
+    schedule_id: uuid.UUID | None = None,
     now: datetime | None = None,
 ) -> tuple[Row, bool]:
     """Create a scheduled run of `deployment` (in the caller's transaction); the run and
@@ -100,6 +101,7 @@ def create_flow_run(
         related=related or [],
         attempt=attempt,
         retry_of=retry_of,
+        schedule_id=schedule_id,
     )
     if not insert_flow_run(conn, new, now):
         existing = conn.one(

@@ -19,7 +19,7 @@ from coplane.store.errors import Conflict, NotFound
 COLUMNS = (
     "id, flow, run_key, deployment, work_pool, state, parameters, related, due, "
     "idempotency_key, attempt, retry_of, worker, claimed, started, ended, heartbeat, "
-    "cancel_requested, error, created"
+    "cancel_requested, error, created, schedule_id"
 )
 ACTIVE = ("pending", "running")
 TERMINAL = ("completed", "failed", "cancelled", "crashed")
@@ -40,6 +40,7 @@ class NewFlowRun:
     related: list[dict[str, str]] = field(default_factory=list)
     attempt: int = 1
     retry_of: uuid.UUID | None = None
+    schedule_id: uuid.UUID | None = None
 
 
 def insert_flow_run(conn: Conn, run: NewFlowRun, now: datetime) -> bool:
@@ -47,11 +48,12 @@ def insert_flow_run(conn: Conn, run: NewFlowRun, now: datetime) -> bool:
     changed = conn.execute(
         f"INSERT INTO flow_runs ({COLUMNS}) VALUES "
         "(?, ?, ?, ?, ?, 'scheduled', ?, ?, ?, ?, ?, ?, NULL, NULL, NULL, NULL, NULL, NULL, "
-        "NULL, ?) ON CONFLICT DO NOTHING",
+        "NULL, ?, ?) ON CONFLICT DO NOTHING",
         (
             conn.uid(run.id), run.flow, run.run_key, run.deployment, run.work_pool,
             conn.json(run.parameters), conn.json(run.related), conn.time(run.due),
             run.idempotency_key, run.attempt, conn.uid(run.retry_of), conn.time(now),
+            conn.uid(run.schedule_id),
         ),
     )  # fmt: skip
     return changed == 1
@@ -272,4 +274,5 @@ def flow_run_json(row: Row) -> dict[str, Any]:
         "heartbeat": _iso(row["heartbeat"]),
         "cancel_requested": _iso(row["cancel_requested"]),
         "error": row["error"],
+        "schedule": None if row["schedule_id"] is None else str(row["schedule_id"]),
     }
