@@ -8,7 +8,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -25,10 +25,13 @@ from coplane.collector import ingest, ping, ping_keys, reads
 from coplane.http.errors import install_error_handlers
 from coplane.jobs.scheduler import Scheduler
 from coplane.orchestrate import deployments_api
+from coplane.orchestrate.deployments import DeploymentError
+from coplane.orchestrate.register import sync_file_deployments
 from coplane.orchestrate.workers import Worker, WorkerOptions
 from coplane.security import mask
 from coplane.settings import Settings
 from coplane.slas import api as slas_api
+from coplane.slas.config import ConfigError, CoplaneConfig, problem_at
 from coplane.slas.engine import SlaEngine
 from coplane.store import Store, open_store
 from coplane.web import login
@@ -99,6 +102,8 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
         engine = SlaEngine(app.state.store, scheduler, settings.config, dispatcher=dispatcher)
         app.state.sla_engine = engine
         app.state.store.writer.add_listener(engine.request_evaluation)
+        if settings.config is not None:
+            engine.config_listeners.append(_deployments_from(app.state.store, settings.config))
         engine.start()  # loads the config's SLAs and catches up on missed deadlines
         dispatcher.start()
         _reload_on_sighup(engine)
@@ -134,6 +139,20 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     app.add_middleware(CrossSiteGuard, public_url=settings.public_url)  # before any key check
     app.add_middleware(SecurityHeaders)  # outermost: refusals get the headers too
     return app
+
+
+def _deployments_from(store: Store, path: Path) -> Callable[[CoplaneConfig], None]:
+    """What keeps the config file's `deployments:` stored, each time the file is read: a
+    deployment whose code cannot be loaded is a problem at its line, and changes nothing."""
+
+    def sync(config: CoplaneConfig) -> None:
+        try:
+            sync_file_deployments(store, config.deployments)
+        except DeploymentError as exc:
+            problem = problem_at(path, ("deployments", exc.index, *exc.loc), str(exc))
+            raise ConfigError([problem]) from None
+
+    return sync
 
 
 def _start_worker(store: Store, settings: Settings) -> Worker:

@@ -39,6 +39,7 @@ class DeploymentError(Exception):
     def __init__(self, message: str, loc: list[str | int]) -> None:
         super().__init__(message)
         self.loc = loc
+        self.index = 0  # the entry of a config file's `deployments:` it is about
 
 
 def code_cache_dir() -> Path:

@@ -11,6 +11,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict
 
 from coplane.http.deps import store_of
 from coplane.http.errors import ApiError, not_found_at
+from coplane.orchestrate import remediation as _remediation  # noqa: F401  (registers its job)
 from coplane.orchestrate.deployments import DeploymentError
 from coplane.orchestrate.register import register_deployment
 from coplane.orchestrate.runs import cancel_flow_run, create_flow_run
@@ -29,6 +30,11 @@ from coplane.store.flow_runs import (
     list_workers,
     queue_depths,
     read_flow_run,
+)
+from coplane.store.remediations import (
+    read_remediation,
+    read_remediation_of_run,
+    remediation_json,
 )
 from coplane.store.schedules import list_schedules, schedule_json
 
@@ -172,9 +178,25 @@ def get_flow_runs(
 
 @router.get("/api/flow-runs/{run_id}", summary="One flow run's orchestration state")
 def get_flow_run(request: Request, run_id: uuid.UUID) -> dict[str, Any]:
-    """Which worker holds it, its attempt, parameters, heartbeat and cancel request."""
+    """Which worker holds it, its attempt, parameters, heartbeat and cancel request, and the
+    incident it remediates."""
     with store_of(request).connect() as conn, not_found_at("path", "run_id"):
-        return flow_run_json(read_flow_run(conn, run_id))
+        row = read_flow_run(conn, run_id)
+        remediation = read_remediation_of_run(conn, run_id)
+    out = flow_run_json(row)
+    out["remediates"] = None if remediation is None else str(remediation["incident_id"])
+    return out
+
+
+@router.get("/api/incidents/{incident_id}/remediation", summary="An incident's remediation")
+def get_remediation(request: Request, incident_id: uuid.UUID) -> dict[str, Any]:
+    """The run its SLA's `remediate` started for it (and that run's state), or why none was;
+    404 when none was asked for (yet)."""
+    with store_of(request).connect() as conn:
+        row = read_remediation(conn, incident_id)
+    if row is None:
+        raise ApiError(404, f"incident {incident_id} has no remediation", ["path", "incident_id"])
+    return remediation_json(row)
 
 
 @router.post("/api/runs/{run_id}/cancel", summary="Cancel a deployment's run")

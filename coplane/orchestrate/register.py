@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from coplane.orchestrate.deployments import build_deployment
+from coplane.orchestrate.deployments import DeploymentError, build_deployment
 from coplane.orchestrate.schedules import create_scheduled_runs, sync_schedules
 from coplane.rules.deployment import DeploymentSpec
 from coplane.store import Store
@@ -28,7 +28,13 @@ def sync_file_deployments(store: Store, specs: list[DeploymentSpec]) -> list[str
 
     Each is checked before any is stored, so a file with a bad one changes nothing.
     """
-    rows = [(spec, build_deployment(spec, "file")) for spec in specs]
+    rows = []
+    for index, spec in enumerate(specs):
+        try:
+            rows.append((spec, build_deployment(spec, "file")))
+        except DeploymentError as exc:
+            exc.index = index  # which entry of `deployments:`, for the problem's line
+            raise
     now = datetime.now(UTC)
     with store.connect() as conn, conn.transaction():
         for spec, row in rows:
