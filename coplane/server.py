@@ -24,7 +24,8 @@ from coplane.auth.vault import Vault
 from coplane.collector import ingest, ping, ping_keys, reads
 from coplane.http.errors import install_error_handlers
 from coplane.jobs.scheduler import Scheduler
-from coplane.orchestrate import deployments_api
+from coplane.orchestrate import automations_api, deployments_api
+from coplane.orchestrate.automations import sync_file_automations
 from coplane.orchestrate.deployments import DeploymentError
 from coplane.orchestrate.register import sync_file_deployments
 from coplane.orchestrate.workers import Worker, WorkerOptions
@@ -129,6 +130,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     app.include_router(ping_keys.router, tags=["ping"])
     app.include_router(slas_api.router, tags=["slas"])
     app.include_router(deployments_api.router, tags=["deployments"])
+    app.include_router(automations_api.router, tags=["automations"])
     app.include_router(web_routes.router)
     app.mount("/static", StaticFiles(directory=web_routes.STATIC_DIR), name="static")
     app.include_router(keys_api.router, tags=["keys"])
@@ -142,12 +144,14 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
 
 
 def _deployments_from(store: Store, path: Path) -> Callable[[CoplaneConfig], None]:
-    """What keeps the config file's `deployments:` stored, each time the file is read: a
-    deployment whose code cannot be loaded is a problem at its line, and changes nothing."""
+    """What keeps the config file's `deployments:` and `automations:` stored, each time the
+    file is read: a deployment whose code cannot be loaded is a problem at its line, and
+    changes nothing."""
 
     def sync(config: CoplaneConfig) -> None:
         try:
             sync_file_deployments(store, config.deployments)
+            sync_file_automations(store, config.automations)
         except DeploymentError as exc:
             problem = problem_at(path, ("deployments", exc.index, *exc.loc), str(exc))
             raise ConfigError([problem]) from None

@@ -7,6 +7,7 @@ import typer
 from coplane.cli import (
     airflow,
     alerts,
+    automations,
     cron,
     db,
     dbt,
@@ -42,6 +43,7 @@ app.command()(deploy.deploy)
 app.command()(worker.worker)
 app.add_typer(runs.app, name="runs")
 app.add_typer(schedules.app, name="schedules")
+app.add_typer(automations.app, name="automations")
 
 
 def main() -> None:

@@ -12,7 +12,10 @@ repository at its ref) with the deployment's environment plus:
 - `COPLANE_DEPLOYMENT`: the deployment's name;
 - `COPLANE_ENTRYPOINT`: `path/to/flows.py:func` (relative to the working directory) or
   `package.module:func`;
-- `COPLANE_PARAMETERS`: the run's parameters as a JSON object.
+- `COPLANE_PARAMETERS`: the run's parameters as a JSON object;
+- `COPLANE_RELATED`: what caused the run (`[{"role": "cause", "id": "automation:<name>"}]`),
+  a JSON list to add to the related resources of every event about the run, so that an
+  automation's own runs never trigger it again (the SDK should carry it on likewise).
 
 It loads the entrypoint, validates the parameters against its signature (a pydantic model
 built from it) and calls it (an `async def` through `asyncio.run`). If the loaded object has
@@ -156,6 +159,11 @@ def _event(name: str, payload: dict[str, Any] | None = None) -> dict[str, Any]:
     ]
     if deployment := os.environ.get("COPLANE_DEPLOYMENT"):
         related.append({"role": "deployment", "id": f"deployment.{deployment}"})
+    try:
+        causes = json.loads(os.environ.get("COPLANE_RELATED") or "[]")
+    except ValueError:
+        causes = []
+    related += [r for r in causes if isinstance(r, dict) and {"id", "role"} <= r.keys()]
     return {
         "occurred": datetime.now(UTC).isoformat(),
         "event": name,

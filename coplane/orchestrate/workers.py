@@ -209,6 +209,9 @@ class Worker:
             COPLANE_DEPLOYMENT=run["deployment"],
             COPLANE_ENTRYPOINT=deployment["entrypoint"],
             COPLANE_PARAMETERS=json.dumps(run["parameters"]),
+            # what caused the run (an automation, an incident): its events carry it on, so an
+            # automation's own runs never trigger it again
+            COPLANE_RELATED=json.dumps(run["related"]),
         )
         if self.options.api_key:
             env["COPLANE_API_KEY"] = self.options.api_key

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from coplane.alerts.channels import ChannelBase
 from coplane.alerts.registry import channel_models
 from coplane.auth.vault import REFERENCE, check_name
+from coplane.rules.automation import AutomationSpec
 from coplane.rules.deployment import DeploymentSpec
 from coplane.rules.model import SLA
 from coplane.security.files import UnreadableFile, read_secret_file, reason
@@ -34,8 +35,9 @@ class CoplaneConfig(BaseModel):
     slas: list[SLA] = []
     channels: dict[str, ChannelBase] = {}
     deployments: list[DeploymentSpec] = []
+    automations: list[AutomationSpec] = []
 
-    @field_validator("slas", "channels", "deployments", mode="before")
+    @field_validator("slas", "channels", "deployments", "automations", mode="before")
     @classmethod
     def _empty_when_null(cls, value: Any, info: Any) -> Any:
         # `slas:` with every entry commented out is null in YAML: read it as none
