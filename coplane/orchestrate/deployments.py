@@ -170,8 +170,9 @@ def build_deployment(spec: DeploymentSpec, origin: str) -> DeploymentRow:
     with code_root(spec.working_dir, spec.git_url, spec.git_url and spec.git_ref) as root:
         described = describe_entrypoint(spec.entrypoint, root, spec.env)
     schema = described.get("schema") or {"type": "object"}
-    # defaults may leave out required parameters: each run must then give them
-    partial = {k: v for k, v in schema.items() if k != "required"}
+    # defaults may leave out required parameters, for each run to give; not when schedules
+    # make runs with the defaults alone
+    partial = schema if spec.schedules else {k: v for k, v in schema.items() if k != "required"}
     check_parameters(partial, spec.parameters, ["parameters"])
     return DeploymentRow(
         name=spec.name,

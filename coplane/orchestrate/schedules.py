@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 
 from coplane.events import names as n
 from coplane.jobs.scheduler import job
+from coplane.orchestrate.deployments import DeploymentError
 from coplane.orchestrate.runs import create_flow_run, run_event
 from coplane.rules.deployment import Schedule
 from coplane.rules.schedule import upcoming_deadlines, upcoming_intervals
@@ -101,18 +102,24 @@ def create_scheduled_runs(
             last = last_scheduled_due(conn, schedule["id"])
             after = max(now - CATCH_UP, last) if last is not None else now - CATCH_UP
             after = max(after, schedule["anchor"] - timedelta(microseconds=1))
-            room = MAX_AHEAD - count_waiting_runs(conn, schedule["id"])
+            waiting = count_waiting_runs(conn, schedule["id"])
+            room = MAX_AHEAD - waiting
             dues = due_times(schedule, after, now + HORIZON, room) if room > 0 else []
+            if waiting:  # the next one beyond the horizon only when none is waiting
+                dues = [d for d in dues if d <= now + HORIZON]
             if not dues:
                 continue
             d = read_deployment(conn, schedule["deployment"])
-            for due in dues:
-                _, new = create_flow_run(
-                    store, conn, d, due=due, now=now,
-                    idempotency_key=f"schedule:{schedule['id']}:{due.isoformat()}",
-                    schedule_id=uuid.UUID(str(schedule["id"])),
-                )  # fmt: skip
-                made += new
+            try:
+                for due in dues:
+                    _, new = create_flow_run(
+                        store, conn, d, due=due, now=now,
+                        idempotency_key=f"schedule:{schedule['id']}:{due.isoformat()}",
+                        schedule_id=uuid.UUID(str(schedule["id"])),
+                    )  # fmt: skip
+                    made += new
+            except DeploymentError as exc:  # one broken deployment must not stop the others
+                log.warning("schedule of %s makes no runs: %s", schedule["deployment"], exc)
     return made
 
 

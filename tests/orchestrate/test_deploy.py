@@ -85,6 +85,10 @@ def test_parameters_are_checked_at_deploy_and_at_each_run(
     assert resp.status_code == 422 and "no such parameter" in resp.json()["detail"]
     assert resp.json()["errors"][0]["loc"] == ["body", "parameters", "colour"]
     assert _put(server, body).status_code == 200  # `name` may be left for each run to give
+    resp = _put(server, {**body, "schedules": [{"interval": "1h"}]})  # not with a schedule
+    assert resp.status_code == 422 and resp.json()["errors"][0]["loc"] == [
+        "body", "parameters", "name"
+    ]  # fmt: skip
 
     runs = f"{server.url}/api/deployments/hello/runs"
     resp = httpx.post(runs, json={"parameters": {}})

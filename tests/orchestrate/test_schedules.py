@@ -47,6 +47,8 @@ def test_a_cron_in_berlin_runs_at_the_right_instants_across_the_spring_gap(
         "2026-03-30T00:30:00+00:00",
     ][: len(_dues(conn))]
     assert len(_dues(conn)) == 1  # within the 24 h horizon: only the next one yet
+    create_scheduled_runs(store, now=now + timedelta(minutes=1))
+    assert len(_dues(conn)) == 1  # and not the one after it, while that one waits
     later = datetime(2026, 3, 28, 2, 0, tzinfo=UTC)
     create_scheduled_runs(store, now=later)
     create_scheduled_runs(store, now=later + timedelta(hours=23))
