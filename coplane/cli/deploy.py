@@ -63,6 +63,13 @@ def deploy(
     interval: Annotated[
         str | None, typer.Option("--interval", help="run every this long, such as 15m")
     ] = None,
+    on_event: Annotated[
+        str | None,
+        typer.Option("--on-event", help="also run it on each event of this name (`*` allowed)"),
+    ] = None,
+    resource: Annotated[
+        str | None, typer.Option("--resource", help="with --on-event: of resources matching")
+    ] = None,
     server: ServerOption = DEFAULT_SERVER,
 ) -> None:
     """Create or replace a deployment. The server loads the entrypoint to read its signature
@@ -91,5 +98,17 @@ def deploy(
         body |= {"git_url": git_url, "git_ref": git_ref}
     else:
         body["working_dir"] = str((working_dir or Path.cwd()).resolve())
+    if resource is not None and on_event is None:
+        err.print("[red]error:[/red] --resource goes with --on-event")
+        raise typer.Exit(2)
     answer = send_json(server, "PUT", f"/api/deployments/{name}", body)
     out.print(f"deployment {answer['name']}: {answer['flow']} on pool {answer['work_pool']}")
+    if on_event is not None:
+        trigger: dict[str, Any] = {"event": on_event}
+        if resource is not None:
+            trigger["resource"] = resource
+        automation = {"name": f"{name}-on-event", "trigger": trigger,
+                      "actions": [{"type": "run_deployment", "deployment": name}]}  # fmt: skip
+        send_json(server, "PUT", f"/api/automations/{name}-on-event", automation)
+        out.print(f"automation {name}-on-event: runs it on {on_event}"
+                  + (f" of {resource}" if resource else ""))  # fmt: skip

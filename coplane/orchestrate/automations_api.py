@@ -62,6 +62,17 @@ def post_automation(request: Request, spec: AutomationSpec) -> dict[str, Any]:
         return _json(read_automation(conn, spec.name), conn, True)
 
 
+@router.put("/api/automations/{name}", summary="Create or replace an automation")
+def put_automation(request: Request, name: str, spec: AutomationSpec) -> dict[str, Any]:
+    """As POST, replacing one of that name made through the API (409 for the file's)."""
+    if spec.name != name:
+        raise ApiError(422, f"the body names {spec.name!r}, the path {name!r}", ["body", "name"])
+    with store_of(request).connect() as conn, conn.transaction():
+        upsert_automation(conn, automation_definition(spec), "api", datetime.now(UTC),
+                          replace=True)  # fmt: skip
+        return _json(read_automation(conn, spec.name), conn, True)
+
+
 @router.get("/api/automations/{name}", summary="One automation and why it fired or did not")
 def get_automation(request: Request, name: str) -> dict[str, Any]:
     """Its definition, the latest 50 decisions (each event it matched and what that meant,

@@ -193,3 +193,37 @@ def test_an_automation_pauses_and_resumes_a_schedule(server: LiveServer) -> None
         "body", "actions", 0
     ]  # fmt: skip
     assert httpx.get(f"{server.url}/api/automations/nope").status_code == 404
+
+
+@pytest.mark.slow
+def test_coplane_deploy_on_event(server: LiveServer, tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    folder = write_flows(tmp_path / "greet")
+    done = subprocess.run(
+        [sys.executable, "-m", "coplane", "deploy", "flows.py:hello", "--name", "greet",
+         "--param", "name=landed", "--on-event", "file.landed", "--resource", "s3://in/*",
+         "--server", server.url],
+        cwd=folder, capture_output=True, text=True, timeout=120, env=os.environ.copy(),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "automation greet-on-event: runs it on file.landed of s3://in/*" in done.stdout
+    time.sleep(1.5)
+    _send(server, "file.landed", "s3://out/x")  # not its resource
+    _send(server, "file.landed", "s3://in/x")
+    run = wait_for(lambda: _runs(server, "greet"))[0]
+    assert {"role": "cause", "id": "automation:greet-on-event"} in run["related"]
+    time.sleep(2)
+    assert len(_runs(server, "greet")) == 1
+    again = subprocess.run(
+        [sys.executable, "-m", "coplane", "deploy", "flows.py:hello", "--name", "greet",
+         "--resource", "s3://in/*", "--server", server.url],
+        cwd=folder, capture_output=True, text=True, timeout=120, env=os.environ.copy(),
+    )  # fmt: skip
+    assert again.returncode == 2 and "--resource goes with --on-event" in again.stderr
+    on_file = httpx.put(f"{server.url}/api/automations/on-file", json={
+        "name": "on-file", "trigger": {"event": "x"},
+        "actions": [{"type": "pause_schedule", "deployment": "every"}]})  # fmt: skip
+    assert on_file.status_code == 409  # the config file's
