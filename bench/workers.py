@@ -1,6 +1,7 @@
 """Workers: how soon a requested or scheduled run starts, and how fast two workers drain a queue.
 
-python bench/workers.py [--database URL] [--runs 1000] [--latency-runs 30]
+python bench/workers.py [--database URL] [--runs 1000] [--latency-runs 30] [--skip-latency]
+[--skip-throughput]
 
 1. Start latency: a real `coplane server` (its own worker, idle) and a flow that writes the
    time it began. For requested runs, the time from the POST to the flow's first line; for an
@@ -169,13 +170,15 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=1000)
     parser.add_argument("--latency-runs", type=int, default=30)
     parser.add_argument("--skip-latency", action="store_true")
+    parser.add_argument("--skip-throughput", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="coplane-bench-workers-") as tmp:
         folder = Path(tmp)
         if not args.skip_latency:
             latency(f"sqlite:///{folder / 'latency.sqlite'}", folder, args.latency_runs)
-        _reset(args.database)
-        throughput(args.database, folder, args.runs)
+        if not args.skip_throughput:
+            _reset(args.database)
+            throughput(args.database, folder, args.runs)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from coplane.http.errors import ApiError, not_found_at
 from coplane.orchestrate import remediation as _remediation  # noqa: F401  (registers its job)
 from coplane.orchestrate.deployments import DeploymentError
 from coplane.orchestrate.register import register_deployment
-from coplane.orchestrate.runs import cancel_flow_run, create_flow_run
+from coplane.orchestrate.runs import cancel_flow_run, create_flow_run, wake_workers
 from coplane.orchestrate.schedules import next_runs, pause_schedules, resume_schedules
 from coplane.rules.deployment import DeploymentSpec
 from coplane.store.deployments import (
@@ -160,6 +160,8 @@ def post_run(
             row, _ = create_flow_run(store, conn, deployment, body.parameters, due=body.due)
         except DeploymentError as exc:
             raise _refused(exc, ["body"]) from None
+    if body.due is None:
+        wake_workers()
     return flow_run_json(row)
 
 

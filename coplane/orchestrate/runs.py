@@ -9,6 +9,7 @@ act on. The events are recorded by the server through the store, never through i
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -36,6 +37,22 @@ from coplane.store.flow_runs import (
 log = logging.getLogger(__name__)
 
 SOURCE = "deployment"
+
+# Set when this process has queued a run that is due now, so that its own worker claims it at
+# once instead of at its next poll.
+_RUN_QUEUED = threading.Event()
+
+
+def wake_workers() -> None:
+    """Tell this process's worker a run is due now (call after the run's transaction)."""
+    _RUN_QUEUED.set()
+
+
+def wait_for_queued(timeout: float) -> bool:
+    """Wait up to `timeout` s for `wake_workers`; whether it was called (and clear it)."""
+    woken = _RUN_QUEUED.wait(timeout)
+    _RUN_QUEUED.clear()
+    return woken
 
 
 def run_event(run: Row, name: str, at: datetime, payload: dict[str, Any] | None = None) -> Event:

@@ -24,7 +24,7 @@ from typing import Any
 
 from coplane.orchestrate.deployments import DeploymentError, fetch_git_tree
 from coplane.orchestrate.infrastructure import RunHandle, RunSpec, load_infrastructure
-from coplane.orchestrate.runs import end_flow_run, mark_claimed
+from coplane.orchestrate.runs import end_flow_run, mark_claimed, wait_for_queued, wake_workers
 from coplane.store import Store
 from coplane.store.deployments import read_deployment
 from coplane.store.dialects import Row
@@ -85,10 +85,12 @@ class Worker:
     def stop_soon(self) -> None:
         """Ask the loop to stop (from a signal handler): it cancels its runs and returns."""
         self._stop.set()
+        wake_workers()
 
     def stop(self, timeout: float = 15.0) -> None:
         """Stop claiming, stop the runs in flight (they end `cancelled`), and return."""
         self._stop.set()
+        wake_workers()
         if self._thread is not None:
             self._thread.join(timeout)
 
@@ -101,7 +103,7 @@ class Worker:
                     self.step()
                 except Exception:  # the database may be away a moment: keep polling
                     log.exception("worker %s: poll failed", self.name)
-                self._stop.wait(self.options.poll_s)
+                wait_for_queued(self.options.poll_s)  # a poll, or sooner for a run queued here
         finally:
             self._shutdown()
 

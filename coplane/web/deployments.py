@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from coplane.http.deps import store_of
 from coplane.orchestrate.deployments import DeploymentError
-from coplane.orchestrate.runs import cancel_flow_run, create_flow_run
+from coplane.orchestrate.runs import cancel_flow_run, create_flow_run, wake_workers
 from coplane.orchestrate.schedules import next_runs, pause_schedules, resume_schedules
 from coplane.store.automations import (
     list_automations,
@@ -163,6 +163,8 @@ async def run_form(request: Request, name: str) -> Response:
         return str(row["id"])
 
     result = await run_in_threadpool(start)
+    if isinstance(result, str) and result != "missing":
+        wake_workers()
     if result == "missing":
         return error_page(request, 404, "Deployment not found", f"There is no deployment {name}.")
     if isinstance(result, dict):
