@@ -28,7 +28,7 @@ from coplane.orchestrate import automations_api, deployments_api
 from coplane.orchestrate.automations import sync_file_automations
 from coplane.orchestrate.deployments import DeploymentError
 from coplane.orchestrate.register import sync_file_deployments
-from coplane.orchestrate.workers import Worker, WorkerOptions
+from coplane.orchestrate.workers import Worker, WorkerOptions, show_run_output
 from coplane.security import mask
 from coplane.settings import Settings
 from coplane.slas import api as slas_api
@@ -169,6 +169,7 @@ def _start_worker(store: Store, settings: Settings) -> Worker:
         api_key=os.environ.get("COPLANE_API_KEY") or None,
         heartbeat_s=settings.worker_heartbeat_timeout / 6,
     )
+    show_run_output()
     worker = Worker(store, options)
     worker.start()
     return worker

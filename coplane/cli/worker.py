@@ -27,8 +27,13 @@ def worker(
     """Run flow runs of `--pool` from the database COPLANE_DATABASE_URL names, each in a
     subprocess; the flows report to `--server`. Stops on SIGTERM or Ctrl-C, cancelling its
     runs in flight."""
-    from coplane.orchestrate.workers import Worker, WorkerOptions
+    import logging
+
+    from coplane.orchestrate.workers import Worker, WorkerOptions, show_run_output
     from coplane.server import open_configured_store
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    show_run_output()
 
     settings = load_settings()
     options = WorkerOptions(

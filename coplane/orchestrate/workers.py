@@ -43,6 +43,18 @@ log = logging.getLogger(__name__)
 run_log = logging.getLogger("coplane.run")
 
 
+def show_run_output(stream: Any = None) -> None:
+    """Print the runs' output lines (logger `coplane.run`) as they come, on stderr, unless
+    something already handles that logger: the server and `coplane worker` call it."""
+    if run_log.handlers:
+        return
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(asctime)s run %(message)s"))
+    run_log.addHandler(handler)
+    run_log.setLevel(logging.INFO)
+    run_log.propagate = False
+
+
 @dataclass(slots=True)
 class _Active:
     run: Row

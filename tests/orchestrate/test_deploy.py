@@ -45,6 +45,8 @@ def test_a_deployment_keeps_its_flows_signature_and_runs(
     assert run["state"] == "completed", run
     assert run["pipeline"] == "flow.hello" and run["source"] == "deployment"
     assert (folder / "out" / run_id).read_text() == "sales 3"
+    # its output went to the server's log as it ran, line by line, with the run's id
+    assert f"run [{run_id[:8]}] hello sales x3" in server.log_path.read_text()
     listed = httpx.get(f"{server.url}/api/runs", params={"pipeline": "flow.hello"}).json()
     assert [r["id"] for r in listed["runs"]] == [run_id]
     assert httpx.get(f"{server.url}/api/deployments").json()["deployments"][0]["name"] == "hello"

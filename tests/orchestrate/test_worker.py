@@ -164,6 +164,8 @@ def test_two_workers_never_run_one_run_twice(bare_server: LiveServer, tmp_path: 
             w.wait(timeout=30)
     ran = log.read_text().split()
     assert sorted(ran) == sorted(ids)  # each once: none twice, none missed
+    logs = "".join((tmp_path / f"worker-{i}.log").read_text() for i in range(2))
+    assert logs.count("ended with exit status 0") == 30  # what each worker did, in its log
     runs = httpx.get(f"{bare_server.url}/api/flow-runs", params={"limit": 100}).json()
     assert len({r["worker"] for r in runs["flow_runs"]}) == 2  # both took part
     pools = httpx.get(f"{bare_server.url}/api/work-pools").json()["work_pools"]
