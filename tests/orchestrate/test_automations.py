@@ -193,6 +193,20 @@ def test_an_automation_pauses_and_resumes_a_schedule(server: LiveServer) -> None
         "body", "actions", 0
     ]  # fmt: skip
     assert httpx.get(f"{server.url}/api/automations/nope").status_code == 404
+    backwards = httpx.post(f"{server.url}/api/automations/backtest", json={
+        "automation": {"name": "t", "trigger": {"event": "x"},
+                       "actions": [{"type": "pause_schedule", "deployment": "every"}]},
+        "start": "2026-11-02T09:00:00Z", "end": "2026-11-02T08:00:00Z",
+    })  # fmt: skip
+    assert backwards.status_code == 422 and backwards.json()["errors"][0]["loc"] == [
+        "body", "start"
+    ]  # fmt: skip
+    made = {"name": "api-made", "trigger": {"event": "x"},
+            "actions": [{"type": "resume_schedule", "deployment": "every"}]}  # fmt: skip
+    assert httpx.post(f"{server.url}/api/automations", json=made).status_code == 201
+    assert httpx.post(f"{server.url}/api/automations", json=made).status_code == 409
+    assert httpx.delete(f"{server.url}/api/automations/api-made").status_code == 204
+    assert httpx.delete(f"{server.url}/api/automations/on-file").status_code == 409
 
 
 @pytest.mark.slow

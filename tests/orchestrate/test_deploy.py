@@ -50,6 +50,18 @@ def test_a_deployment_keeps_its_flows_signature_and_runs(
     listed = httpx.get(f"{server.url}/api/runs", params={"pipeline": "flow.hello"}).json()
     assert [r["id"] for r in listed["runs"]] == [run_id]
     assert httpx.get(f"{server.url}/api/deployments").json()["deployments"][0]["name"] == "hello"
+    assert httpx.get(f"{server.url}/api/flow-runs/{run_id}").json()["remediates"] is None
+
+    other = {"name": "other", "entrypoint": "flows.py:hello", "working_dir": str(folder)}
+    mismatch = httpx.put(f"{server.url}/api/deployments/hello", json=other)
+    assert mismatch.status_code == 422 and mismatch.json()["errors"][0]["loc"] == ["body", "name"]
+    assert httpx.post(f"{server.url}/api/deployments", json=other).status_code == 201
+    assert httpx.post(f"{server.url}/api/deployments", json=other).status_code == 409
+    assert httpx.delete(f"{server.url}/api/deployments/other").status_code == 204
+    assert httpx.get(f"{server.url}/api/deployments/other").status_code == 404
+    unknown = "00000000-0000-4000-8000-000000000000"
+    assert httpx.get(f"{server.url}/api/flow-runs/{unknown}").status_code == 404
+    assert httpx.get(f"{server.url}/api/incidents/{unknown}/remediation").status_code == 404
 
 
 @pytest.mark.slow
@@ -149,9 +161,7 @@ def test_a_git_deployment_runs_the_branch_as_it_is_when_the_run_starts(
     out = tmp_path / "versions"
     source = "from pathlib import Path\n\ndef flow(out: str) -> None:\n    {body}\n"
     (work / "pipelines").mkdir()
-    (work / "pipelines" / "job.py").write_text(
-        source.format(body="Path(out).write_text('v1')")
-    )
+    (work / "pipelines" / "job.py").write_text(source.format(body="Path(out).write_text('v1')"))
     _git("add", ".", cwd=work)
     _git("commit", "-m", "v1", cwd=work)
     _git("push", "origin", "HEAD:main", cwd=work)
@@ -163,9 +173,7 @@ def test_a_git_deployment_runs_the_branch_as_it_is_when_the_run_starts(
     assert wait_state(server, first, "completed", "failed")["state"] == "completed"
     assert out.read_text() == "v1"
 
-    (work / "pipelines" / "job.py").write_text(
-        source.format(body="Path(out).write_text('v2')")
-    )
+    (work / "pipelines" / "job.py").write_text(source.format(body="Path(out).write_text('v2')"))
     _git("commit", "-am", "v2", cwd=work)
     _git("push", "origin", "HEAD:main", cwd=work)
     second = start_run(server, "from-git")

@@ -11,10 +11,11 @@ import httpx
 import pytest
 
 from coplane.orchestrate.remediation import render_parameters
+from coplane.store import Conn, Store
 from tests.conftest import LiveServer
 from tests.orchestrate.support import wait_for, write_flows
 
-REFILL = '''
+REFILL = """
 import os
 from datetime import datetime, timezone
 
@@ -25,7 +26,7 @@ def refill(asset: str) -> None:
     with CoplaneClient(os.environ["COPLANE_URL"]) as client:
         client.send_events([{"occurred": datetime.now(timezone.utc).isoformat(),
                              "event": "asset.updated", "resource": {"id": asset}}])
-'''
+"""
 
 CONFIG = """\
 slas:
@@ -131,3 +132,39 @@ def test_parameters_are_rendered_in_a_sandbox() -> None:
         render_parameters("{{ incident.__class__.__mro__ }}", context)
     with pytest.raises(UndefinedError):
         render_parameters("{{ incident.nothing }}", context)
+
+
+def _sla(**remediate: Any) -> Any:
+    from pydantic import TypeAdapter
+
+    from coplane.rules.model import SLA
+
+    return TypeAdapter(SLA).validate_python({"name": "s", "kind": "freshness", "target": "wh.x",
+                                             "max_age": "1h", "remediate": remediate})  # fmt: skip
+
+
+def test_remediations_that_cannot_start_say_why(store: Store, conn: Conn) -> None:
+    import uuid
+    from datetime import UTC, datetime
+
+    from coplane.orchestrate.remediation import _start_one
+    from tests.store.test_flow_runs import make_deployment
+
+    make_deployment(conn, "fix")  # its flow is flow.fix; signature takes `n` (an integer)
+    now = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
+    incident = {"id": uuid.uuid4(), "sla": "s", "key": "k", "reason": "late",
+                "resource": "wh.x", "due": now, "opened": now}  # fmt: skip
+    with conn.transaction():
+        missing = _start_one(store, conn, _sla(deployment="nope"), incident, now)
+        loop = _start_one(store, conn, _sla(deployment="fix"), {**incident, "resource": "flow.fix"},
+                          now)  # fmt: skip
+        template = _start_one(store, conn, _sla(deployment="fix", parameters={"n": "{{ x.y }}"}),
+                              incident, now)  # fmt: skip
+        wrong = _start_one(store, conn, _sla(deployment="fix", parameters={"n": "many"}),
+                           incident, now)  # fmt: skip
+    assert missing == ("refused", "no deployment named 'nope'", None)
+    assert loop[0] == "refused" and "the remediation's own flow" in loop[1]
+    assert template[0] == "refused" and template[1].startswith("remediate.parameters: ")
+    assert wrong[0] == "refused" and "parameter n" in wrong[1]
+    with pytest.raises(ValueError, match="remediate needs `deployment`"):
+        _sla(parameters={})
