@@ -177,7 +177,7 @@ def build_deployment(spec: DeploymentSpec, origin: str) -> DeploymentRow:
     return DeploymentRow(
         name=spec.name,
         entrypoint=spec.entrypoint,
-        flow=f"flow.{described.get('flow') or spec.name}",
+        flow=f"sdk.{described.get('flow') or spec.name}",
         signature={"schema": schema, "coplane_flow": bool(described.get("coplane_flow"))},
         parameters=spec.parameters,
         tags=spec.tags,

@@ -6,9 +6,10 @@ repository at its ref) with the deployment's environment plus:
 
 - `COPLANE_URL`, and `COPLANE_API_KEY` when the worker has one: where to report;
 - `COPLANE_FLOW_RUN_ID`: the run's id as coplane stores it (the one `/api/runs/{id}` takes);
-- `COPLANE_FLOW` and `COPLANE_FLOW_RUN_KEY`: the run's pipeline resource id (`flow.<name>`)
-  and its run key, so that events sent with that resource and `{"role": "run", "id": key}`
-  land on that run (its id is derived from the two, see `coplane.events.derive.run_uuid`);
+- `COPLANE_FLOW` and `COPLANE_FLOW_RUN_KEY`: the run's pipeline resource id (`sdk.<name>`,
+  as the SDK names a flow) and its run key, so that events sent with that resource and
+  `{"role": "run", "id": key}` land on that run (its id is derived from the two, see
+  `coplane.events.derive.run_uuid`);
 - `COPLANE_DEPLOYMENT`: the deployment's name;
 - `COPLANE_ENTRYPOINT`: `path/to/flows.py:func` (relative to the working directory) or
   `package.module:func`;
@@ -152,7 +153,7 @@ def validate_parameters(func: Callable[..., Any], parameters: Mapping[str, Any])
 
 
 def _event(name: str, payload: dict[str, Any] | None = None) -> dict[str, Any]:
-    flow = os.environ.get("COPLANE_FLOW", "flow.unknown")
+    flow = os.environ.get("COPLANE_FLOW", "sdk.unknown")
     related = [
         {"role": "run", "id": os.environ.get("COPLANE_FLOW_RUN_KEY", "")},
         {"role": "source", "id": "deployment"},
@@ -167,7 +168,7 @@ def _event(name: str, payload: dict[str, Any] | None = None) -> dict[str, Any]:
     return {
         "occurred": datetime.now(UTC).isoformat(),
         "event": name,
-        "resource": {"id": flow, "kind": "pipeline", "name": flow.removeprefix("flow.")},
+        "resource": {"id": flow, "kind": "pipeline", "name": flow.removeprefix("sdk.")},
         "related": related,
         "payload": payload or {},
     }

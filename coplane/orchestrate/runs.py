@@ -70,7 +70,7 @@ def run_event(run: Row, name: str, at: datetime, payload: dict[str, Any] | None 
         occurred=at,
         event=name,
         resource=Resource(
-            id=run["flow"], name=run["flow"].removeprefix("flow."), kind=n.KIND_PIPELINE
+            id=run["flow"], name=run["flow"].removeprefix("sdk."), kind=n.KIND_PIPELINE
         ),
         related=related,
         payload=payload or {},

@@ -36,18 +36,18 @@ def test_a_deployment_keeps_its_flows_signature_and_runs(
 ) -> None:
     folder = write_flows(tmp_path / "code")
     d = deploy(server, folder, "hello", "hello", parameters={"name": "sales"}, tags=["nightly"])
-    assert d["flow"] == "flow.hello" and d["work_pool"] == "default" and d["origin"] == "api"
+    assert d["flow"] == "sdk.hello" and d["work_pool"] == "default" and d["origin"] == "api"
     schema = d["signature"]["schema"]
     assert schema["required"] == ["name"] and schema["properties"]["n"]["type"] == "integer"
 
     run_id = start_run(server, "hello", n=3)
     run = wait_state(server, run_id, "completed", "failed")
     assert run["state"] == "completed", run
-    assert run["pipeline"] == "flow.hello" and run["source"] == "deployment"
+    assert run["pipeline"] == "sdk.hello" and run["source"] == "deployment"
     assert (folder / "out" / run_id).read_text() == "sales 3"
     # its output went to the server's log as it ran, line by line, with the run's id
     assert f"run [{run_id[:8]}] hello sales x3" in server.log_path.read_text()
-    listed = httpx.get(f"{server.url}/api/runs", params={"pipeline": "flow.hello"}).json()
+    listed = httpx.get(f"{server.url}/api/runs", params={"pipeline": "sdk.hello"}).json()
     assert [r["id"] for r in listed["runs"]] == [run_id]
     assert httpx.get(f"{server.url}/api/deployments").json()["deployments"][0]["name"] == "hello"
     assert httpx.get(f"{server.url}/api/flow-runs/{run_id}").json()["remediates"] is None
@@ -131,7 +131,7 @@ def test_coplane_deploy_from_the_code_folder(server: LiveServer, tmp_path: Path)
     done = _cli("deploy", "flows.py:hello", "--name", "hello", "--param", "name=cli",
                 "--param", "n=2", "--server", server.url, cwd=folder)  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert "deployment hello: flow.hello on pool default" in done.stdout
+    assert "deployment hello: sdk.hello on pool default" in done.stdout
     d = httpx.get(f"{server.url}/api/deployments/hello").json()
     assert d["working_dir"] == str(folder) and d["parameters"] == {"name": "cli", "n": 2}
 

@@ -150,13 +150,13 @@ def test_remediations_that_cannot_start_say_why(store: Store, conn: Conn) -> Non
     from coplane.orchestrate.remediation import _start_one
     from tests.store.test_flow_runs import make_deployment
 
-    make_deployment(conn, "fix")  # its flow is flow.fix; signature takes `n` (an integer)
+    make_deployment(conn, "fix")  # its flow is sdk.fix; signature takes `n` (an integer)
     now = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
     incident = {"id": uuid.uuid4(), "sla": "s", "key": "k", "reason": "late",
                 "resource": "wh.x", "due": now, "opened": now}  # fmt: skip
     with conn.transaction():
         missing = _start_one(store, conn, _sla(deployment="nope"), incident, now)
-        loop = _start_one(store, conn, _sla(deployment="fix"), {**incident, "resource": "flow.fix"},
+        loop = _start_one(store, conn, _sla(deployment="fix"), {**incident, "resource": "sdk.fix"},
                           now)  # fmt: skip
         template = _start_one(store, conn, _sla(deployment="fix", parameters={"n": "{{ x.y }}"}),
                               incident, now)  # fmt: skip

@@ -19,7 +19,7 @@ SCHEMA = {"type": "object", "properties": {"n": {"type": "integer"}}}
 
 def make_deployment(conn: Conn, name: str = "d", **overrides: object) -> Row:
     fields: dict[str, object] = {
-        "name": name, "entrypoint": "flows.py:f", "flow": f"flow.{name}",
+        "name": name, "entrypoint": "flows.py:f", "flow": f"sdk.{name}",
         "signature": {"schema": SCHEMA}, "working_dir": "/tmp", **overrides,
     }  # fmt: skip
     return upsert_deployment(conn, DeploymentRow(**fields), T0, replace=True)  # type: ignore[arg-type]
@@ -39,7 +39,7 @@ def test_an_idempotency_key_creates_one_run(store: Store, conn: Conn) -> None:
     assert new and not new_again and again["id"] == first["id"]
     assert again["parameters"] == {"n": 1}
     run = read_run(conn, first["id"])  # the observed run exists, scheduled at its due time
-    assert run["state"] == "scheduled" and run["pipeline"] == "flow.d"
+    assert run["state"] == "scheduled" and run["pipeline"] == "sdk.d"
     assert run["source"] == "deployment"
 
 
