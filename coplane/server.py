@@ -8,7 +8,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -24,9 +24,15 @@ from coplane.collector import ingest, ping, ping_keys, reads
 from coplane.http.errors import install_error_handlers
 from coplane.jobs.scheduler import Scheduler
 from coplane.orchestrate import api as orchestrate_api
+from coplane.orchestrate import automations_api, deployments_api
+from coplane.orchestrate.automations import sync_file_automations
+from coplane.orchestrate.deployments import DeploymentError
+from coplane.orchestrate.register import sync_file_deployments
+from coplane.orchestrate.workers import Worker, WorkerOptions, show_run_output
 from coplane.security import mask
 from coplane.settings import Settings
 from coplane.slas import api as slas_api
+from coplane.slas.config import ConfigError, CoplaneConfig, problem_at
 from coplane.slas.engine import SlaEngine
 from coplane.store import Store, open_store
 from coplane.version import __version__
@@ -99,12 +105,17 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
         engine = SlaEngine(app.state.store, scheduler, settings.config, dispatcher=dispatcher)
         app.state.sla_engine = engine
         app.state.store.writer.add_listener(engine.request_evaluation)
+        if settings.config is not None:
+            engine.config_listeners.append(_deployments_from(app.state.store, settings.config))
         engine.start()  # loads the config's SLAs and catches up on missed deadlines
         dispatcher.start()
         _reload_on_sighup(engine)
+        worker = _start_worker(app.state.store, settings) if settings.worker else None
         try:
             yield
         finally:
+            if worker is not None:
+                worker.stop()
             scheduler.shutdown()
             engine.stop()
             dispatcher.stop()
@@ -121,6 +132,8 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     app.include_router(ping_keys.router, tags=["ping"])
     app.include_router(slas_api.router, tags=["slas"])
     app.include_router(orchestrate_api.router, tags=["orchestrate"])
+    app.include_router(deployments_api.router, tags=["deployments"])
+    app.include_router(automations_api.router, tags=["automations"])
     app.include_router(web_routes.router)
     app.mount("/static", StaticFiles(directory=web_routes.STATIC_DIR), name="static")
     app.include_router(keys_api.router, tags=["keys"])
@@ -131,6 +144,38 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     app.add_middleware(CrossSiteGuard, public_url=settings.public_url)  # before any key check
     app.add_middleware(SecurityHeaders)  # outermost: refusals get the headers too
     return app
+
+
+def _deployments_from(store: Store, path: Path) -> Callable[[CoplaneConfig], None]:
+    """What keeps the config file's `deployments:` and `automations:` stored, each time the
+    file is read: a deployment whose code cannot be loaded is a problem at its line, and
+    changes nothing."""
+
+    def sync(config: CoplaneConfig) -> None:
+        try:
+            sync_file_deployments(store, config.deployments)
+            sync_file_automations(store, config.automations)
+        except DeploymentError as exc:
+            problem = problem_at(path, ("deployments", exc.index, *exc.loc), str(exc))
+            raise ConfigError([problem]) from None
+
+    return sync
+
+
+def _start_worker(store: Store, settings: Settings) -> Worker:
+    """The server's own worker for the `default` pool, reporting to this server."""
+    host = settings.host if settings.host not in ("0.0.0.0", "::", "[::]") else "127.0.0.1"
+    scheme = "https" if settings.tls_cert is not None else "http"
+    options = WorkerOptions(
+        pool="default",
+        server_url=f"{scheme}://{host}:{settings.port}",
+        api_key=os.environ.get("COPLANE_API_KEY") or None,
+        heartbeat_s=settings.worker_heartbeat_timeout / 6,
+    )
+    show_run_output()
+    worker = Worker(store, options)
+    worker.start()
+    return worker
 
 
 def _reload_on_sighup(engine: SlaEngine) -> None:

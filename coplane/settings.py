@@ -103,6 +103,16 @@ class Settings(BaseSettings):
         "X-Forwarded-Proto and X-Forwarded-For are believed; * for any",
     )
 
+    worker: bool = Field(
+        True, description="run a worker for the `default` pool inside `coplane server`"
+    )
+    worker_heartbeat_timeout: float = Field(
+        30.0,
+        ge=1,
+        le=3600,
+        description="seconds without a heartbeat after which a worker's runs are crashed",
+    )
+
     @model_validator(mode="before")
     @classmethod
     def _read_secret_files(cls, data: Any) -> Any:

@@ -32,7 +32,8 @@ DERIVED_AND_EVENTS = (
     "events, runs, resources, assets, checks, lineage_edges, "
     "slas, sla_states, sla_evaluations, incidents, notifications, channel_states, api_keys, "
     "users, sessions, secrets, ping_keys, openlineage_runs, logs, concurrency_leases, "
-    "concurrency_limits, run_pauses, connections"
+    "concurrency_limits, run_pauses, connections, deployments, flow_runs, workers, schedules, "
+    "remediations, automations, automation_firings, automation_decisions, automation_cursor"
 )
 
 

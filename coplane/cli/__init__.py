@@ -7,20 +7,24 @@ import typer
 from coplane.cli import (
     airflow,
     alerts,
+    automations,
     calendars,
     concurrency,
     connections,
     cron,
     db,
     dbt,
+    deploy,
     emit,
     incidents,
     jobs,
     keys,
     runs,
+    schedules,
     secrets,
     slas,
     users,
+    worker,
 )
 from coplane.cli import server as server_command
 
@@ -42,6 +46,10 @@ app.add_typer(secrets.app, name="secrets")
 app.add_typer(concurrency.app, name="concurrency")
 app.add_typer(runs.app, name="runs")
 app.add_typer(connections.app, name="connections")
+app.command()(deploy.deploy)
+app.command()(worker.worker)
+app.add_typer(schedules.app, name="schedules")
+app.add_typer(automations.app, name="automations")
 
 
 def main() -> None:

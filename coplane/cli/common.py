@@ -153,21 +153,31 @@ def client_for(server: str) -> CoplaneClient:
 
 
 def send_json(server: str, method: str, path: str, body: Any = None) -> Any:
-    """Send to a server's API; exit 1 naming the server and its answer when it refuses."""
+    """Send JSON to a server's API and return its answer. Exit 1 naming the server when it
+    cannot be reached or fails; exit 2 with its status and message (naming the field) when it
+    refuses the request as wrong (400, 404, 409, 422), since sending it again cannot help."""
+    from rich.markup import escape
+
     url = server.rstrip("/") + path
     try:
-        resp = httpx.request(method, url, json=body, headers=auth_headers(), timeout=30)
+        resp = httpx.request(method, url, json=body, headers=auth_headers(), timeout=120)
     except httpx.HTTPError as exc:
-        err.print(f"[red]error:[/red] cannot reach {url}: {exc}", highlight=False)
+        err.print(f"[red]error:[/red] cannot reach {escape(url)}: {escape(str(exc))}",
+                  highlight=False)  # fmt: skip
         raise typer.Exit(1) from None
-    if resp.status_code >= 400:
-        try:
-            detail = str(resp.json().get("detail", resp.text))
-        except ValueError:
-            detail = resp.text[:300]
-        err.print(f"[red]error:[/red] {url} answered {resp.status_code}: {detail}", highlight=False)
-        raise typer.Exit(1)
-    return resp.json() if resp.content else None
+    if resp.status_code < 300:
+        return resp.json() if resp.content else None
+    try:
+        answer = resp.json()
+    except ValueError:
+        answer = {"detail": resp.text[:300]}
+    where = [".".join(str(p) for p in e["loc"] if p != "body") for e in answer.get("errors", [])
+             if e.get("loc")]  # fmt: skip
+    detail = str(answer.get("detail", answer))
+    prefix = f"{where[0]}: " if where and where[0] and where[0] not in detail else ""
+    err.print(f"[red]error:[/red] {escape(url)} answered {resp.status_code}: "
+              f"{escape(prefix + detail)}", highlight=False)  # fmt: skip
+    raise typer.Exit(2 if resp.status_code in (400, 404, 409, 422) else 1)
 
 
 def pairs(option: str, items: list[str] | None) -> dict[str, str]:

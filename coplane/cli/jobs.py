@@ -16,7 +16,7 @@ def jobs_run(name: Annotated[str, typer.Argument(help="job name, e.g. maintain-e
     """Run one periodic job now, against the configured database."""
     import coplane.orchestrate.paused  # noqa: F401 - registers its job, as the server does
     from coplane.jobs.scheduler import JOBS, run_job
-    from coplane.server import open_configured_store
+    from coplane.server import open_configured_store  # imports every module that has jobs
 
     if name not in JOBS:
         err.print(f"[red]error:[/red] no job named {name!r}; jobs: {', '.join(sorted(JOBS))}")

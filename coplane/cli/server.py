@@ -19,6 +19,10 @@ def server(
     config: Annotated[
         str | None, typer.Option(help="coplane.yaml with slas: and channels: [COPLANE_CONFIG]")
     ] = None,
+    no_worker: Annotated[
+        bool,
+        typer.Option("--no-worker", help="run no worker for the default pool in this process"),
+    ] = False,
     insecure_no_auth: Annotated[
         bool,
         typer.Option(
@@ -34,7 +38,9 @@ def server(
     from coplane.server import create_app, limit_malloc_arenas
 
     limit_malloc_arenas()  # first, before any thread allocates
-    settings = load_settings(host=host, port=port, config=config)
+    settings = load_settings(
+        host=host, port=port, config=config, worker=False if no_worker else None
+    )
     if not is_loopback(settings.host) and settings.auth == "none" and not insecure_no_auth:
         err.print(
             f"[red]error:[/red] refusing to listen on {escape(settings.host)} with "

@@ -79,7 +79,8 @@ def get_runs(
     request: Request,
     pipeline: Annotated[str | None, Query(description="resource id of the pipeline")] = None,
     state: Literal[
-        "scheduled", "running", "paused", "completed", "failed", "retrying", "cancelled", "cached"
+        "scheduled", "pending", "running", "paused", "completed", "failed", "retrying",
+        "cancelled", "cached", "crashed",
     ]
     | None = None,
     since: AwareDatetime | None = None,

@@ -16,6 +16,8 @@ RUN_CANCELLED: Final = "run.cancelled"
 RUN_CACHED: Final = "run.cached"  # a flow SDK task run that reused a stored result
 RUN_PAUSED: Final = "run.paused"  # a flow run waits for someone to resume it
 RUN_RESUMED: Final = "run.resumed"
+RUN_PENDING: Final = "run.pending"  # a worker claimed a deployment's run and is starting it
+RUN_CRASHED: Final = "run.crashed"  # its worker stopped heartbeating while it ran
 ASSET_UPDATED: Final = "asset.updated"
 ASSET_DECLARED: Final = "asset.declared"
 JOB_DECLARED: Final = "job.declared"
@@ -26,6 +28,7 @@ CHECK_FAILED: Final = "check.failed"
 # order in which events arrive never matters: terminal beats running beats scheduled.
 RUN_STATES: Final[dict[str, tuple[str, int]]] = {
     RUN_SCHEDULED: ("scheduled", 0),
+    RUN_PENDING: ("pending", 0),  # same rank: a claim is always later than its schedule
     RUN_STARTED: ("running", 1),
     RUN_RUNNING: ("running", 1),
     RUN_HEARTBEAT: ("running", 1),
@@ -37,6 +40,7 @@ RUN_STATES: Final[dict[str, tuple[str, int]]] = {
     RUN_RETRYING: ("retrying", 2),
     RUN_CANCELLED: ("cancelled", 2),
     RUN_CACHED: ("cached", 2),
+    RUN_CRASHED: ("crashed", 2),
 }
 TERMINAL_RANK: Final = 2
 
@@ -48,6 +52,14 @@ ROLE_INPUT: Final = "input"
 ROLE_OUTPUT: Final = "output"
 ROLE_PRODUCER: Final = "producer"  # the pipeline or task that updated an asset
 ROLE_SOURCE: Final = "source"  # the system that reported the event (airflow, dbt, cron, ...)
+
+ROLE_DEPLOYMENT: Final = "deployment"  # the deployment a flow run was created from
+ROLE_CAUSE: Final = "cause"  # what started a run (an automation, an incident): its causal chain
+
+# Recorded by the server itself (never accepted from an ingest key)
+AUTOMATION_TRIGGERED: Final = "automation.triggered"
+AUTOMATION_ACTION_SUCCEEDED: Final = "automation.action.succeeded"
+AUTOMATION_ACTION_FAILED: Final = "automation.action.failed"
 
 KIND_PIPELINE: Final = "pipeline"
 KIND_TASK: Final = "task"

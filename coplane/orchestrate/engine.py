@@ -17,7 +17,9 @@ import contextvars
 import importlib
 import inspect
 import itertools
+import json
 import logging
+import os
 import sys
 import threading
 import time
@@ -444,13 +446,29 @@ def _flow_run_name(spec: FlowSpec, parameters: dict[str, Any]) -> str | None:
         return None
 
 
+def _deployment_run(pipeline: str) -> tuple[str, list[dict[str, Any]]] | None:
+    """The run key and causes a worker gave this process's flow run (see
+    coplane.orchestrate.execute), taken once: a second top-level flow in the process, or a
+    flow of another name, is a run of its own."""
+    if os.environ.get("COPLANE_FLOW") != pipeline or not os.environ.get("COPLANE_FLOW_RUN_KEY"):
+        return None
+    run_key = os.environ.pop("COPLANE_FLOW_RUN_KEY")
+    try:
+        causes = json.loads(os.environ.pop("COPLANE_RELATED", "") or "[]")
+    except ValueError:
+        causes = []
+    valid = [c for c in causes if isinstance(c, dict) and "id" in c and "role" in c]
+    return run_key, valid
+
+
 def run_flow(spec: FlowSpec, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
     """Run a flow in this thread, as a subflow when called inside another flow run."""
     parameters = spec.bind(args, kwargs)  # a TypeError here is the caller's, as for a function
     parent = get_run_context()
     reporter = parent.reporter if parent is not None else get_reporter()
-    run_key = str(uuid.uuid4())
     pipeline = ev.flow_resource(spec.name)
+    given = _deployment_run(pipeline) if parent is None else None
+    run_key, causes = given if given is not None else (str(uuid.uuid4()), [])
     runtime = FlowRuntime(spec.task_runner)
     ctx = RunContext(
         flow_run_id=ev.run_id(pipeline, run_key), pipeline_id=pipeline, run_key=run_key,
@@ -464,7 +482,7 @@ def run_flow(spec: FlowSpec, args: Sequence[Any], kwargs: Mapping[str, Any]) -> 
     def event(name: str, payload: dict[str, Any]) -> dict[str, Any]:
         return ev.flow_run_event(
             name, flow_name=spec.name, run_key=run_key, payload=payload, labels=spec.labels,
-            parent_pipeline=parent_pipeline, parent_run_key=parent_run_key,
+            parent_pipeline=parent_pipeline, parent_run_key=parent_run_key, causes=causes,
         )  # fmt: skip
 
     base: dict[str, Any] = {}

@@ -99,14 +99,17 @@ def flow_run_event(
     parent_pipeline: str | None = None,
     parent_run_key: str | None = None,
     occurred: str | None = None,
+    causes: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
-    """One `run.*` event of a flow run; a subflow's names its caller's run as parent."""
+    """One `run.*` event of a flow run; a subflow's names its caller's run as parent, and a
+    run a deployment started carries what caused it (`causes`, the worker's related)."""
     resource = flow_resource(flow_name)
     related: list[dict[str, Any]] = [{"role": n.ROLE_RUN, "id": run_key}]
     if parent_pipeline is not None and parent_run_key is not None:
         related.append({"role": n.ROLE_PARENT, "id": parent_pipeline, "kind": n.KIND_PIPELINE})
         related.append({"role": n.ROLE_PARENT_RUN, "id": parent_run_key})
     related.append({"role": n.ROLE_SOURCE, "id": SOURCE})
+    related += [dict(c) for c in causes]
     return {
         "id": _event_id(resource, run_key, event),
         "occurred": occurred or now_iso(),

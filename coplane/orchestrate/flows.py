@@ -17,6 +17,9 @@ R = TypeVar("R")
 class Flow(Generic[P, R]):
     """A flow: calling it runs it here and now, as a flow run (a subflow inside another)."""
 
+    # A worker's `execute` lets a flow report its own run (onto the run key it was given)
+    __coplane_flow__ = True
+
     def __init__(
         self,
         fn: Callable[P, R],

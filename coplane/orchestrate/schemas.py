@@ -11,7 +11,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-import jsonschema_rs
+import jsonschema
+from referencing import Registry
+from referencing.exceptions import Unresolvable
 
 MAX_SCHEMA_BYTES = 64 * 1024
 
@@ -22,8 +24,12 @@ def _no_remote(uri: str) -> Any:
     raise ValueError(f"{uri}: only references inside the schema (#/...) are allowed")
 
 
-def _validator(schema: dict[str, Any]) -> Any:
-    return jsonschema_rs.validator_for(schema, retriever=_no_remote)
+# A registry that retrieves nothing: a reference outside the schema is an error, not a fetch.
+_LOCAL_ONLY: Registry[Any] = Registry(retrieve=_no_remote)  # type: ignore[call-arg]  # attrs field
+
+
+def _validator(schema: dict[str, Any]) -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(schema, registry=_LOCAL_ONLY)
 
 
 def check_schema(schema: Any) -> str | None:
@@ -35,10 +41,12 @@ def check_schema(schema: Any) -> str | None:
     if schema.get("type", "object") != "object":
         return 'must describe an object ("type": "object")'
     try:
-        jsonschema_rs.meta.validate(schema)
-        _validator(schema)
-    except (jsonschema_rs.ValidationError, ValueError) as exc:
-        return f"is not a valid JSON schema: {str(exc).splitlines()[0]}"
+        jsonschema.Draft202012Validator.check_schema(schema)
+        # every reference must resolve inside the schema, before any input is checked
+        list(_validator(schema).iter_errors({}))
+    except (jsonschema.SchemaError, Unresolvable, ValueError) as exc:
+        message = getattr(exc, "message", None) or str(exc)
+        return f"is not a valid JSON schema: {message.splitlines()[0]}"
     return None
 
 
@@ -46,9 +54,11 @@ def input_problems(schema: dict[str, Any], value: Any) -> list[Problem]:
     """Each way `value` fails `schema`, located at the field it is about."""
     problems: list[Problem] = []
     for error in _validator(schema).iter_errors(value):
-        where: list[str | int] = list(error.instance_path)
-        if isinstance(error.kind, jsonschema_rs.ValidationErrorKind.Required):
-            where.append(error.kind.property)  # name the missing field, not its parent
+        where: list[str | int] = list(error.absolute_path)
+        if error.validator == "required" and isinstance(error.instance, dict):
+            # name the missing field, not its parent
+            missing = [m for m in error.validator_value if m not in error.instance]
+            where.extend(missing[:1])
         problems.append((where, error.message))
     return problems
 

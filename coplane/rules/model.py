@@ -83,11 +83,23 @@ Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$", max_length
 
 
 class Remediate(BaseModel):
-    """A flow to start when the SLA is breached."""
+    """What to start when the SLA is breached: a deployment's run, once per incident.
+
+    `flow` alone (the older form) only records `remediation.requested`; `deployment` runs it.
+    String parameters are Jinja2 templates over the incident (`{{ incident.resource }}`).
+    """
 
     model_config = ConfigDict(extra="forbid")
-    flow: str = Field(min_length=1)
+    deployment: str | None = Field(None, min_length=1)
+    flow: str | None = Field(None, min_length=1)
     parameters: dict[str, Any] = {}
+    max_runs_per_hour: int = Field(10, ge=1, le=10_000)
+
+    @model_validator(mode="after")
+    def _something(self) -> Remediate:
+        if self.deployment is None and self.flow is None:
+            raise ValueError("remediate needs `deployment` (or the older `flow`)")
+        return self
 
 
 class EventMatch(BaseModel):

@@ -304,3 +304,39 @@ def windows(
     dues.reverse()
     result = [Window(start=start, due=due) for start, due in pairwise(dues) if due > floor]
     return result[-max_windows:]
+
+
+def upcoming_deadlines(
+    cron: str, timezone: str, after: datetime, until: datetime, limit: int
+) -> list[datetime]:
+    """Deadlines d with after < d <= until (UTC), oldest first, at most `limit` of them; the
+    first one after `after` is always included (when the cron fires at all), however far."""
+    _require_aware(after)
+    _require_aware(until)
+    found: list[datetime] = []
+    for due in _forwards(cron, zone(timezone), after):
+        if len(found) >= limit or (found and due > until):
+            break
+        found.append(due)
+    return found
+
+
+def upcoming_intervals(
+    anchor: datetime, every: timedelta, after: datetime, until: datetime, limit: int
+) -> list[datetime]:
+    """Times anchor + k * every (k >= 0) with after < t <= until, oldest first, at most
+    `limit`; the first one after `after` is always included. Elapsed time, so an interval
+    ignores DST: `1h` is every 60 minutes across a change of offset."""
+    _require_aware(anchor)
+    if every <= timedelta(0):
+        raise ValueError("an interval must be positive")
+    k = max(0, (after - anchor) // every + 1)
+    found: list[datetime] = []
+    while len(found) < limit:
+        due = anchor + k * every
+        if found and due > until:
+            break
+        if due > after:
+            found.append(due)
+        k += 1
+    return found

@@ -19,6 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from coplane.alerts.channels import ChannelBase
 from coplane.alerts.registry import channel_models
 from coplane.auth.vault import REFERENCE, check_name
+from coplane.rules.automation import AutomationSpec
+from coplane.rules.deployment import DeploymentSpec
 from coplane.rules.model import SLA, Calendar
 from coplane.security.files import UnreadableFile, read_secret_file, reason
 from coplane.security.mask import masker
@@ -27,20 +29,22 @@ Loc = tuple[int | str, ...]
 
 
 class CoplaneConfig(BaseModel):
-    """The whole file: `slas:`, the `channels:` their `notify` entries name and the
-    `calendars:` their `calendar` entries name."""
+    """The whole file: `slas:`, the `channels:` their `notify` entries name, the `calendars:`
+    their `calendar` entries name, `deployments:` and `automations:`."""
 
     model_config = ConfigDict(extra="forbid")
     slas: list[SLA] = []
     channels: dict[str, ChannelBase] = {}
     calendars: dict[str, Calendar] = {}
+    deployments: list[DeploymentSpec] = []
+    automations: list[AutomationSpec] = []
 
-    @field_validator("slas", "channels", "calendars", mode="before")
+    @field_validator("slas", "channels", "calendars", "deployments", "automations", mode="before")
     @classmethod
     def _empty_when_null(cls, value: Any, info: Any) -> Any:
         # `slas:` with every entry commented out is null in YAML: read it as none
         if value is None:
-            return [] if info.field_name == "slas" else {}
+            return {} if info.field_name == "channels" else []
         return value
 
 
@@ -67,6 +71,17 @@ class ConfigError(Exception):
     def __init__(self, problems: list[ConfigProblem]) -> None:
         super().__init__("\n".join(str(p) for p in problems))
         self.problems = problems
+
+
+def problem_at(path: Path, loc: Loc, message: str) -> ConfigProblem:
+    """A problem found after validation (loading a deployment's code, say), at its line."""
+    try:
+        root = yaml.compose(path.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        root = None
+    if root is None:
+        return ConfigProblem(str(path), None, loc, message)
+    return ConfigProblem(str(path), *_locate(root, loc), message)
 
 
 def load_config(path: Path) -> CoplaneConfig:

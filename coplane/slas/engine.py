@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -35,7 +35,7 @@ from coplane.rules.budget import (
 from coplane.rules.common import span
 from coplane.rules.facts import Breach, Evaluation, Facts
 from coplane.rules.model import SLA, ExpectedEventSLA, HeartbeatSLA
-from coplane.slas.config import load_config
+from coplane.slas.config import CoplaneConfig, load_config
 from coplane.slas.explain import explain_inputs
 from coplane.store import Conn, Store
 from coplane.store.dialects import Row
@@ -111,6 +111,9 @@ class SlaEngine:
         self._lock = threading.Lock()  # one pass at a time
         self._last_pass = datetime.min.replace(tzinfo=UTC)
         self._pending: datetime | None = None  # when the requested pass is due
+        # called with each config file read, before its SLAs replace the stored ones; one
+        # raising ConfigError leaves everything as it was
+        self.config_listeners: list[Callable[[CoplaneConfig], None]] = []
 
     def start(self) -> None:
         """Load the config file, contend for leadership, and (as leader) run the first pass,
@@ -127,6 +130,8 @@ class SlaEngine:
         if self._config is None:
             return
         config = load_config(self._config)  # ConfigError names the line
+        for listener in self.config_listeners:
+            listener(config)
         with self._store.connect() as conn:
             replace_file_slas(conn, config.slas, datetime.now(UTC))
         self.channels = dict(config.channels)
@@ -482,23 +487,26 @@ def _stored_state(row: Row) -> tuple[Any, ...] | None:
 def remediation_event(sla: SLA, incident: Row, now: datetime) -> Event:
     """The `remediation.requested` event for an incident of an SLA with `remediate`."""
     assert sla.remediate is not None
-    flow = sla.remediate.flow
+    flow = sla.remediate.flow or sla.remediate.deployment or sla.name
     related = (
         [RelatedResource(id=incident["resource"], role=ROLE_INPUT)] if incident["resource"] else []
     )
+    payload = {
+        "flow": flow,
+        "parameters": sla.remediate.parameters,
+        "sla": sla.name,
+        "incident": str(incident["id"]),
+        "reason": incident["reason"],
+    }
+    if sla.remediate.deployment is not None:  # the orchestrate service runs it
+        payload["deployment"] = sla.remediate.deployment
     return Event(
         id=uuid.uuid5(uuid.UUID(str(incident["id"])), "remediation.requested"),
         occurred=now,
         event=REMEDIATION_REQUESTED,
         resource=Resource(id=f"flow.{flow}", name=flow, kind=KIND_PIPELINE),
         related=related,
-        payload={
-            "flow": flow,
-            "parameters": sla.remediate.parameters,
-            "sla": sla.name,
-            "incident": str(incident["id"]),
-            "reason": incident["reason"],
-        },
+        payload=payload,
     )
 
 

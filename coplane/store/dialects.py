@@ -76,6 +76,14 @@ def json_merge(base: str, top: str, dialect: DialectName) -> str:
     return f"json_patch({base}, {top})"
 
 
+def lock_skipping_locked(dialect: DialectName, of: str) -> str:
+    """The clause that makes a claim's SELECT lock the rows of table `of` and pass over rows
+    another transaction holds: `FOR UPDATE OF <table> SKIP LOCKED` on PostgreSQL. SQLite needs
+    none: a claim runs in a `BEGIN IMMEDIATE` transaction, which already excludes every other
+    writer, and its UPDATE is conditional on the state it read."""
+    return f" FOR UPDATE OF {of} SKIP LOCKED" if dialect == "postgresql" else ""
+
+
 # --- SQLite -----------------------------------------------------------------------------
 
 

@@ -18,6 +18,8 @@ _RUN_STATUS = {
     "cancelled": "cancelled",
     "running": "running",
     "scheduled": "scheduled",
+    "pending": "scheduled",
+    "crashed": "failed",
 }
 
 

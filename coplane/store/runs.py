@@ -17,7 +17,8 @@ RUN_COLUMNS = (
     "nominal_start, first_seen, sort_at"
 )
 RUN_STATES = (
-    "scheduled", "running", "paused", "completed", "failed", "retrying", "cancelled", "cached"
+    "scheduled", "pending", "running", "paused", "completed", "failed", "retrying",
+    "cancelled", "cached", "crashed",
 )
 
 

@@ -35,6 +35,7 @@ _RUN_STATUS = {
     "paused": "at_risk",
     "running": "running",
     "cancelled": "unknown",
+    "crashed": "failed",
 }
 Direction = Literal["both", "upstream", "downstream"]
 

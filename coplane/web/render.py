@@ -45,6 +45,7 @@ ICONS = {
     "paused": "⏸",
     "cancelled": "⊘",
     "cached": "✓",
+    "crashed": "✗",
     "passed": "✓",
 }
 # What each shown status looks like (its CSS class): run, incident and delivery states map
@@ -67,6 +68,7 @@ TONES = {
     "paused": "at_risk",  # waiting for a person: worth a look
     "cancelled": "unknown",
     "cached": "ok",
+    "crashed": "breached",
 }
 
 

@@ -24,13 +24,14 @@ from coplane.store.incidents import (
     read_incident,
     resolve_incident,
 )
+from coplane.store.remediations import read_remediation
 from coplane.store.slas import list_slas, read_sla
-from coplane.web import backtest, csrf, events, graph, health, resources, runs, sla
+from coplane.web import backtest, csrf, deployments, events, graph, health, resources, runs, sla
 from coplane.web.render import STATIC_DIR, error_page, render
 
 # Hidden from the OpenAPI schema: it documents the JSON API, which the README lists route by route.
 router = APIRouter(include_in_schema=False)
-for _pages in (health, graph, resources, events, sla, backtest, runs):
+for _pages in (health, graph, resources, events, sla, backtest, runs, deployments):
     router.include_router(_pages.router)
 
 __all__ = ["CSRF_COOKIE", "STATIC_DIR", "router"]
@@ -112,10 +113,12 @@ def incident_page(request: Request, incident_id: str) -> HTMLResponse:
             row = read_incident(conn, incident_id)
             notes = list_notifications(conn, [row["id"]])
             incident = incident_json(row, notes.get(str(row["id"]), []))
+            remediation = read_remediation(conn, row["id"])
     except NotFound:
         return _no_incident(request, incident_id)
     token = csrf.token_for(request)
-    context = {"incident": incident, "state": _incident_state(incident), "csrf_token": token}
+    context = {"incident": incident, "state": _incident_state(incident), "csrf_token": token,
+               "remediation": remediation}
     response = render(request, "incident.html", context)
     csrf.set_token(request, response, token)
     return response

@@ -203,7 +203,7 @@ def test_cli_reports_a_refusal_naming_the_server(live_server: LiveServer) -> Non
     bad = runner.invoke(
         app, ["concurrency", "create", "no spaces", "--limit", "1", "--server", live_server.url]
     )
-    assert bad.exit_code == 1 and "422" in bad.output and "name" in bad.output
+    assert bad.exit_code == 2 and "422" in bad.output and "name" in bad.output
     made = runner.invoke(
         app, ["concurrency", "create", "wh", "--limit", "3", "--server", live_server.url]
     )
@@ -213,7 +213,7 @@ def test_cli_reports_a_refusal_naming_the_server(live_server: LiveServer) -> Non
         == 0
     )
     again = runner.invoke(app, ["concurrency", "delete", "wh", "--server", live_server.url])
-    assert again.exit_code == 1 and "404" in again.output
+    assert again.exit_code == 2 and "404" in again.output
 
 
 @pytest.mark.postgresql

@@ -239,7 +239,7 @@ def test_cli_errors_name_the_option(server: LiveServer) -> None:
     refused = runner.invoke(
         app, ["connections", "set", "x", "--type", "http", "--server", server.url]
     )
-    assert refused.exit_code == 1 and "422" in refused.output and "base_url" in refused.output
+    assert refused.exit_code == 2 and "422" in refused.output and "base_url" in refused.output
 
 
 def test_secrets_rotate_rewraps_connections(keyed: TestClient, db_url: str) -> None:

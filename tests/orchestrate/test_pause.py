@@ -121,7 +121,7 @@ def test_pause_then_resume_with_input(live_server: LiveServer) -> None:
     names = [e["event"] for e in httpx.get(f"{live_server.url}/api/runs/{RUN}").json()["events"]]
     assert names == ["run.started", "run.paused", "run.resumed"]
     again = runner.invoke(app, ["runs", "resume", RUN, "--json", "{}", "--server", live_server.url])
-    assert again.exit_code == 1 and "409" in again.output
+    assert again.exit_code == 2 and "409" in again.output
 
 
 def test_a_pause_nobody_answers_times_out(live_server: LiveServer) -> None:

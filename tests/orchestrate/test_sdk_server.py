@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import itertools
 import json
 import os
 import threading
@@ -272,7 +273,7 @@ def test_a_task_with_a_concurrency_limit_holds_a_slot_per_try(
     assert loads() == [0, 1, 2, 3]
     spans.sort()
     # a limit of one: no two task runs overlapped, though the runner would run them at once
-    assert all(end <= later for (_, end), (later, _) in zip(spans, spans[1:], strict=False))
+    assert all(end <= later for (_, end), (later, _) in itertools.pairwise(spans))
     limit = httpx.get(f"{live_server.url}/api/concurrency").json()["limits"][0]
     assert limit["holders"] == [], "every slot was given back"
 
