@@ -124,7 +124,10 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     app.include_router(login.router)
     if settings.auth == "keys":
         app.add_middleware(RequireKeys, ingest_rate=settings.ingest_rate_limit)
-    app.add_middleware(CrossSiteGuard, public_url=settings.public_url)  # before any key check
+    # before any key check
+    app.add_middleware(
+        CrossSiteGuard, public_url=settings.public_url, keys=settings.auth == "keys"
+    )
     app.add_middleware(SecurityHeaders)  # outermost: refusals get the headers too
     return app
 

@@ -102,7 +102,9 @@ def test_each_role_in_the_ui_and_the_api(keyed: TestClient) -> None:
     assert keyed.post("/api/slas", json=SLA).status_code == 403  # editors do not change SLAs
 
     log_in(keyed, "admin")
-    assert keyed.post("/api/slas", json=SLA).status_code == 201
+    assert keyed.post("/api/slas", json=SLA).status_code == 403  # the cookie alone: no token
+    token = {"X-CSRF-Token": keyed.cookies["coplane_csrf"]}
+    assert keyed.post("/api/slas", json=SLA, headers=token).status_code == 201
 
     out = post_form(keyed, "/logout")
     assert out.status_code == 200 and "Log in" in out.text  # followed to the login page
