@@ -19,6 +19,7 @@ from coplane import __version__
 from coplane.alerts.dispatcher import Dispatcher
 from coplane.auth import api as keys_api
 from coplane.auth import mask, secrets_api
+from coplane.auth.hosts import CheckHost, HostPolicy
 from coplane.auth.middleware import CrossSiteGuard, RequireKeys
 from coplane.auth.vault import Vault
 from coplane.collector import ingest, ping, ping_keys, reads
@@ -128,6 +129,8 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     app.add_middleware(
         CrossSiteGuard, public_url=settings.public_url, keys=settings.auth == "keys"
     )
+    hosts = HostPolicy.of(settings.host, settings.public_url, settings.allowed_hosts)
+    app.add_middleware(CheckHost, policy=hosts)  # before anything reads the request
     app.add_middleware(SecurityHeaders)  # outermost: refusals get the headers too
     return app
 

@@ -13,6 +13,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from coplane.alerts.urls import parse_allow
 from coplane.auth.files import UnreadableFile, read_secret_file
+from coplane.auth.hosts import parse_allowed_hosts
 
 # Settings that may hold secrets can be given as COPLANE_<NAME>_FILE: the file's content.
 SECRET_SETTINGS = ("database_url", "secret_key")
@@ -89,6 +90,12 @@ class Settings(BaseSettings):
         "they are loopback, link-local or metadata addresses",
     )
 
+    allowed_hosts: str = Field(
+        "",
+        description="comma-separated names (*.domain for its subdomains) requests may carry in "
+        "Host besides loopback, the listen address and COPLANE_PUBLIC_URL's host",
+    )
+
     tls_cert: Path | None = Field(
         None, description="PEM certificate (chain) for `coplane server` to serve HTTPS with"
     )
@@ -156,6 +163,12 @@ class Settings(BaseSettings):
         from coplane.auth.vault import parse_keys  # the vault needs the store: import late
 
         parse_keys(value)
+        return value
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _check_allowed_hosts(cls, value: str) -> str:
+        parse_allowed_hosts(value)
         return value
 
     @field_validator("outbound_allow")

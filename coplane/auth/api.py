@@ -22,6 +22,15 @@ class NewKey(BaseModel):
 @router.post("/api/keys", status_code=201, summary="Create an API key")
 def post_key(request: Request, body: Annotated[NewKey, Body()]) -> dict[str, Any]:
     """A new key. Its secret is in `key`, in this response only: coplane keeps a hash."""
+    if request.app.state.settings.auth == "none":
+        # an open server would hand a key to anyone who reaches it, and the key would stay
+        # good after a switch to COPLANE_AUTH=keys
+        raise ApiError(
+            403,
+            "keys are created over HTTP only with COPLANE_AUTH=keys: on the server's host, "
+            "run `coplane keys create NAME --scope ...`",
+            ["body"],
+        )
     if not body.name.strip():
         raise ApiError(422, "name: a key needs a name, not only spaces", ["body", "name"])
     with store_of(request).connect() as conn:
