@@ -264,7 +264,8 @@ def test_bad_token_is_permanent(github: tuple[FakeGitHub, FakeService]) -> None:
             channel.send(make_alert())
     finally:
         channel.close()
-    assert failed.value.permanent and "Bad credentials" in failed.value.message
+    assert failed.value.permanent and "401 Unauthorized" in failed.value.message
+    assert "Bad credentials" not in failed.value.message  # the answer's body is not kept
     assert not github[0].issues
 
 
