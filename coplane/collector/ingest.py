@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from coplane.collector.body import MAX_EVENTS, read_body
 from coplane.collector.errors import ApiError
 from coplane.collector.openlineage import translate_openlineage
+from coplane.collector.senders import check_sender
 from coplane.events.model import Event, EventDecodeError, check_no_nul, decode_events
 from coplane.store import Store
 from coplane.store.events import InsertResult
@@ -56,6 +57,7 @@ async def post_events(request: Request) -> dict[str, int]:
         )
     if not events:
         return {"accepted": 0, "duplicates": 0}
+    check_sender(request, events)
     result = await write(store_of(request), events)
     return {"accepted": result.accepted, "duplicates": result.duplicates}
 
@@ -83,6 +85,7 @@ async def post_openlineage(request: Request) -> dict[str, int]:
         raise decode_error(
             EventDecodeError(exc.message, ["body", *exc.loc], unreadable=False)
         ) from None
+    check_sender(request, events)
     result = await write(store_of(request), events)
     return {"accepted": result.accepted, "duplicates": result.duplicates}
 
@@ -108,7 +111,11 @@ async def post_openlineage_batch(request: Request) -> JSONResponse:
         try:
             if has_nul:
                 check_no_nul(item, [])
-            events.extend(translate_openlineage(item))
+            translated = translate_openlineage(item)
+            check_sender(request, translated)
+            events.extend(translated)
+        except ApiError as exc:  # a dataset or job outside the key's resources
+            failed.append({"index": index, "reason": exc.detail, "retriable": False})
         except EventDecodeError as exc:
             where = ".".join(str(p) for p in exc.loc)
             reason = f"{where}: {exc.message}" if where else exc.message

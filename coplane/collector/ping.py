@@ -28,6 +28,7 @@ from starlette.convertors import Convertor, register_url_convertor
 from coplane.auth.middleware import PING_KEY_STATE
 from coplane.collector.errors import ApiError
 from coplane.collector.ingest import store_of, write
+from coplane.collector.senders import check_sender
 from coplane.events import names as n
 from coplane.events.model import Event, RelatedResource, Resource
 from coplane.store import Store
@@ -223,6 +224,7 @@ async def handle_ping(
         user_agent=clean_text(agent) if agent is not None else None,
         remote_addr=request.client.host if request.client else None,
     )
+    check_sender(request, [event], "path")  # an API key limited to other resources
     await write(store, [event])
     return PlainTextResponse("OK")
 
