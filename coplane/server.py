@@ -32,6 +32,7 @@ from coplane.store import Store, open_store
 from coplane.web import login
 from coplane.web import routes as web_routes
 from coplane.web.headers import SecurityHeaders
+from coplane.web.limits import LimitBodies
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +131,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
         CrossSiteGuard, public_url=settings.public_url, keys=settings.auth == "keys"
     )
     hosts = HostPolicy.of(settings.host, settings.public_url, settings.allowed_hosts)
+    app.add_middleware(LimitBodies, timeout=settings.body_timeout)  # before any key check
     app.add_middleware(CheckHost, policy=hosts)  # before anything reads the request
     app.add_middleware(SecurityHeaders)  # outermost: refusals get the headers too
     return app

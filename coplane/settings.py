@@ -90,6 +90,15 @@ class Settings(BaseSettings):
         "they are loopback, link-local or metadata addresses",
     )
 
+    body_timeout: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="seconds a client has to send a request's whole body before a 408",
+    )
+    keepalive_timeout: int = Field(
+        5, ge=1, le=300, description="seconds an idle connection is kept open"
+    )
     allowed_hosts: str = Field(
         "",
         description="comma-separated names (*.domain for its subdomains) requests may carry in "
