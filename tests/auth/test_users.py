@@ -12,6 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
+from coplane.auth.throttle import FREE_FAILURES, MAX_WAIT, LoginThrottle
 from coplane.auth.users import (
     check_password,
     create_user,
@@ -152,3 +153,37 @@ def test_cli_creates_and_lists_users(tmp_path: Path, monkeypatch: pytest.MonkeyP
     )
     said = " ".join(garbled.output.split())
     assert garbled.exit_code == 2 and f"cannot read {binary}: not UTF-8 text" in said
+
+
+def test_guessing_a_password_is_slowed_down_per_user(keyed: TestClient) -> None:
+    for _ in range(FREE_FAILURES):
+        assert log_in(keyed, "viewer", "wrong password").status_code == 401
+    assert log_in(keyed, "viewer", "wrong password").status_code == 401  # now it counts
+    locked = log_in(keyed, "viewer")  # the right password: not even checked while locked
+    assert locked.status_code == 429 and int(locked.headers["retry-after"]) >= 1
+    assert "Too many failed logins" in locked.text
+    assert "coplane_session" not in locked.headers.get("set-cookie", "")
+
+
+def test_the_throttle_waits_longer_after_each_failure() -> None:
+    now = [0.0]
+    throttle = LoginThrottle(clock=lambda: now[0])
+    for _ in range(FREE_FAILURES):
+        throttle.failed("user:ada", "address:10.0.0.1")
+    assert throttle.wait("user:ada") == 0
+    waits = []
+    for _ in range(4):
+        throttle.failed("user:ada", "address:10.0.0.1")
+        waits.append(throttle.wait("user:ada"))
+    assert waits == [1.0, 2.0, 4.0, 8.0]
+    # the address is locked for every name it tries, and other addresses are not
+    assert throttle.wait("user:bob", "address:10.0.0.1") == 8.0
+    assert throttle.wait("user:bob", "address:10.0.0.2") == 0
+    now[0] = 8.0
+    assert throttle.wait("user:ada") == 0
+    throttle.succeeded("user:ada", "address:10.0.0.1")
+    throttle.failed("user:ada")
+    assert throttle.wait("user:ada") == 0  # a success starts the count again
+    for _ in range(40):
+        throttle.failed("user:eve")
+    assert throttle.wait("user:eve") == MAX_WAIT
