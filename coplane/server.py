@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from coplane import __version__
@@ -23,7 +23,7 @@ from coplane.auth.hosts import CheckHost, HostPolicy
 from coplane.auth.middleware import CrossSiteGuard, RequireKeys
 from coplane.auth.vault import Vault
 from coplane.collector import ingest, ping, ping_keys, reads
-from coplane.collector.errors import install_error_handlers
+from coplane.collector.errors import install_error_handlers, refuse_nul_in_query
 from coplane.jobs.scheduler import Scheduler
 from coplane.settings import Settings
 from coplane.slas import api as slas_api
@@ -110,7 +110,12 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
             if own:
                 app.state.store.close()
 
-    app = FastAPI(title="coplane", version=__version__, lifespan=lifespan)
+    app = FastAPI(
+        title="coplane",
+        version=__version__,
+        lifespan=lifespan,
+        dependencies=[Depends(refuse_nul_in_query)],
+    )
     app.state.settings = settings
     app.state.vault = vault
     install_error_handlers(app)

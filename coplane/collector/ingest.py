@@ -13,7 +13,13 @@ from coplane.collector.body import MAX_EVENTS, read_body
 from coplane.collector.errors import ApiError
 from coplane.collector.openlineage import translate_openlineage
 from coplane.collector.senders import check_sender
-from coplane.events.model import Event, EventDecodeError, check_no_nul, decode_events
+from coplane.events.model import (
+    Event,
+    EventDecodeError,
+    check_no_nul,
+    decode_events,
+    too_deep,
+)
 from coplane.store import Store
 from coplane.store.events import InsertResult
 
@@ -77,6 +83,8 @@ async def post_openlineage(request: Request) -> dict[str, int]:
         obj = msgspec.json.decode(body)
     except msgspec.DecodeError as exc:
         raise ApiError(400, f"body is not valid JSON: {exc}", ["body"]) from None
+    except RecursionError:
+        raise decode_error(too_deep()) from None
     try:
         if b"\\u0000" in body:
             check_no_nul(obj, [])
@@ -98,6 +106,8 @@ async def post_openlineage_batch(request: Request) -> JSONResponse:
         items = msgspec.json.decode(body)
     except msgspec.DecodeError as exc:
         raise ApiError(400, f"body is not valid JSON: {exc}", ["body"]) from None
+    except RecursionError:
+        raise decode_error(too_deep()) from None
     if not isinstance(items, list):
         raise ApiError(422, "the batch body must be a JSON array of OpenLineage events", ["body"])
     if len(items) > MAX_EVENTS:

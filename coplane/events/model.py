@@ -130,6 +130,8 @@ def decode_events(body: bytes) -> list[Event]:
         raise EventDecodeError(
             f"body is not valid JSON: {exc}", ["body"], unreadable=True
         ) from None
+    except RecursionError:  # msgspec's own bound on nesting, reached while decoding
+        raise too_deep() from None
     events = decoded if isinstance(decoded, list) else [decoded]
     for index, event in enumerate(events):
         event.occurred = check_occurred(event.occurred, ["body", index, "occurred"])
@@ -186,18 +188,33 @@ def _depth(value: Any) -> int:
     return deepest
 
 
+def too_deep() -> EventDecodeError:
+    """A body nested deeper than JSON decoding goes: a 422, not a RecursionError's 500."""
+    return EventDecodeError(
+        f"the body nests objects and arrays too deeply (payloads: at most {MAX_PAYLOAD_DEPTH})",
+        ["body"],
+        unreadable=False,
+    )
+
+
 def check_no_nul(value: Any, loc: list[str | int]) -> None:
-    """Refuse U+0000 anywhere: PostgreSQL cannot store it in text or jsonb."""
-    if isinstance(value, str):
-        if "\x00" in value:
-            raise EventDecodeError("the character U+0000 is not allowed", loc, unreadable=False)
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            check_no_nul(key, loc)
-            check_no_nul(item, [*loc, key])
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            check_no_nul(item, [*loc, i])
+    """Refuse U+0000 anywhere: PostgreSQL cannot store it in text or jsonb.
+
+    Walked with a stack, not recursion: however deeply the value nests."""
+    stack: list[tuple[Any, list[str | int]]] = [(value, loc)]
+    while stack:
+        item, where = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                raise EventDecodeError(
+                    "the character U+0000 is not allowed", where, unreadable=False
+                )
+        elif isinstance(item, dict):
+            for key, child in reversed(item.items()):
+                stack.append((child, [*where, key]))
+                stack.append((key, where))
+        elif isinstance(item, list):
+            stack.extend((child, [*where, i]) for i, child in reversed(list(enumerate(item))))
 
 
 _encoder = msgspec.json.Encoder()
