@@ -18,6 +18,7 @@ from coplane.events.model import (
     EventDecodeError,
     check_no_nul,
     decode_events,
+    normalise_ids,
     too_deep,
 )
 from coplane.store import Store
@@ -89,6 +90,8 @@ async def post_openlineage(request: Request) -> dict[str, int]:
         if b"\\u0000" in body:
             check_no_nul(obj, [])
         events = translate_openlineage(obj)
+        for event in events:
+            normalise_ids(event, [])
     except EventDecodeError as exc:
         raise decode_error(
             EventDecodeError(exc.message, ["body", *exc.loc], unreadable=False)
@@ -122,6 +125,8 @@ async def post_openlineage_batch(request: Request) -> JSONResponse:
             if has_nul:
                 check_no_nul(item, [])
             translated = translate_openlineage(item)
+            for event in translated:
+                normalise_ids(event, [])
             check_sender(request, translated)
             events.extend(translated)
         except ApiError as exc:  # a dataset or job outside the key's resources

@@ -7,6 +7,7 @@ msgspec rather than pydantic on this path: decoding and validating 1,000 events 
 from __future__ import annotations
 
 import re
+import unicodedata
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
@@ -135,12 +136,44 @@ def decode_events(body: bytes) -> list[Event]:
     events = decoded if isinstance(decoded, list) else [decoded]
     for index, event in enumerate(events):
         event.occurred = check_occurred(event.occurred, ["body", index, "occurred"])
+        normalise_ids(event, ["body", index])
         if event.payload:
             check_payload(event.payload, ["body", index, "payload"])
     if b"\\u0000" in body:  # rare: only then walk the events to name the field
         for index, event in enumerate(events):
             check_no_nul(msgspec.to_builtins(event), ["body", index])
     return events
+
+
+def normal_id(value: str, loc: list[str | int]) -> str:
+    """A resource id in NFC; refuse invisible and direction-changing characters (Unicode's
+    format and control categories: zero-width spaces, bidi overrides, ...), naming the field.
+
+    Two ids that look the same must be the same resource: without this, "café" composed and
+    decomposed, or an id with a zero-width space, were distinct resources looking identical.
+    """
+    if value.isascii():  # almost every id: nothing to normalise, and no format characters
+        if any(ord(c) < 32 or ord(c) == 127 for c in value):
+            raise EventDecodeError(
+                "control characters are not allowed in ids", loc, unreadable=False
+            )
+        return value
+    for char in value:
+        if unicodedata.category(char) in ("Cf", "Cc"):
+            name = unicodedata.name(char, f"U+{ord(char):04X}")
+            raise EventDecodeError(
+                f"the invisible character U+{ord(char):04X} ({name}) is not allowed in ids",
+                loc,
+                unreadable=False,
+            )
+    return unicodedata.normalize("NFC", value)
+
+
+def normalise_ids(event: Event, loc: list[str | int]) -> None:
+    """The event's resource ids (its own and its related ones) checked and in NFC."""
+    event.resource.id = normal_id(event.resource.id, [*loc, "resource", "id"])
+    for index, related in enumerate(event.related):
+        related.id = normal_id(related.id, [*loc, "related", index, "id"])
 
 
 def check_occurred(at: datetime, loc: list[str | int]) -> datetime:

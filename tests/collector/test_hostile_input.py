@@ -3,10 +3,13 @@ any query parameter, bodies nested far deeper than any producer nests."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from fastapi.testclient import TestClient
 
 from coplane.events.model import EventDecodeError, check_no_nul
+from tests.factories import event_dict
 
 DEPTH = 10_000
 DEEP = '{"a":' * DEPTH + "1" + "}" * DEPTH
@@ -51,3 +54,27 @@ def test_nul_is_found_however_deep() -> None:
     with pytest.raises(EventDecodeError) as caught:
         check_no_nul(value, ["body"])
     assert caught.value.loc[:3] == ["body", "a", 0] and len(caught.value.loc) == 1 + 2 * DEPTH
+
+
+def test_ids_that_look_alike_are_one_resource(client: TestClient) -> None:
+    composed, decomposed = "wh.caf\u00e9", "wh.cafe\u0301"
+    for rid in (composed, decomposed):
+        sent = client.post("/api/events", json=event_dict("asset.updated", rid, kind="asset"))
+        assert sent.status_code == 202
+    assert len(client.get("/api/events", params={"resource": composed}).json()["events"]) == 2
+
+
+@pytest.mark.parametrize(
+    "rid", ["wh.\u200bsales", "wh.sales\u202e", "wh.\u2066x\u2069", "wh.\ufeffx", "wh.\tx"]
+)
+def test_invisible_characters_in_ids_are_422(client: TestClient, rid: str) -> None:
+    own = client.post("/api/events", json=event_dict("asset.updated", rid, kind="asset"))
+    assert own.status_code == 422
+    assert own.json()["errors"][0]["loc"] == ["body", 0, "resource", "id"]
+    related = event_dict("run.started", "etl.x", related=[{"role": "output", "id": rid}])
+    answer = client.post("/api/events", json=[related, related])
+    assert answer.status_code == 422
+    assert answer.json()["errors"][0]["loc"] == ["body", 0, "related", 0, "id"]
+    job = json.dumps({"namespace": "n", "name": rid})
+    lineage = LINEAGE.format("1").replace('{"namespace":"n","name":"j"}', job)
+    assert client.post("/api/v1/lineage", content=lineage).status_code == 422
