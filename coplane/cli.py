@@ -967,6 +967,52 @@ def users_create(
     out.print(f"created {user.role} {user.name}")
 
 
+@users_app.command("passwd")
+def users_passwd(
+    name: Annotated[str, typer.Argument(help="the user's name")],
+    password_file: Annotated[
+        Path | None, typer.Option(help="read the new password from this file instead of asking")
+    ] = None,
+) -> None:
+    """Set a user's password (asked twice, hidden, unless --password-file); ends their sessions."""
+    from coplane.auth.users import set_password
+    from coplane.store.errors import NotFound
+
+    if password_file is not None:
+        password = _secret_file_or_exit("--password-file", password_file)
+    else:
+        password = typer.prompt("New password", hide_input=True, confirmation_prompt=True)
+    try:
+        with _exit_on(NotFound), _database() as conn:
+            user = set_password(conn, name, password)
+    except ValueError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    out.print(f"new password for {user.name}; their sessions have ended")
+
+
+@users_app.command("delete")
+def users_delete(name: Annotated[str, typer.Argument(help="the user's name")]) -> None:
+    """Delete a user: their sessions end at once."""
+    from coplane.auth.users import delete_user
+    from coplane.store.errors import NotFound
+
+    with _exit_on(NotFound), _database() as conn:
+        user = delete_user(conn, name)
+    out.print(f"deleted {user.role} {user.name}")
+
+
+@users_app.command("logout")
+def users_logout(name: Annotated[str, typer.Argument(help="the user's name")]) -> None:
+    """End every session of a user, in every browser: they must log in again."""
+    from coplane.auth.users import end_user_sessions
+    from coplane.store.errors import NotFound
+
+    with _exit_on(NotFound), _database() as conn:
+        ended = end_user_sessions(conn, name)
+    out.print(f"ended {ended} sessions of {name.strip()}")
+
+
 @users_app.command("list")
 def users_list() -> None:
     """Every UI user with their role."""

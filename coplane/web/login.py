@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import secrets
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -69,6 +70,7 @@ async def login(request: Request) -> Response:
         return _form(request, next_, "That key may only send events: the UI needs read.", 403)
     response = RedirectResponse(next_, status_code=303)
     _set_cookie(request, response, KEY_COOKIE, secret)
+    _rotate_csrf(request, response)
     return response
 
 
@@ -102,7 +104,14 @@ async def _password_login(request: Request, name: str, password: str, next_: str
     response = RedirectResponse(next_, status_code=303)
     _set_cookie(request, response, SESSION_COOKIE, token)
     response.delete_cookie(KEY_COOKIE, path="/")
+    _rotate_csrf(request, response)
     return response
+
+
+def _rotate_csrf(request: Request, response: Response) -> None:
+    """A new CSRF token once logged in: one planted before (by a sibling subdomain, say) is
+    worth nothing afterwards."""
+    csrf.set_token(request, response, secrets.token_urlsafe(32))
 
 
 def _throttle(request: Request) -> LoginThrottle:

@@ -24,7 +24,7 @@ from coplane.auth.users import (
 from coplane.cli import app as cli
 from coplane.server import create_app
 from coplane.settings import Settings
-from coplane.store import Store
+from coplane.store import Store, open_store
 
 PASSWORD = "correct horse battery"
 SLA = {"name": "fresh", "kind": "freshness", "target": "wh.t", "max_age": "1h"}
@@ -187,3 +187,57 @@ def test_the_throttle_waits_longer_after_each_failure() -> None:
     for _ in range(40):
         throttle.failed("user:eve")
     assert throttle.wait("user:eve") == MAX_WAIT
+
+
+def test_cli_locks_a_user_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    url = f"sqlite:///{tmp_path / 'c.sqlite'}"
+    monkeypatch.setenv("COPLANE_DATABASE_URL", url)
+    secret = tmp_path / "password"
+    secret.write_text(PASSWORD + "\n")
+    runner = CliRunner()
+    made = runner.invoke(
+        cli, ["users", "create", "ana", "--role", "editor", "--password-file", str(secret)]
+    )
+    assert made.exit_code == 0, made.output
+    store = open_store(url)
+    try:
+        with store.connect() as conn:
+            user = check_password(conn, "ana", PASSWORD)
+            assert user is not None
+            sessions = [start_session(conn, user) for _ in range(2)]
+        done = runner.invoke(cli, ["users", "logout", "ana"])
+        assert done.exit_code == 0 and "ended 2 sessions of ana" in done.stdout
+        with store.connect() as conn:
+            assert all(session_user(conn, s) is None for s in sessions)
+            session = start_session(conn, user)
+        new = tmp_path / "new"
+        new.write_text("another long passphrase\n")
+        changed = runner.invoke(cli, ["users", "passwd", "ana", "--password-file", str(new)])
+        assert changed.exit_code == 0, changed.output
+        with store.connect() as conn:
+            assert session_user(conn, session) is None  # a new password ends every session
+            assert check_password(conn, "ana", PASSWORD) is None
+            user = check_password(conn, "ana", "another long passphrase")
+            assert user is not None
+            session = start_session(conn, user)
+        short = tmp_path / "short"
+        short.write_text("short\n")
+        refused = runner.invoke(cli, ["users", "passwd", "ana", "--password-file", str(short)])
+        assert refused.exit_code == 2 and "at least 12 characters" in refused.stderr
+        gone = runner.invoke(cli, ["users", "delete", "ana"])
+        assert gone.exit_code == 0 and "deleted editor ana" in gone.stdout
+        with store.connect() as conn:
+            assert session_user(conn, session) is None
+        again = ["passwd", "ana", "--password-file", str(new)]
+        for command in (["delete", "ana"], ["logout", "ana"], again):
+            missing = runner.invoke(cli, ["users", *command])
+            assert missing.exit_code == 1 and "no user 'ana'" in missing.stderr
+    finally:
+        store.close()
+
+
+def test_logging_in_rotates_the_csrf_token(keyed: TestClient) -> None:
+    keyed.get("/login")
+    before = keyed.cookies["coplane_csrf"]
+    assert log_in(keyed, "viewer").status_code == 303
+    assert keyed.cookies["coplane_csrf"] != before
