@@ -12,16 +12,17 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from coplane.alerts.dispatcher import Dispatcher
 from coplane.auth import api as keys_api
 from coplane.auth import secrets_api
+from coplane.auth.hosts import CheckHost, HostPolicy
 from coplane.auth.middleware import CrossSiteGuard, RequireKeys
 from coplane.auth.vault import Vault
 from coplane.collector import ingest, ping, ping_keys, reads
-from coplane.http.errors import install_error_handlers
+from coplane.http.errors import install_error_handlers, refuse_nul_in_query
 from coplane.jobs.scheduler import Scheduler
 from coplane.orchestrate import api as orchestrate_api
 from coplane.orchestrate import automations_api, deployments_api
@@ -39,6 +40,7 @@ from coplane.version import __version__
 from coplane.web import login
 from coplane.web import routes as web_routes
 from coplane.web.headers import SecurityHeaders
+from coplane.web.limits import LimitBodies
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +124,12 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
             if own:
                 app.state.store.close()
 
-    app = FastAPI(title="coplane", version=__version__, lifespan=lifespan)
+    app = FastAPI(
+        title="coplane",
+        version=__version__,
+        lifespan=lifespan,
+        dependencies=[Depends(refuse_nul_in_query)],
+    )
     app.state.settings = settings
     app.state.vault = vault
     install_error_handlers(app)
@@ -141,7 +148,13 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     app.include_router(login.router)
     if settings.auth == "keys":
         app.add_middleware(RequireKeys, ingest_rate=settings.ingest_rate_limit)
-    app.add_middleware(CrossSiteGuard, public_url=settings.public_url)  # before any key check
+    # before any key check
+    app.add_middleware(
+        CrossSiteGuard, public_url=settings.public_url, keys=settings.auth == "keys"
+    )
+    hosts = HostPolicy.of(settings.host, settings.public_url, settings.allowed_hosts)
+    app.add_middleware(LimitBodies, timeout=settings.body_timeout)  # before any key check
+    app.add_middleware(CheckHost, policy=hosts)  # before anything reads the request
     app.add_middleware(SecurityHeaders)  # outermost: refusals get the headers too
     return app
 

@@ -13,6 +13,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from coplane.security.fernet import parse_keys
 from coplane.security.files import UnreadableFile, read_secret_file
+from coplane.security.hosts import parse_allowed_hosts
 from coplane.security.outbound import parse_allow
 
 # Settings that may hold secrets can be given as COPLANE_<NAME>_FILE: the file's content.
@@ -93,6 +94,21 @@ class Settings(BaseSettings):
         "they are loopback, link-local or metadata addresses",
     )
 
+    body_timeout: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="seconds a client has to send a request's whole body before a 408",
+    )
+    keepalive_timeout: int = Field(
+        5, ge=1, le=300, description="seconds an idle connection is kept open"
+    )
+    allowed_hosts: str = Field(
+        "",
+        description="comma-separated names (*.domain for its subdomains) requests may carry in "
+        "Host besides loopback, the listen address and COPLANE_PUBLIC_URL's host",
+    )
+
     tls_cert: Path | None = Field(
         None, description="PEM certificate (chain) for `coplane server` to serve HTTPS with"
     )
@@ -168,6 +184,12 @@ class Settings(BaseSettings):
     @classmethod
     def _check_secret_key(cls, value: str | None) -> str | None:
         parse_keys(value)
+        return value
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _check_allowed_hosts(cls, value: str) -> str:
+        parse_allowed_hosts(value)
         return value
 
     @field_validator("outbound_allow")

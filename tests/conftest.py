@@ -25,6 +25,8 @@ from coplane.store import Conn, Store, open_store
 # The fake services alerts go to listen on loopback, which the outgoing-URL policy refuses;
 # set at import, so servers started as subprocesses inherit it.
 os.environ.setdefault("COPLANE_OUTBOUND_ALLOW", "127.0.0.0/8,::1,localhost")
+# FastAPI's test client asks for the host "testserver", which is no loopback name.
+os.environ.setdefault("COPLANE_ALLOWED_HOSTS", "testserver")
 
 # The server holding throwaway test databases when COPLANE_TEST_DATABASE_URL is not set.
 DEFAULT_PG_SERVER = "postgresql://127.0.0.1:5432/postgres"

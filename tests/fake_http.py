@@ -61,7 +61,7 @@ class FakeService:
         with self._lock:
             self._scripted.extend(replies)
 
-    def start(self, port: int = 0) -> FakeService:
+    def start(self, port: int = 0, host: str = "127.0.0.1") -> FakeService:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -106,9 +106,9 @@ class FakeService:
 
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _handle
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self._server = ThreadingHTTPServer((host, port), Handler)
         self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self.url = f"http://{host}:{self._server.server_address[1]}"
         threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         ).start()
@@ -124,6 +124,9 @@ class FakeService:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def close(self) -> None:
         self.stop()
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from http import HTTPStatus
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpcore
 import httpx
@@ -68,12 +71,38 @@ class CheckedTransport(httpx.HTTPTransport):
 
 
 def channel_client(**options: Any) -> httpx.Client:
-    """An httpx client for one channel: coplane's timeout, connections checked by the policy."""
-    return httpx.Client(transport=CheckedTransport(), timeout=TIMEOUT, **options)
+    """An httpx client for one channel: coplane's timeout, connections checked by the policy,
+    and no redirects followed (a redirect would take the channel's credentials along to a
+    place nobody configured)."""
+    return httpx.Client(
+        transport=CheckedTransport(), timeout=TIMEOUT, follow_redirects=False, **options
+    )
+
+
+# An error code as services put them in an answer (Slack's `channel_not_found`, a webhook's
+# `invalid_token`): one short word. Anything else in an answer is not echoed.
+ERROR_CODE = re.compile(r"[A-Za-z][A-Za-z0-9_.\-]{0,63}")
+HOST = re.compile(r"[a-z0-9.\-:]{1,253}")  # a host name or address, as urlsplit gives it
+
+
+def error_code(value: str) -> str:
+    """`value` when it is one error code, else "": what of an answer a stored error may hold."""
+    value = value.strip()
+    return value if ERROR_CODE.fullmatch(value) else ""
+
+
+def status_text(status: int) -> str:
+    """`403 Forbidden`: the status and its standard phrase, never the one the server sent."""
+    try:
+        return f"{status} {HTTPStatus(status).phrase}"
+    except ValueError:
+        return str(status)
 
 
 def check_response(response: httpx.Response, service: str) -> None:
     """Raise IntegrationError for a response that is not a success.
+
+    A redirect is a permanent failure: no channel follows one.
 
     429, 408 and 5xx are transient (retried, after Retry-After when given); other 4xx mean
     the request or the credentials are wrong and repeating it cannot help, so they are
@@ -82,10 +111,21 @@ def check_response(response: httpx.Response, service: str) -> None:
     is transient.
     """
     status = response.status_code
+    if 300 <= status < 400:
+        # the host it points to helps fix the config; the rest of its URL is not echoed
+        target = urlsplit(response.headers.get("location", "")).hostname or ""
+        to = f" to {target}" if HOST.fullmatch(target) else ""
+        raise IntegrationError(
+            f"{service} answered {status_text(status)}{to}: redirects are not followed; "
+            "configure the address it redirects to",
+            permanent=True,
+        )
     if status < 400:
         return
-    detail = response.text.strip()[:300] or response.reason_phrase
-    message = f"{service} answered {status}: {detail}"
+    # the status and at most an error code: an answer's body may hold anything, such as a
+    # page of an internal service, and the stored error is shown to readers
+    code = error_code(response.text[:100]) if len(response.content) <= 100 else ""
+    message = f"{service} answered {status_text(status)}" + (f": {code}" if code else "")
     wait = retry_after(response.headers)
     rate_limited = status == 429 or (
         status == 403 and (wait is not None or response.headers.get("x-ratelimit-remaining") == "0")

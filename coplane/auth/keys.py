@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+from coplane.events.names import event_name_matches
 from coplane.store.dialects import Conn, Row
 from coplane.store.errors import NotFound
 
@@ -32,10 +33,17 @@ class Key:
     created: datetime
     used: datetime | None
     revoked: datetime | None
+    resources: tuple[str, ...] = ()  # patterns of the resources it may send about; () any
 
     def allows(self, needed: str) -> bool:
         """admin may do anything; read and ingest only their own kind of request."""
         return "admin" in self.scopes or needed in self.scopes
+
+    def may_send_about(self, resource_id: str) -> bool:
+        """Whether this key may send events whose resource is `resource_id`."""
+        return not self.resources or any(
+            event_name_matches(pattern, resource_id) for pattern in self.resources
+        )
 
     def json(self) -> dict[str, Any]:
         return {
@@ -46,6 +54,7 @@ class Key:
             "created": self.created.isoformat(),
             "used": None if self.used is None else self.used.isoformat(),
             "revoked": None if self.revoked is None else self.revoked.isoformat(),
+            "resources": list(self.resources),
         }
 
 
@@ -63,18 +72,43 @@ def _key(row: Row) -> Key:
         row["created"],
         row["used"],
         row["revoked"],
+        tuple(row["resources"]),
     )
 
 
-COLUMNS = "id, name, prefix, scopes, created, used, revoked"
+COLUMNS = "id, name, prefix, scopes, created, used, revoked, resources"
+MAX_PATTERNS = 50
+
+
+def check_resource_patterns(patterns: Sequence[str]) -> list[str]:
+    """Resource patterns of a key, stripped: an id, or a prefix ending in `*` (as event names
+    match); ValueError naming the first that is neither."""
+    checked = []
+    for raw in patterns:
+        pattern = raw.strip()
+        if not pattern or pattern == "*" or "*" in pattern[:-1] or len(pattern) > 500:
+            raise ValueError(
+                f"resource pattern {raw!r}: give a resource id or a prefix ending in *, "
+                "such as airflow.prod.*"
+            )
+        checked.append(pattern)
+    if len(checked) > MAX_PATTERNS:
+        raise ValueError(f"at most {MAX_PATTERNS} resource patterns, not {len(checked)}")
+    return checked
 
 
 def create_key(
-    conn: Conn, name: str, scopes: Sequence[Scope], now: datetime | None = None
+    conn: Conn,
+    name: str,
+    scopes: Sequence[Scope],
+    now: datetime | None = None,
+    resources: Sequence[str] = (),
 ) -> tuple[Key, str]:
-    """A new key and its secret, which is shown this once and never stored."""
+    """A new key and its secret, which is shown this once and never stored; with `resources`,
+    it may send events only about resources those patterns match."""
     if not name.strip():
         raise ValueError("a key needs a name")
+    patterns = check_resource_patterns(resources)
     unknown = [s for s in scopes if s not in SCOPES]
     if unknown or not scopes:
         raise ValueError(f"scopes must be some of {', '.join(SCOPES)}, not {list(scopes)}")
@@ -83,7 +117,8 @@ def create_key(
     now = now or datetime.now(UTC)
     ordered = [s for s in SCOPES if s in scopes]
     conn.execute(
-        "INSERT INTO api_keys (id, name, prefix, hash, scopes, created) VALUES (?, ?, ?, ?, ?, ?)",
+        "INSERT INTO api_keys (id, name, prefix, hash, scopes, created, resources) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
         (
             conn.uid(kid),
             name.strip(),
@@ -91,9 +126,13 @@ def create_key(
             digest(secret),
             conn.json(ordered),
             conn.time(now),
+            conn.json(patterns),
         ),
     )
-    return Key(str(kid), name.strip(), secret[:SHOWN], tuple(ordered), now, None, None), secret
+    key = Key(
+        str(kid), name.strip(), secret[:SHOWN], tuple(ordered), now, None, None, tuple(patterns)
+    )
+    return key, secret
 
 
 def list_keys(conn: Conn) -> list[Key]:

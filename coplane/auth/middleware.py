@@ -16,9 +16,11 @@ up again.
 
 from __future__ import annotations
 
+import hmac
 import html
 import json
 import math
+import re
 import time
 from typing import Protocol
 from urllib.parse import quote, urlsplit
@@ -47,6 +49,9 @@ class Principal(Protocol):
 
 
 KEY_COOKIE = "coplane_key"
+# the web UI's double-submit cookie (coplane.web.csrf), and the header an API call sends it in
+CSRF_COOKIE = "coplane_csrf"
+CSRF_HEADER = "X-CSRF-Token"
 SESSION_COOKIE = "coplane_session"
 OPEN_PATHS = ("/api/health", "/login", "/logout", "/static/", "/favicon")
 INGEST_PATHS = ("/api/events", "/api/v1/lineage", "/ping/", "/api/logs")
@@ -54,7 +59,12 @@ LEASE_PATHS = "/api/concurrency/"
 RUN_PATHS = ("/api/runs/", "/runs/")
 LEASE_ACTIONS = ("/acquire", "/renew", "/release")
 # POSTs that change nothing: a backtest only simulates, so reading is enough
-READ_POSTS = ("/api/slas/backtest", "/backtest")
+READ_POSTS = ("/api/slas/backtest", "/backtest", "/api/automations/backtest")
+# Operating what is deployed (starting or cancelling a run, pausing or resuming a schedule) is
+# an editor's act, like acknowledging an incident; declaring deployments stays an admin's.
+ACT_POSTS = re.compile(
+    r"^(/api)?/deployments/[^/]+/(runs?|pause|resume)$|^(/api/runs|/flow-runs)/[^/]+/cancel$"
+)
 API_PATHS = ("/api/", "/openapi.json", "/docs", "/redoc")
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 # pings carrying a ping key: no slug may start with the key's prefix
@@ -82,6 +92,8 @@ def needed_scope(method: str, path: str) -> str | None:
         return "act"  # resuming a paused run: editors (and admins), like acknowledging
     if method == "POST" and path.endswith(("/ack", "/resolve")) and "/incidents/" in path:
         return "act"  # acknowledging and resolving: editors (and admins)
+    if method == "POST" and ACT_POSTS.match(path):
+        return "act"
     if method in ("GET", "HEAD", "OPTIONS") or (method == "POST" and path in READ_POSTS):
         return "read"
     return "admin"
@@ -129,7 +141,16 @@ class RequireKeys:
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
-        secret = _bearer(headers.get("authorization", ""))
+        api = path.startswith(API_PATHS) or path.startswith(INGEST_PATHS)
+        authorization = headers.get("authorization")
+        secret = _bearer(authorization or "")
+        if authorization is not None and not secret:
+            # a login proxy's Basic credential, say: never coplane's, and the cookie the
+            # browser sent along is not to be taken in its place
+            scheme = authorization.partition(" ")[0] or "(empty)"
+            message = f"Authorization: {scheme[:20]} is not a coplane credential: send Bearer <key>"
+            await _refuse(send, 401, message, api)
+            return
         cookies = cookie_parser(headers.get("cookie", ""))
         session = "" if secret else cookies.get(SESSION_COOKIE, "")
         from_cookie = False
@@ -142,7 +163,6 @@ class RequireKeys:
             from_cookie = True
         elif secret:
             key = await self._check(scope, secret)
-        api = path.startswith(API_PATHS) or path.startswith(INGEST_PATHS)
         if key is None:
             if not api and scope["method"] == "GET":
                 target = path + (
@@ -156,6 +176,19 @@ class RequireKeys:
         if not key.allows(needed):
             what = f"the scopes of {key.name} ({', '.join(key.scopes)}) do not include {needed}"
             await _refuse(send, 403, what, api and not from_cookie)
+            return
+        if (
+            from_cookie
+            and scope["method"] not in SAFE_METHODS
+            and path.startswith("/api/")
+            and not _csrf_header_matches(headers, cookies)
+        ):
+            # a browser attaches the cookie by itself; only a page of this server knows the token
+            message = (
+                f"a change under /api with the login cookie needs the {CSRF_HEADER} header "
+                "carrying the page's CSRF token; scripts send Authorization: Bearer <key>"
+            )
+            await _refuse(send, 403, message, api, loc=["header", CSRF_HEADER.lower()])
             return
         if needed == "ingest" and self.ingest_rate > 0:
             wait = self._take(key.id)
@@ -222,14 +255,17 @@ class CrossSiteGuard:
     (SameSite does not separate sibling subdomains, which may also overwrite the CSRF
     cookie). Browsers tell where a request comes from in `Sec-Fetch-Site`; older ones only
     in `Origin`, compared here with the host asked for and with COPLANE_PUBLIC_URL. A request
-    with neither header is no browser's, and one with `Authorization` carries its own
-    credential, which no page can add cross-origin without CORS (coplane allows none). Pings
-    stay open: a ping URL is its own credential, meant to be hit from anywhere.
+    with neither header is no browser's. With COPLANE_AUTH=keys, one with a Bearer key
+    carries its own credential, which no page can add cross-origin without CORS (coplane
+    allows none); any other Authorization (a login proxy's Basic, added to every request of
+    the browser behind it) is ambient like a cookie, so it exempts nothing. Pings stay open: a
+    ping URL is its own credential, meant to be hit from anywhere.
     """
 
-    def __init__(self, app: ASGIApp, public_url: str | None = None) -> None:
+    def __init__(self, app: ASGIApp, public_url: str | None = None, keys: bool = False) -> None:
         self.app = app
         self.public_origin = _origin_of(public_url) if public_url else None
+        self.keys = keys  # only then does a Bearer key authenticate the request
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
@@ -238,13 +274,14 @@ class CrossSiteGuard:
             and not scope["path"].startswith("/ping/")
         ):
             headers = Headers(scope=scope)
-            why = self._cross_site(headers) if "authorization" not in headers else None
+            with_key = self.keys and bool(_bearer(headers.get("authorization", "")))
+            why = None if with_key else self._cross_site(headers)
             if why:
                 path: str = scope["path"]
                 api = path.startswith(API_PATHS) or path.startswith(INGEST_PATHS)
                 message = (
                     f"refused a cross-site request ({why}): a page on another site may not "
-                    "change anything here; send an Authorization header from scripts"
+                    "change anything here; send Authorization: Bearer <key> from scripts"
                 )
                 await _refuse(send, 403, message, api, loc=["header", "origin"])
                 return
@@ -277,6 +314,13 @@ def _origin_of(url: str) -> str:
     if port is None or (scheme, port) in (("http", 80), ("https", 443)):
         return f"{scheme}://{host}"
     return f"{scheme}://{host}:{port}"
+
+
+def _csrf_header_matches(headers: Headers, cookies: dict[str, str]) -> bool:
+    """The CSRF header equals the CSRF cookie (compared in constant time), and both are set."""
+    sent = headers.get(CSRF_HEADER, "")
+    cookie = cookies.get(CSRF_COOKIE, "")
+    return bool(sent and cookie) and hmac.compare_digest(sent.encode(), cookie.encode())
 
 
 def _bearer(value: str) -> str:

@@ -16,7 +16,8 @@ from typing import Literal
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from coplane.store.dialects import Conn
+from coplane.store.dialects import Conn, Row
+from coplane.store.errors import NotFound
 
 Role = Literal["viewer", "editor", "admin"]
 ROLES: tuple[Role, ...] = ("viewer", "editor", "admin")
@@ -113,3 +114,39 @@ def session_user(conn: Conn, token: str, now: datetime | None = None) -> User | 
 
 def end_session(conn: Conn, token: str) -> None:
     conn.execute("DELETE FROM sessions WHERE hash = ?", (_digest(token),))
+
+
+def _user_row(conn: Conn, name: str) -> Row:
+    row = conn.one("SELECT id, name, role FROM users WHERE name = ?", (name.strip(),))
+    if row is None:
+        raise NotFound(f"no user {name.strip()!r}")
+    return row
+
+
+def end_user_sessions(conn: Conn, name: str) -> int:
+    """End every session of the user (logged out everywhere); how many there were."""
+    row = _user_row(conn, name)
+    count = conn.one("SELECT count(*) AS n FROM sessions WHERE user_id = ?", (conn.uid(row["id"]),))
+    conn.execute("DELETE FROM sessions WHERE user_id = ?", (conn.uid(row["id"]),))
+    return int(count["n"]) if count else 0
+
+
+def set_password(conn: Conn, name: str, password: str) -> User:
+    """Give the user a new password and end their sessions; ValueError for a short one."""
+    if len(password) < MIN_PASSWORD:
+        raise ValueError(f"the password must have at least {MIN_PASSWORD} characters")
+    row = _user_row(conn, name)
+    conn.execute(
+        "UPDATE users SET password = ? WHERE id = ?",
+        (_hasher.hash(password), conn.uid(row["id"])),
+    )
+    end_user_sessions(conn, name)
+    return User(str(row["id"]), row["name"], row["role"])
+
+
+def delete_user(conn: Conn, name: str) -> User:
+    """Remove the user and their sessions: they are logged out at their next request."""
+    row = _user_row(conn, name)
+    end_user_sessions(conn, name)
+    conn.execute("DELETE FROM users WHERE id = ?", (conn.uid(row["id"]),))
+    return User(str(row["id"]), row["name"], row["role"])

@@ -18,18 +18,37 @@ def keys_create(
         list[str] | None,
         typer.Option(help="ingest, read or admin; repeat for several [default: ingest]"),
     ] = None,
+    resources: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="resource ids or prefixes ending in * the key may send events about, "
+            "comma-separated or repeated, e.g. 'airflow.prod.*' [default: any]"
+        ),
+    ] = None,
 ) -> None:
     """Create a key and print it once: coplane keeps only its hash."""
-    from coplane.auth.keys import SCOPES, create_key
+    from coplane.auth.keys import SCOPES, check_resource_patterns, create_key
 
     scope = scope or ["ingest"]
     unknown = [s for s in scope if s not in SCOPES]
     if unknown:
         err.print(f"[red]error:[/red] --scope {unknown[0]!r}: expected one of {', '.join(SCOPES)}")
         raise typer.Exit(2)
+    try:
+        patterns = check_resource_patterns(
+            [p for given in resources or [] for p in given.split(",")]
+        )
+    except ValueError as exc:
+        err.print(f"[red]error:[/red] --resources: {exc}", markup=True, highlight=False)
+        raise typer.Exit(2) from None
     with database() as conn:
-        key, secret = create_key(conn, name, [s for s in SCOPES if s in scope])
-    err.print(f"key {key.prefix}… ({', '.join(key.scopes)}) for {key.name}, id {key.id}")
+        key, secret = create_key(
+            conn, name, [s for s in SCOPES if s in scope], resources=patterns
+        )
+    limited = f", resources {', '.join(key.resources)}" if key.resources else ""
+    err.print(
+        f"key {key.prefix}… ({', '.join(key.scopes)}{limited}) for {key.name}, id {key.id}"
+    )
     err.print("It is shown only now: store it where its user reads secrets from.")
     out.print(secret, highlight=False, soft_wrap=True)
 
@@ -43,12 +62,23 @@ def keys_list() -> None:
 
     with database() as conn:
         keys = list_keys(conn)
-    table = Table("prefix", "name", "scopes", "created", "last used", "state")
+    # the resources column only when some key is limited: the table stays narrow otherwise
+    limited = any(k.resources for k in keys)
+    table = Table("prefix", "name", "scopes", *(["resources"] if limited else []))
+    for column in ("created", "last used", "state"):
+        table.add_column(column)
     for k in keys:
         used = when(k.used.isoformat() if k.used else None)
         state = "revoked" if k.revoked else "active"
+        resources = [",".join(k.resources) or "any"] if limited else []
         table.add_row(
-            k.prefix, k.name, ",".join(k.scopes), when(k.created.isoformat()), used, state
+            k.prefix,
+            k.name,
+            ",".join(k.scopes),
+            *resources,
+            when(k.created.isoformat()),
+            used,
+            state,
         )
     out.print(table)
     out.print(f"{len(keys)} keys")

@@ -70,6 +70,9 @@ def server(
         log_level=settings.log_level,
         access_log=settings.log_level == "debug",
         forwarded_allow_ips=settings.forwarded_allow_ips,
+        timeout_keep_alive=settings.keepalive_timeout,
+        # request heads (line and headers) larger than this are refused by h11 itself
+        h11_max_incomplete_event_size=64 * 1024,
         ssl_certfile=tls[0],
         ssl_keyfile=tls[1],
     )

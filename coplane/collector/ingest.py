@@ -19,7 +19,15 @@ from coplane.collector.openlineage import (
     renamed,
     translate_parsed,
 )
-from coplane.events.model import Event, EventDecodeError, check_no_nul, decode_events
+from coplane.collector.senders import check_sender
+from coplane.events.model import (
+    Event,
+    EventDecodeError,
+    check_no_nul,
+    decode_events,
+    normalise_ids,
+    too_deep,
+)
 from coplane.http.body import MAX_EVENTS, read_body
 from coplane.http.deps import store_of
 from coplane.http.errors import ApiError
@@ -61,6 +69,7 @@ async def post_events(request: Request) -> dict[str, int]:
         )
     if not events:
         return {"accepted": 0, "duplicates": 0}
+    check_sender(request, events)
     result = await write(store_of(request), events)
     return {"accepted": result.accepted, "duplicates": result.duplicates}
 
@@ -93,6 +102,14 @@ async def translate_named(
     ]
 
 
+def normalised(events: list[Event]) -> list[Event]:
+    """Events translated again with their stored run names have their ids normalised too
+    (the names were checked when first stored, so this cannot fail)."""
+    for event in events:
+        normalise_ids(event, [])
+    return events
+
+
 def decode_error(exc: EventDecodeError) -> ApiError:
     """400 for a body that is not JSON, 422 naming the field for one that is not valid events."""
     where = ".".join(str(p) for p in exc.loc[1:])
@@ -108,17 +125,23 @@ async def post_openlineage(request: Request) -> dict[str, int]:
         obj = msgspec.json.decode(body)
     except msgspec.DecodeError as exc:
         raise ApiError(400, f"body is not valid JSON: {exc}", ["body"]) from None
+    except RecursionError:
+        raise decode_error(too_deep()) from None
     try:
         if b"\\u0000" in body:
             check_no_nul(obj, [])
         parsed = parse_openlineage(obj)
         events = translate_parsed(parsed, {})
+        for event in events:
+            normalise_ids(event, [])
     except EventDecodeError as exc:
         raise decode_error(
             EventDecodeError(exc.message, ["body", *exc.loc], unreadable=False)
         ) from None
     store = store_of(request)
-    result = await write(store, await translate_named(store, [parsed], [events]))
+    events = normalised(await translate_named(store, [parsed], [events]))
+    check_sender(request, events)
+    result = await write(store, events)
     return {"accepted": result.accepted, "duplicates": result.duplicates}
 
 
@@ -130,6 +153,8 @@ async def post_openlineage_batch(request: Request) -> JSONResponse:
         items = msgspec.json.decode(body)
     except msgspec.DecodeError as exc:
         raise ApiError(400, f"body is not valid JSON: {exc}", ["body"]) from None
+    except RecursionError:
+        raise decode_error(too_deep()) from None
     if not isinstance(items, list):
         raise ApiError(422, "the batch body must be a JSON array of OpenLineage events", ["body"])
     if len(items) > MAX_EVENTS:
@@ -145,15 +170,21 @@ async def post_openlineage_batch(request: Request) -> JSONResponse:
             if has_nul:
                 check_no_nul(item, [])
             one = parse_openlineage(item)
-            translated.append(translate_parsed(one, {}))
+            events = translate_parsed(one, {})
+            for event in events:
+                normalise_ids(event, [])
+            check_sender(request, events)
+            translated.append(events)
             parsed.append(one)
+        except ApiError as exc:  # a dataset or job outside the key's resources
+            failed.append({"index": index, "reason": exc.detail, "retriable": False})
         except EventDecodeError as exc:
             where = ".".join(str(p) for p in exc.loc)
             reason = f"{where}: {exc.message}" if where else exc.message
             failed.append({"index": index, "reason": reason, "retriable": False})
     if parsed:
         store = store_of(request)
-        events = await translate_named(store, parsed, translated)
+        events = normalised(await translate_named(store, parsed, translated))
         if events:
             await write(store, events)
     successful = len(items) - len(failed)

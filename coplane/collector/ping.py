@@ -28,6 +28,7 @@ from starlette.convertors import Convertor, register_url_convertor
 
 from coplane.auth.middleware import PING_KEY_STATE
 from coplane.collector.ingest import write
+from coplane.collector.senders import check_sender
 from coplane.events import names as n
 from coplane.events.model import Event, RelatedResource, Resource
 from coplane.http.deps import store_of
@@ -223,8 +224,17 @@ async def handle_ping(
     run_id = parse_rid(rid)
     log = await read_log(request)
     store = store_of(request)
-    key = await run_in_threadpool(run_key_for, store, slug, kind, run_id, create == "1")
+    # A GET is what any page can make a browser send (an <img src>): it may ping a monitor,
+    # but creating one takes a POST or the monitor's own ping key.
+    may_create = request.method == "POST" or "ping_key" in request.path_params
+    key = await run_in_threadpool(
+        run_key_for, store, slug, kind, run_id, create == "1" and may_create
+    )
     if key is None:
+        if create == "1" and not may_create:
+            return PlainTextResponse(
+                "not found: ?create=1 creates a monitor only with POST", status_code=404
+            )
         return _not_found()
     agent = request.headers.get("user-agent")
     event = ping_event(
@@ -238,6 +248,7 @@ async def handle_ping(
         user_agent=clean_text(agent) if agent is not None else None,
         remote_addr=request.client.host if request.client else None,
     )
+    check_sender(request, [event], "path")  # an API key limited to other resources
     await write(store, [event])
     return _answer("OK")
 

@@ -7,6 +7,7 @@ msgspec rather than pydantic on this path: decoding and validating 1,000 events 
 from __future__ import annotations
 
 import re
+import unicodedata
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
@@ -130,15 +131,49 @@ def decode_events(body: bytes) -> list[Event]:
         raise EventDecodeError(
             f"body is not valid JSON: {exc}", ["body"], unreadable=True
         ) from None
+    except RecursionError:  # msgspec's own bound on nesting, reached while decoding
+        raise too_deep() from None
     events = decoded if isinstance(decoded, list) else [decoded]
     for index, event in enumerate(events):
         event.occurred = check_occurred(event.occurred, ["body", index, "occurred"])
+        normalise_ids(event, ["body", index])
         if event.payload:
             check_payload(event.payload, ["body", index, "payload"])
     if b"\\u0000" in body:  # rare: only then walk the events to name the field
         for index, event in enumerate(events):
             check_no_nul(msgspec.to_builtins(event), ["body", index])
     return events
+
+
+def normal_id(value: str, loc: list[str | int]) -> str:
+    """A resource id in NFC; refuse invisible and direction-changing characters (Unicode's
+    format and control categories: zero-width spaces, bidi overrides, ...), naming the field.
+
+    Two ids that look the same must be the same resource: without this, "café" composed and
+    decomposed, or an id with a zero-width space, were distinct resources looking identical.
+    """
+    if value.isascii():  # almost every id: nothing to normalise, and no format characters
+        if any(ord(c) < 32 or ord(c) == 127 for c in value):
+            raise EventDecodeError(
+                "control characters are not allowed in ids", loc, unreadable=False
+            )
+        return value
+    for char in value:
+        if unicodedata.category(char) in ("Cf", "Cc"):
+            name = unicodedata.name(char, f"U+{ord(char):04X}")
+            raise EventDecodeError(
+                f"the invisible character U+{ord(char):04X} ({name}) is not allowed in ids",
+                loc,
+                unreadable=False,
+            )
+    return unicodedata.normalize("NFC", value)
+
+
+def normalise_ids(event: Event, loc: list[str | int]) -> None:
+    """The event's resource ids (its own and its related ones) checked and in NFC."""
+    event.resource.id = normal_id(event.resource.id, [*loc, "resource", "id"])
+    for index, related in enumerate(event.related):
+        related.id = normal_id(related.id, [*loc, "related", index, "id"])
 
 
 def check_occurred(at: datetime, loc: list[str | int]) -> datetime:
@@ -186,18 +221,33 @@ def _depth(value: Any) -> int:
     return deepest
 
 
+def too_deep() -> EventDecodeError:
+    """A body nested deeper than JSON decoding goes: a 422, not a RecursionError's 500."""
+    return EventDecodeError(
+        f"the body nests objects and arrays too deeply (payloads: at most {MAX_PAYLOAD_DEPTH})",
+        ["body"],
+        unreadable=False,
+    )
+
+
 def check_no_nul(value: Any, loc: list[str | int]) -> None:
-    """Refuse U+0000 anywhere: PostgreSQL cannot store it in text or jsonb."""
-    if isinstance(value, str):
-        if "\x00" in value:
-            raise EventDecodeError("the character U+0000 is not allowed", loc, unreadable=False)
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            check_no_nul(key, loc)
-            check_no_nul(item, [*loc, key])
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            check_no_nul(item, [*loc, i])
+    """Refuse U+0000 anywhere: PostgreSQL cannot store it in text or jsonb.
+
+    Walked with a stack, not recursion: however deeply the value nests."""
+    stack: list[tuple[Any, list[str | int]]] = [(value, loc)]
+    while stack:
+        item, where = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                raise EventDecodeError(
+                    "the character U+0000 is not allowed", where, unreadable=False
+                )
+        elif isinstance(item, dict):
+            for key, child in reversed(item.items()):
+                stack.append((child, [*where, key]))
+                stack.append((key, where))
+        elif isinstance(item, list):
+            stack.extend((child, [*where, i]) for i, child in reversed(list(enumerate(item))))
 
 
 _encoder = msgspec.json.Encoder()

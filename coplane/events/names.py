@@ -66,6 +66,17 @@ KIND_TASK: Final = "task"
 KIND_ASSET: Final = "asset"
 
 
+# Names coplane's server itself records (the SLA engine's remediation requests; automations):
+# no producer may send them, so that they always mean the server said so. Each subsystem that
+# records its own events adds its prefix here, and nowhere else.
+RESERVED_PREFIXES: Final[tuple[str, ...]] = ("remediation.", "automation.")
+
+
+def is_reserved(name: str) -> bool:
+    """Whether only the server may record an event of this name."""
+    return name.startswith(RESERVED_PREFIXES)
+
+
 def event_name_matches(pattern: str, name: str) -> bool:
     """True when `name` matches `pattern`, which may end in `*` to match any suffix."""
     if pattern.endswith("*"):

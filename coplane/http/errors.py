@@ -100,6 +100,15 @@ def document_error_body(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
+def refuse_nul_in_query(request: Request) -> None:
+    """422 naming the query parameter that holds U+0000, before any route uses it: PostgreSQL
+    cannot take the character in text, so a search for it failed with a 500."""
+    for name, value in request.query_params.multi_items():
+        if "\x00" in name or "\x00" in value:
+            field = name.replace("\x00", "")
+            raise ApiError(422, f"{field}: the character U+0000 is not allowed", ["query", field])
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Answer every error with the documented body and a fitting status."""
     document_error_body(app)

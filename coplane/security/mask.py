@@ -20,8 +20,10 @@ from typing import Any
 MASK = "****"
 MIN_LENGTH = 6  # shorter values are not masked: masking "abc" would garble every "abc"
 
-# keys by shape: the prefix stays (it is what `coplane keys list` shows), the rest goes
-_SHAPES = re.compile(r"\b(cp[lk]_)[A-Za-z0-9_\-]{6,}")
+# keys by shape: the prefix stays (it is what `coplane keys list` shows), the rest goes. No
+# word boundary before the prefix: a key may follow a letter or digit, as in an URL-encoded
+# query (`next=/x%3Fkey%3Dcpl_…`).
+_SHAPES = re.compile(r"(cp[lk]_)[A-Za-z0-9_\-]{6,}")
 _URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.\-]*://[^/\s:@]*:)[^/\s@]+@", re.IGNORECASE)
 
 

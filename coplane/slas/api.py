@@ -340,13 +340,18 @@ def post_backtest(request: Request, body: BacktestBody) -> dict[str, Any]:
         start = backtest.parse_time(body.get("start"), "start")
         end = backtest.parse_time(body.get("end"), "end")
         backtest.check_window(start, end)
-        if body.get("events") is not None:
-            events = backtest.decode_given_events(body["events"])
-        else:
-            with store_of(request).connect() as conn:
-                events = backtest.read_stored_events(conn, sla, start, end)
-        result = backtest.run_backtest(sla, start, end, events)
+        with backtest.backtest_slot():
+            if body.get("events") is not None:
+                events = backtest.decode_given_events(body["events"])
+            else:
+                with store_of(request).connect() as conn:
+                    events = backtest.read_stored_events(conn, sla, start, end)
+            result = backtest.run_backtest(
+                sla, start, end, events, budget=backtest.TIME_BUDGET_S
+            )
     except backtest.BacktestError as exc:
-        raise ApiError(422, f"{exc.where}: {exc.message}", ["body", *exc.loc],
+        detail = f"{exc.where}: {exc.message}" if exc.loc else exc.message
+        retry = {"Retry-After": str(backtest.BUSY_RETRY_S)} if exc.status == 429 else None
+        raise ApiError(exc.status, detail, ["body", *exc.loc], headers=retry,
                        msg=exc.message) from None  # fmt: skip
     return backtest.backtest_json(result)

@@ -11,7 +11,10 @@ that appears is a breach (breached at that evaluation); one that disappears is r
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import groupby
@@ -38,13 +41,24 @@ MAX_EVENTS = 50_000  # events given in a request, or read from the store
 MAX_EVALUATIONS = 20_000
 
 
-class BacktestError(ValueError):
-    """A backtest that cannot run as asked; `loc` names the field (below the body)."""
+# A backtest replays up to MAX_EVALUATIONS evaluations and may take minutes: a few at once
+# per server process, each within a time budget, so that reading keys cannot tie up the
+# server (one took 128 s, and nothing stopped several at once).
+MAX_CONCURRENT = 2
+TIME_BUDGET_S = 30.0
+BUSY_RETRY_S = 5  # Retry-After when every slot is taken
+_slots = threading.BoundedSemaphore(MAX_CONCURRENT)
 
-    def __init__(self, message: str, loc: list[str | int]) -> None:
+
+class BacktestError(ValueError):
+    """A backtest that cannot run as asked; `loc` names the field (below the body), `status`
+    the HTTP status that says why (422 invalid, 413 too much work, 429 busy)."""
+
+    def __init__(self, message: str, loc: list[str | int], status: int = 422) -> None:
         super().__init__(message)
         self.message = message
         self.loc = loc
+        self.status = status
 
     @property
     def where(self) -> str:
@@ -172,13 +186,35 @@ def read_stored_events(
     return found
 
 
+@contextmanager
+def backtest_slot() -> Iterator[None]:
+    """Hold one of the MAX_CONCURRENT backtest slots; BacktestError (429) when none is free."""
+    if not _slots.acquire(blocking=False):
+        raise BacktestError(
+            f"{MAX_CONCURRENT} backtests are running already: retry in a few seconds",
+            [],
+            status=429,
+        )
+    try:
+        yield
+    finally:
+        _slots.release()
+
+
 def run_backtest(
-    sla: SLA, start: datetime, end: datetime, events: Iterable[tuple[datetime, Event]]
+    sla: SLA,
+    start: datetime,
+    end: datetime,
+    events: Iterable[tuple[datetime, Event]],
+    budget: float = TIME_BUDGET_S,
+    clock: Callable[[], float] = time.monotonic,
 ) -> BacktestResult:
     """What the live engine would have done with `sla` from `start` to `end`, had the
     `(arrival, event)` pairs arrived at their arrival times; the SLA counts as created at
-    `start`, so no window due before it breaches."""
+    `start`, so no window due before it breaches. Past `budget` seconds of work it stops
+    with a BacktestError (413)."""
     check_window(start, end)
+    give_up = clock() + budget
     # Stable: events arriving together keep their given order, as in one ingest batch.
     queue = sorted(((a, e) for a, e in events if a <= end), key=lambda pair: pair[0])
     batches = [(a, [e for _, e in group]) for a, group in groupby(queue, key=lambda p: p[0])]
@@ -192,6 +228,13 @@ def run_backtest(
                 insert_events(conn, batches[pending][1], batches[pending][0])
                 pending += 1
             evaluations += 1
+            if clock() > give_up:
+                raise BacktestError(
+                    f"the replay took over {budget:g} s (at {now.isoformat()}, "
+                    f"{evaluations} evaluations); choose a shorter window",
+                    ["end"],
+                    status=413,
+                )
             if evaluations > MAX_EVALUATIONS:
                 raise BacktestError(
                     f"over {MAX_EVALUATIONS} evaluations; choose a shorter window", ["end"]

@@ -31,6 +31,12 @@ from coplane.rules.model import (
 
 RUNS_SHOWN = 5  # runs listed per evaluation
 CHECKS_SHOWN = 10  # failing checks listed per evaluation
+# Keys whose values are times (UTC ISO text, the web page shows them as times); any other
+# string, such as a producer's check message or run key, stays a string however it starts.
+TIME_KEYS = frozenset(
+    {"started", "ended", "window_start", "window_due", "sla_created", "last_update", "due",
+     "last_completed", "at", "expected_ping"}
+)  # fmt: skip
 # Keys whose values are durations in seconds (the web page shows them in words).
 DURATION_KEYS = frozenset(
     {"max_age", "within", "max_duration", "p95", "bound", "elapsed", "grace", "period",

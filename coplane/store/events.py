@@ -61,7 +61,7 @@ def insert_event_batches(
 ) -> list[InsertResult]:
     """Store several batches in one transaction (group commit); one result per batch.
 
-    An event whose id is already stored is skipped and counted as a duplicate; derived
+    An event already stored (same `dedup_key`) is skipped and counted as a duplicate; derived
     tables are folded from the newly stored events only, so they always agree with them.
     """
     events = [e for batch in batches for e in batch]
@@ -123,6 +123,13 @@ def _event_row(conn: Conn, e: Event, received: datetime) -> list[Any]:
     ]
 
 
+def dedup_key(e: Event) -> tuple[Any, ...]:
+    """What makes two events the same event (the events table's key, on both backends): the
+    id with the time and the resource, so that nobody can pre-empt another resource's event
+    (or the same resource's at another time) by sending its id first."""
+    return (e.id, e.occurred, e.resource.id)
+
+
 def _first_of_each(events: list[Event], keys: set[Any], key: Any) -> list[Event]:
     """The first event in `events` for each key in `keys`, in batch order."""
     out = []
@@ -178,7 +185,10 @@ def _pg_event_row(e: Event, received: datetime) -> _PgEventRow:
 def _insert_new_postgresql(conn: PgConn, events: list[Event], received: datetime) -> list[Event]:
     # Insert what is new in key order: ON CONFLICT makes retries and overlaps harmless, and
     # key order keeps concurrent writers from deadlocking.
-    returning = "ORDER BY id, occurred ON CONFLICT DO NOTHING RETURNING id, occurred"
+    returning = (
+        "ORDER BY id, occurred, resource_id ON CONFLICT DO NOTHING "
+        "RETURNING id, occurred, resource_id"
+    )
     if len(events) < COPY_MIN_EVENTS:
         rows = [_pg_event_row(e, received) for e in events]
         inserted = set(
@@ -203,20 +213,27 @@ def _insert_new_postgresql(conn: PgConn, events: list[Event], received: datetime
         inserted = set(
             conn.query_tuples("INSERT INTO events SELECT * FROM events_staging " + returning)
         )
-    return _first_of_each(events, inserted, lambda e: (e.id, e.occurred))
+    return _first_of_each(events, inserted, dedup_key)
 
 
 def _insert_new_sqlite(conn: Conn, events: list[Event], received: datetime) -> list[Event]:
     # One writer holds SQLite's lock for the transaction, so read-then-insert cannot race.
-    ids = [str(e.id) for e in events]
+    ids = sorted({str(e.id) for e in events})
     existing = {
-        r["id"]
+        (uuid.UUID(r["id"]), r["occurred"], r["resource_id"])
         for r in conn.query(
-            "SELECT id FROM events WHERE id IN (SELECT value FROM json_each(?))",
+            # CAST: the stored text, to compare with sqlite_time's, not a converted datetime
+            "SELECT CAST(id AS TEXT) AS id, CAST(occurred AS TEXT) AS occurred, resource_id "
+            "FROM events WHERE id IN (SELECT value FROM json_each(?))",
             (json.dumps(ids),),
         )
     }
-    new = _first_of_each(events, {e.id for e in events} - existing, lambda e: e.id)
+
+    def stored_key(e: Event) -> tuple[Any, ...]:
+        return (e.id, conn.time(e.occurred), e.resource.id)
+
+    fresh = {stored_key(e) for e in events} - existing
+    new = _first_of_each(events, fresh, stored_key)
     conn.executemany(
         f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) VALUES ({', '.join('?' * 9)})",
         [_event_row(conn, e, received) for e in new],

@@ -61,15 +61,19 @@ def insert_flow_run(conn: Conn, run: NewFlowRun, now: datetime) -> bool:
 
 def read_flow_run(conn: Conn, run_id: uuid.UUID | str) -> Row:
     """One flow run; NotFound when that run is not a deployment's."""
-    row = conn.one(f"SELECT {COLUMNS} FROM flow_runs WHERE id = ?", (conn.uid(run_id),))
+    row = find_flow_run(conn, run_id)
     if row is None:
         raise NotFound(f"run {run_id} is not a run of a deployment")
     return row
 
 
 def find_flow_run(conn: Conn, run_id: uuid.UUID | str) -> Row | None:
-    """One flow run, or None when that run is not a deployment's."""
-    return conn.one(f"SELECT {COLUMNS} FROM flow_runs WHERE id = ?", (conn.uid(run_id),))
+    """One flow run, or None when that run is not a deployment's (nor a run id at all)."""
+    try:
+        uid = run_id if isinstance(run_id, uuid.UUID) else uuid.UUID(run_id)
+    except ValueError:
+        return None  # PostgreSQL would refuse the text for its uuid column
+    return conn.one(f"SELECT {COLUMNS} FROM flow_runs WHERE id = ?", (conn.uid(uid),))
 
 
 def list_flow_runs(

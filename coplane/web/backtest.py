@@ -53,9 +53,12 @@ def _preview(request: Request, text: str) -> dict[str, Any]:
     end = datetime.now(UTC)
     start = end - timedelta(days=PREVIEW_DAYS)
     try:
-        with store_of(request).connect() as conn:
-            events = backtest.read_stored_events(conn, sla, start, end)
-        result = backtest.run_backtest(sla, start, end, events)
+        with backtest.backtest_slot():
+            with store_of(request).connect() as conn:
+                events = backtest.read_stored_events(conn, sla, start, end)
+            result = backtest.run_backtest(
+                sla, start, end, events, budget=backtest.TIME_BUDGET_S
+            )
     except backtest.BacktestError as exc:
         return {"error": exc.message}
     return {"sla_name": sla.name, "result": backtest.backtest_json(result)}

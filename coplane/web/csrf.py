@@ -9,7 +9,9 @@ from urllib.parse import parse_qs
 
 from fastapi import Request, Response
 
-CSRF_COOKIE = "coplane_csrf"
+from coplane.auth.middleware import CSRF_COOKIE
+
+__all__ = ["CSRF_COOKIE", "CSRF_FIELD", "read_form", "set_token", "token_for", "token_matches"]
 CSRF_FIELD = "csrf_token"
 
 

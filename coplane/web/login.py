@@ -3,12 +3,17 @@ look; admin: everything), kept in an HttpOnly, SameSite=Strict cookie; and loggi
 
 from __future__ import annotations
 
+import asyncio
+import math
+import secrets
+
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from coplane.auth.keys import Key, check_key
 from coplane.auth.middleware import KEY_COOKIE, SESSION_COOKIE
+from coplane.auth.throttle import HASH_POOL, LoginThrottle
 from coplane.auth.users import SESSION_LIFETIME, check_password, end_session, start_session
 from coplane.http.deps import store_of
 from coplane.web import csrf
@@ -65,22 +70,57 @@ async def login(request: Request) -> Response:
         return _form(request, next_, "That key may only send events: the UI needs read.", 403)
     response = RedirectResponse(next_, status_code=303)
     _set_cookie(request, response, KEY_COOKIE, secret)
+    _rotate_csrf(request, response)
     return response
 
 
 async def _password_login(request: Request, name: str, password: str, next_: str) -> Response:
+    throttle = _throttle(request)
+    address = request.client.host if request.client else "unknown"
+    who = ("user:" + name.lower(), "address:" + address)
+    wait = throttle.wait(*who)
+    if wait > 0:  # not even checked: a right guess now would tell the guesser so
+        seconds = math.ceil(wait)
+        refused = _form(
+            request,
+            next_,
+            f"Too many failed logins for this user or from this address: try again in "
+            f"{seconds} s.",
+            429,
+        )
+        refused.headers["Retry-After"] = str(seconds)
+        return refused
+
     def check() -> str | None:
         with store_of(request).connect() as conn:
             user = check_password(conn, name, password)
             return None if user is None else start_session(conn, user)
 
-    token = await run_in_threadpool(check)
+    token = await asyncio.get_running_loop().run_in_executor(HASH_POOL, check)
     if token is None:
+        throttle.failed(*who)
         return _form(request, next_, "Unknown user name or wrong password.", 401)
+    throttle.succeeded(*who)
     response = RedirectResponse(next_, status_code=303)
     _set_cookie(request, response, SESSION_COOKIE, token)
     response.delete_cookie(KEY_COOKIE, path="/")
+    _rotate_csrf(request, response)
     return response
+
+
+def _rotate_csrf(request: Request, response: Response) -> None:
+    """A new CSRF token once logged in: one planted before (by a sibling subdomain, say) is
+    worth nothing afterwards."""
+    csrf.set_token(request, response, secrets.token_urlsafe(32))
+
+
+def _throttle(request: Request) -> LoginThrottle:
+    """The app's login throttle, made on first use."""
+    state = request.app.state
+    if not hasattr(state, "login_throttle"):
+        state.login_throttle = LoginThrottle()
+    throttle: LoginThrottle = state.login_throttle
+    return throttle
 
 
 def _set_cookie(request: Request, response: Response, name: str, value: str) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,7 +11,7 @@ from markupsafe import Markup
 
 from coplane.http.deps import store_of
 from coplane.slas.api import budgets, sla_json
-from coplane.slas.explain import DURATION_KEYS
+from coplane.slas.explain import DURATION_KEYS, TIME_KEYS
 from coplane.store.errors import NotFound
 from coplane.store.evaluations import evaluation_json, list_sla_evaluations
 from coplane.store.incidents import list_sla_incidents
@@ -26,7 +25,6 @@ INCIDENTS_SHOWN = 50
 # What the definition list shows: the fields of every kind besides these.
 _NOT_DEFINITION = {"name", "kind", "origin", "status", "next_deadline", "last_met", "evaluated",
                    "explanation", "budget"}  # fmt: skip
-_ISO_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d")
 
 
 _LABELS = {"sla_created": "SLA created", "p95": "p95"}
@@ -44,8 +42,11 @@ def readable(key: str, value: Any) -> Markup | str:
         return "yes" if value else "no"
     if key in DURATION_KEYS and isinstance(value, int | float):
         return duration(value)
-    if isinstance(value, str) and _ISO_TIME.match(value):
-        return when(value)
+    if key in TIME_KEYS and isinstance(value, str):
+        try:
+            return when(value)
+        except ValueError:  # not a time after all: shown as it is
+            return value
     if isinstance(value, dict):
         parts = [
             Markup("{}: {}").format(_label(k), readable(k, v))

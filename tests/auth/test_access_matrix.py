@@ -39,6 +39,26 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("POST", "/api/runs/{run_id}/resume"): "act",
     ("POST", "/runs/{run_id}/resume"): "act",
     ("POST", "/api/concurrency/{name}/renew"): "ingest",
+    # operating deployments: editors; declaring them and automations: admins
+    ("POST", "/api/deployments/{name}/runs"): "act",
+    ("POST", "/api/deployments/{name}/pause"): "act",
+    ("POST", "/api/deployments/{name}/resume"): "act",
+    ("POST", "/api/runs/{run_id}/cancel"): "act",
+    ("POST", "/deployments/{name}/run"): "act",
+    ("POST", "/deployments/{name}/{action}"): "act",  # pause and resume
+    ("POST", "/flow-runs/{run_id}/cancel"): "act",
+    ("POST", "/api/automations/backtest"): "read",
+    **{
+        (method, path): "admin"
+        for method, path in (
+            ("POST", "/api/deployments"),
+            ("PUT", "/api/deployments/{name}"),
+            ("DELETE", "/api/deployments/{name}"),
+            ("POST", "/api/automations"),
+            ("PUT", "/api/automations/{name}"),
+            ("DELETE", "/api/automations/{name}"),
+        )
+    },
     ("POST", "/api/concurrency/{name}/release"): "ingest",
     **{
         (method, f"/ping/{{slug}}{tail}"): "ingest"
@@ -57,6 +77,20 @@ EXPECTED: dict[tuple[str, str], str] = {
             "/api/runs",
             "/api/runs/{run_id}",
             "/api/runs/{run_id}/logs",
+            "/api/deployments",
+            "/api/deployments/{name}",
+            "/api/flow-runs",
+            "/api/flow-runs/{run_id}",
+            "/api/work-pools",
+            "/api/automations",
+            "/api/automations/{name}",
+            "/api/incidents/{incident_id}/remediation",
+            "/deployments",
+            "/deployments/{name}",
+            "/flow-runs/{run_id}",
+            "/work-pools",
+            "/automations",
+            "/automations/{name}",
             "/api/concurrency",
             "/api/connections",
             "/api/connections/{name}",  # no secret in it
@@ -130,6 +164,7 @@ PARAMS = {
     "asset_id:path": "wh.orders",
     "pid:path": "etl.nightly",
     "aid:path": "wh.orders",
+    "action": "pause",
 }
 SCOPES_OF = {
     "ingest-key": ("ingest",),
@@ -200,6 +235,7 @@ def ask(client: TestClient, asker: Asker, method: str, path: str) -> Any:
     headers = {"Authorization": f"Bearer {asker.bearer}"} if asker.bearer else {}
     if asker.session:
         client.cookies.set("coplane_session", asker.session)
+        headers["X-CSRF-Token"] = "t" * 43  # as a page of the UI would send it to /api
     # forms carry the CSRF token, so that a refusal here can only be the access check's
     data = {"csrf_token": "t" * 43} if method == "POST" and not path.startswith("/api/") else None
     return client.request(method, path, headers=headers, data=data, follow_redirects=False)

@@ -109,7 +109,50 @@ def test_a_bearer_key_is_no_ambient_credential(keyed: tuple[TestClient, str]) ->
     # the same key in the login cookie is what a browser would attach by itself
     client.cookies.set("coplane_key", admin)
     assert client.post("/api/monitors/backup/ping-key", headers=away).status_code == 403
-    assert client.post("/api/monitors/backup/ping-key").status_code == 201
+    token = csrf_form(client)["csrf_token"]
+    with_token = client.post("/api/monitors/backup/ping-key", headers={"X-CSRF-Token": token})
+    assert with_token.status_code == 201
+
+
+def test_a_change_under_api_with_the_cookie_needs_the_csrf_token(
+    keyed: tuple[TestClient, str],
+) -> None:
+    client, admin = keyed
+    client.cookies.set("coplane_key", admin)
+    token = csrf_form(client)["csrf_token"]
+    missing = client.post("/api/events", json=EVENT)
+    assert missing.status_code == 403
+    assert missing.json()["errors"][0]["loc"] == ["header", "x-csrf-token"]
+    wrong = client.post("/api/events", json=EVENT, headers={"X-CSRF-Token": "x" * 43})
+    assert wrong.status_code == 403
+    assert client.get("/api/events").json()["events"] == []  # reading needs no token
+    sent = client.post("/api/events", json=EVENT, headers={"X-CSRF-Token": token})
+    assert sent.status_code == 202
+
+
+@pytest.mark.parametrize("authorization", ["Basic YWxpY2U6c2VjcmV0", "Digest x", "Bearer "])
+def test_another_authorization_never_falls_back_to_the_cookie(
+    keyed: tuple[TestClient, str], authorization: str
+) -> None:
+    client, admin = keyed
+    client.cookies.set("coplane_key", admin)
+    token = csrf_form(client)["csrf_token"]
+    headers = {"Authorization": authorization, "X-CSRF-Token": token}
+    sent = client.post("/api/events", json=EVENT, headers=headers)
+    assert sent.status_code == 401
+    assert "is not a coplane credential" in sent.json()["detail"]
+    assert client.get("/api/events", headers={"Authorization": authorization}).status_code == 401
+    page = client.get("/", headers={"Authorization": authorization})
+    assert page.status_code == 401 and page.headers["content-type"].startswith("text/html")
+
+
+def test_another_authorization_is_no_exemption_from_the_guard(client: TestClient) -> None:
+    away = {"Sec-Fetch-Site": "same-site", "Authorization": "Basic YWxpY2U6c2VjcmV0"}
+    assert client.post("/api/events", json=EVENT, headers=away).status_code == 403
+    # an open server reads no key at all, so a Bearer header exempts nothing either
+    bearer = {"Sec-Fetch-Site": "cross-site", "Authorization": "Bearer cpl_anything"}
+    assert client.post("/api/events", json=EVENT, headers=bearer).status_code == 403
+    assert client.get("/api/events").json()["events"] == []
 
 
 def test_no_page_elsewhere_can_log_a_browser_in(keyed: tuple[TestClient, str]) -> None:

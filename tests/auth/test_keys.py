@@ -183,6 +183,9 @@ def test_the_ui_asks_for_a_login_and_roles_limit_the_forms(
     denied = keyed.post(f"/incidents/{'0' * 32}/ack", data={"csrf_token": token})
     assert denied.status_code == 403 and "do not include act" in denied.text
     login(keyed, secrets_by_scope["admin"])
+    stale = keyed.post(f"/incidents/{'0' * 32}/ack", data={"csrf_token": token})
+    assert stale.status_code == 403  # a login gives a new CSRF token: the old one is refused
+    token = keyed.cookies.get("coplane_csrf")
     allowed = keyed.post(f"/incidents/{'0' * 32}/ack", data={"csrf_token": token})
     assert allowed.status_code == 404  # past the key check: there is no such incident
     out = keyed.post(

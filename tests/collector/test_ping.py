@@ -38,7 +38,9 @@ def ping_payloads(client: TestClient, pipeline: str = PIPE) -> list[dict[str, An
     return [e["payload"] for e in reversed(events["events"])]
 
 
-def ping(client: TestClient, path: str, method: str = "GET", **kw: Any) -> Any:
+def ping(client: TestClient, path: str, method: str | None = None, **kw: Any) -> Any:
+    """A ping; a GET unless it creates its monitor, which takes a POST."""
+    method = method or ("POST" if "create=1" in path else "GET")
     return client.request(method, f"/ping/{path}", **kw)
 
 
@@ -158,12 +160,14 @@ def test_body_is_kept_as_the_log_and_truncated_to_its_tail(client: TestClient) -
 
 
 def test_get_post_and_head_all_ping(client: TestClient) -> None:
+    ok(ping(client, f"{SLUG}?create=1", method="POST"))
     for method in ("GET", "POST", "HEAD"):
-        ok(ping(client, f"{SLUG}?create=1", method=method))
+        ok(ping(client, f"{SLUG}?create=1", method=method))  # known now: nothing to create
         ok(ping(client, f"{SLUG}/start", method=method))
         ok(ping(client, f"{SLUG}/fail", method=method))
         ok(ping(client, f"{SLUG}/0", method=method))
-    assert [p["ping"] for p in ping_payloads(client)] == ["success", "start", "fail", "success"] * 3
+    pings = [p["ping"] for p in ping_payloads(client)]
+    assert pings == ["success"] + ["success", "start", "fail", "success"] * 3
 
 
 def test_unknown_monitor_is_404_unless_created(client: TestClient) -> None:
@@ -171,6 +175,12 @@ def test_unknown_monitor_is_404_unless_created(client: TestClient) -> None:
         r = ping(client, path)
         assert r.status_code == 404 and r.text == "not found"
     assert runs(client, "cron.nobody") == []
+    assert client.get("/api/pipelines/cron.nobody").status_code == 404
+    # a GET, as a page elsewhere can make any browser send (<img src>), creates nothing
+    for method in ("GET", "HEAD"):
+        got = ping(client, "nobody?create=1", method=method)
+        assert got.status_code == 404
+    assert "creates a monitor only with POST" in ping(client, "nobody?create=1", "GET").text
     assert client.get("/api/pipelines/cron.nobody").status_code == 404
     ok(ping(client, "nobody?create=1"))
     ok(ping(client, "nobody/start"))  # known now: its pipeline exists

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.fuzz.test_events import JSON, aware_times, text
+from tests.fuzz.test_events import JSON, aware_times, ids, text
 
 # Per backend (the `client` fixture runs on SQLite and PostgreSQL).
 EXAMPLES = 60
@@ -30,8 +30,8 @@ RUN_FACETS = st.fixed_dictionaries(
     {},
     optional={
         "parent": facet(
-            job=st.fixed_dictionaries({"namespace": text(1, 20), "name": text(1, 20)}),
-            run=st.fixed_dictionaries({"runId": st.uuids().map(str) | text()}),
+            job=st.fixed_dictionaries({"namespace": ids(1, 20), "name": ids(1, 20)}),
+            run=st.fixed_dictionaries({"runId": st.uuids().map(str) | ids(1, 30)}),
         ),
         "errorMessage": facet(
             message=text(), programmingLanguage=text(max_size=10), stackTrace=text()
@@ -69,7 +69,7 @@ DATASET_FACETS = st.fixed_dictionaries(
 )
 DATASETS = st.lists(
     st.fixed_dictionaries(
-        {"namespace": text(1, 20), "name": text(1, 40)},
+        {"namespace": ids(1, 20), "name": ids(1, 40)},
         optional={
             "facets": DATASET_FACETS,
             "inputFacets": DATASET_FACETS,
@@ -83,7 +83,7 @@ RUN_EVENTS = st.fixed_dictionaries(
         "eventTime": aware_times().map(datetime.isoformat),
         "run": st.fixed_dictionaries({}, optional={"facets": RUN_FACETS}),
         "job": st.fixed_dictionaries(
-            {"namespace": text(1, 30), "name": text(1, 60)}, optional={"facets": JOB_FACETS}
+            {"namespace": ids(1, 30), "name": ids(1, 60)}, optional={"facets": JOB_FACETS}
         ),
         "producer": st.sampled_from(["https://github.com/OpenLineage/OpenLineage", ""]) | text(),
         "schemaURL": st.just(SCHEMA_URL),

@@ -14,7 +14,7 @@ import pytest
 
 from coplane.alerts.notifier import Action, Alert, IntegrationError
 from coplane.integrations.github.config import GitHubChannel
-from coplane.integrations.github.notifier import GitHubNotifier, build, marker
+from coplane.integrations.github.notifier import GitHubNotifier, body, build, escape, marker
 from tests.fake_http import FakeService, Reply, Request
 
 TOKEN = "ghp_test_token"
@@ -189,7 +189,8 @@ def test_resolve_comments_and_closes_the_issue(
     assert fake.issues[1]["state"] == "closed"
     assert fake.issues[1]["state_reason"] == "completed"
     first, last = fake.comments[1]
-    assert first.startswith("Still open") and last.startswith("Resolved: sales_fresh is met again")
+    assert first.startswith("Still open")
+    assert last.startswith("Resolved: sales\\_fresh is met again")  # _ escaped: no emphasis
     assert marker(INCIDENT) not in last  # only the issue itself is found by its marker
     assert answer == {"number": 1, "comment": 902, "closed": True}
 
@@ -264,7 +265,8 @@ def test_bad_token_is_permanent(github: tuple[FakeGitHub, FakeService]) -> None:
             channel.send(make_alert())
     finally:
         channel.close()
-    assert failed.value.permanent and "Bad credentials" in failed.value.message
+    assert failed.value.permanent and "401 Unauthorized" in failed.value.message
+    assert "Bad credentials" not in failed.value.message  # the answer's body is not kept
     assert not github[0].issues
 
 
@@ -293,3 +295,17 @@ def test_too_many_requests_waits_as_told(
     with pytest.raises(IntegrationError) as failed:
         notifier.send(make_alert())
     assert not failed.value.permanent and failed.value.retry_after == 60.0
+
+
+def test_producer_text_is_no_markdown_of_its_own(github: tuple[FakeGitHub, FakeService]) -> None:
+    hostile = "# Fix now\n[click](https://evil.example) @acme/oncall <img src=x> **x** 1. a"
+    alert = make_alert(reason=hostile, resource="wh.`x`|y", affected=["- a", "@bob"])
+    text = body(alert)
+    headline = text.splitlines()[0]
+    assert headline == (
+        "\\# Fix now \\[click\\]\\(https://evil.example\\) @\u200bacme/oncall "
+        "\\<img src=x\\> \\*\\*x\\*\\* 1. a"
+    )
+    assert "| **Resource** | wh.\\`x\\`\\|y |" in text
+    assert "\\- a, @\u200bbob" in text
+    assert escape("1. first") == "1\\. first"

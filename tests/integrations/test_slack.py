@@ -1,10 +1,12 @@
-"""The Slack channel against a fake Slack that checks the requests the real slack-sdk sends."""
+"""The Slack channel against a fake Slack that checks the requests coplane sends, through the
+checked HTTP client every channel uses."""
 
 from __future__ import annotations
 
 import json
 import socket
 from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -136,11 +138,13 @@ def slack() -> Iterator[FakeService]:
 
 
 @pytest.fixture
-def notifier(slack: FakeService) -> SlackNotifier:
+def notifier(slack: FakeService) -> Iterator[SlackNotifier]:
     config = SlackChannel(
         type="slack", token=TOKEN, channel="#data-alerts", base_url=f"{slack.url}/api/"
     )
-    return build(config)
+    made = build(config)
+    yield made
+    made.close()
 
 
 @pytest.fixture
@@ -149,8 +153,13 @@ def hook() -> Iterator[FakeService]:
         yield fake
 
 
-def webhook_notifier(fake: FakeService) -> SlackNotifier:
-    return build(SlackChannel(type="slack", webhook_url=f"{fake.url}{WEBHOOK_PATH}"))
+@contextmanager
+def webhook_notifier(fake: FakeService) -> Iterator[SlackNotifier]:
+    made = build(SlackChannel(type="slack", webhook_url=f"{fake.url}{WEBHOOK_PATH}"))
+    try:
+        yield made
+    finally:
+        made.close()
 
 
 def sent(fake: FakeService) -> list[tuple[str, dict[str, Any]]]:
@@ -268,7 +277,7 @@ def test_rate_limit_is_transient_after_retry_after(
         notifier.send(make_alert())
 
     assert not caught.value.permanent and caught.value.retry_after == 7
-    assert len(slack.requests) == 1  # the SDK did not retry behind the dispatcher
+    assert len(slack.requests) == 1  # no retry behind the dispatcher's back
 
 
 def test_server_error_is_transient(notifier: SlackNotifier, slack: FakeService) -> None:
@@ -301,17 +310,16 @@ def test_unreachable_slack_is_transient() -> None:
         type="slack", token=TOKEN, channel="#data-alerts", base_url=f"http://127.0.0.1:{port}/api/"
     )
 
-    with pytest.raises(IntegrationError) as caught:
-        build(config).send(make_alert())
+    with pytest.raises(IntegrationError) as caught, closing(build(config)) as notifier:
+        notifier.send(make_alert())
 
     assert not caught.value.permanent and "could not be reached" in caught.value.message
 
 
 def test_webhook_posts_every_alert_as_a_message(hook: FakeService) -> None:
-    notifier = webhook_notifier(hook)
-
-    assert notifier.send(make_alert()) is None
-    assert notifier.send(make_alert("resolve", thread=THREAD)) is None
+    with webhook_notifier(hook) as notifier:
+        assert notifier.send(make_alert()) is None
+        assert notifier.send(make_alert("resolve", thread=THREAD)) is None
 
     trigger, resolve = (r.json() for r in hook.requests)
     assert [r.path for r in hook.requests] == [WEBHOOK_PATH, WEBHOOK_PATH]
@@ -323,8 +331,8 @@ def test_webhook_posts_every_alert_as_a_message(hook: FakeService) -> None:
 def test_webhook_gone_is_permanent(hook: FakeService) -> None:
     hook.script(Reply(404, b"no_service", headers={"content-type": "text/plain"}))
 
-    with pytest.raises(IntegrationError) as caught:
-        webhook_notifier(hook).send(make_alert())
+    with pytest.raises(IntegrationError) as caught, webhook_notifier(hook) as notifier:
+        notifier.send(make_alert())
 
     assert caught.value.permanent and "no_service" in caught.value.message
     assert WEBHOOK_PATH not in caught.value.message  # the URL is the secret
@@ -333,8 +341,55 @@ def test_webhook_gone_is_permanent(hook: FakeService) -> None:
 def test_webhook_rate_limit_is_transient(hook: FakeService) -> None:
     hook.script(Reply(429, b"rate_limited", headers={"retry-after": "3"}))
 
-    with pytest.raises(IntegrationError) as caught:
-        webhook_notifier(hook).send(make_alert())
+    with pytest.raises(IntegrationError) as caught, webhook_notifier(hook) as notifier:
+        notifier.send(make_alert())
 
     assert not caught.value.permanent and caught.value.retry_after == 3
     assert len(hook.requests) == 1
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_no_redirect_is_followed_and_the_token_stays_home(
+    status: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Slack address the policy allows that redirects to one it refuses (127.0.0.2 here, with
+    only 127.0.0.1 allowed): nothing reaches the refused one, least of all the token."""
+    monkeypatch.setenv("COPLANE_OUTBOUND_ALLOW", "127.0.0.1/32")
+    inside = FakeService(lambda r: Reply(body={"ok": False, "error": "internal secrets"}))
+    inside.start(host="127.0.0.2")
+    with closing(inside), FakeService(slack_api) as slack:
+        slack.script(Reply(status, b"", headers={"location": f"{inside.url}/api/chat.postMessage"}))
+        config = SlackChannel(
+            type="slack", token=TOKEN, channel="#data-alerts", base_url=f"{slack.url}/api/"
+        )
+        with pytest.raises(IntegrationError) as caught, closing(build(config)) as notifier:
+            notifier.send(make_alert())
+        assert inside.requests == []
+    assert caught.value.permanent
+    assert f"answered {status}" in caught.value.message and "127.0.0.2" in caught.value.message
+    assert "redirects are not followed" in caught.value.message
+
+
+def test_a_webhook_redirect_is_not_followed(hook: FakeService) -> None:
+    hook.script(Reply(302, b"", headers={"location": "http://169.254.169.254/latest/"}))
+
+    with pytest.raises(IntegrationError) as caught, webhook_notifier(hook) as notifier:
+        notifier.send(make_alert())
+
+    assert caught.value.permanent and "redirects are not followed" in caught.value.message
+    assert len(hook.requests) == 1
+
+
+def test_errors_hold_no_answer_body(notifier: SlackNotifier, slack: FakeService) -> None:
+    page = "<html>root:x:0:0 internal admin page</html>"
+    slack.script(
+        Reply(403, page.encode(), headers={"content-type": "text/html"}),
+        Reply(body={"ok": False, "error": page, "response_metadata": {"messages": [page]}}),
+    )
+    for _ in range(2):
+        with pytest.raises(IntegrationError) as caught:
+            notifier.send(make_alert())
+        assert "root:x" not in caught.value.message and "admin" not in caught.value.message
+        assert caught.value.message.startswith(
+            ("Slack chat.postMessage answered 403 Forbidden", "Slack chat.postMessage failed")
+        )

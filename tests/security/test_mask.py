@@ -92,3 +92,9 @@ def test_loading_a_config_registers_its_channel_credentials() -> None:
         f"channels:\n  pd:\n    type: pagerduty\n    routing_key: {value}\n", "coplane.yaml"
     )
     assert mask.mask(f"PagerDuty refused {value}") == f"PagerDuty refused {MASK}"
+
+
+def test_a_key_after_a_letter_or_digit_is_masked() -> None:
+    m = Masker()
+    logged = "GET /login?next=/x%3Fkey%3Dcpl_AbCdEfGh1234567890xyz HTTP/1.1; 7cpk_Zy0123456789ab"
+    assert m.mask(logged) == f"GET /login?next=/x%3Fkey%3Dcpl_{MASK} HTTP/1.1; 7cpk_{MASK}"

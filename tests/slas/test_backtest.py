@@ -361,3 +361,32 @@ def test_a_business_calendar_skips_the_easter_deadlines_in_a_backtest() -> None:
     [missed] = replay(berlin, start, end, no_tuesday).breaches
     assert missed.due == datetime(2027, 3, 30, 9, tzinfo=tz)
     assert missed.resolved_at == datetime(2027, 3, 31, 8, tzinfo=tz)
+
+
+def test_a_replay_past_its_time_budget_stops_with_413() -> None:
+    sla = ADAPTER.validate_python(completion())
+    ticks = iter(range(1000))  # a clock that advances one second per look
+    with pytest.raises(BacktestError) as exc:
+        run_backtest(
+            sla, utc(2026, 1, 1), utc(2026, 3, 1), [], budget=5, clock=lambda: next(ticks)
+        )
+    assert exc.value.status == 413 and "took over 5 s" in exc.value.message
+
+
+def test_the_endpoint_answers_413_past_the_budget(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(backtest, "TIME_BUDGET_S", -1.0)  # spent before the first evaluation
+    r = client.post("/api/slas/backtest", json=_body())
+    assert r.status_code == 413 and "choose a shorter window" in r.json()["detail"]
+
+
+def test_more_backtests_at_once_than_the_slots_are_429(client: TestClient) -> None:
+    with backtest.backtest_slot(), backtest.backtest_slot():
+        busy = client.post("/api/slas/backtest", json=_body())
+        assert busy.status_code == 429
+        assert busy.headers["retry-after"] == str(backtest.BUSY_RETRY_S)
+        assert "backtests are running already" in busy.json()["detail"]
+        page = client.get("/backtest")  # the UI's preview says the same, in words
+        assert page.status_code == 200
+    assert client.post("/api/slas/backtest", json=_body()).status_code == 200  # free again

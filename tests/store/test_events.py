@@ -5,12 +5,13 @@ from __future__ import annotations
 import threading
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
 from coplane.events.derive import run_uuid
 from coplane.events.model import Event
-from coplane.store import Conn, Store, open_store
+from coplane.store import Conn, Store, migrate, open_store
 from coplane.store.errors import DatabaseUnavailable
 from coplane.store.events import (
     COPY_MIN_EVENTS,
@@ -78,6 +79,30 @@ def test_a_rejected_duplicate_does_not_change_derived_rows(conn: Conn, store: St
     forged = {**started, "event": "run.failed"}
     assert insert_events(conn, events(forged), NOW, store.partitions).duplicates == 1
     assert read_run(conn, run_uuid(PIPE, "r1"))["state"] == "running"
+
+
+@pytest.mark.parametrize("size", [1, COPY_MIN_EVENTS])  # both PostgreSQL write paths
+def test_an_id_sent_first_elsewhere_suppresses_nothing(
+    conn: Conn, store: Store, size: int
+) -> None:
+    """Another producer learns (or predicts) the id of tomorrow's failure and sends it first,
+    for another resource, or for the same one at another time: the real failure still counts."""
+    ids = [uuid.uuid4() for _ in range(size)]
+    real = [
+        event_dict("run.failed", PIPE, minutes=60 * 24, run=f"r{i}", id=i_d)
+        for i, i_d in enumerate(ids)
+    ]
+    squats = [
+        *(event_dict("run.heartbeat", "cron.other", run="x", id=i_d) for i_d in ids),
+        *(event_dict("run.heartbeat", PIPE, minutes=1, run="x", id=i_d) for i_d in ids),
+    ]
+    assert insert_events(conn, events(*squats), NOW, store.partitions).accepted == 2 * size
+    stored = insert_events(conn, events(*real), NOW, store.partitions)
+    assert (stored.accepted, stored.duplicates) == (size, 0)
+    assert read_run(conn, run_uuid(PIPE, "r0"))["state"] == "failed"
+    again = insert_events(conn, events(*real), NOW, store.partitions)  # a retry is still one
+    assert (again.accepted, again.duplicates) == (0, size)
+    assert _count(conn) == 3 * size
 
 
 def test_completed_before_started_across_batches(conn: Conn, store: Store) -> None:
@@ -269,3 +294,31 @@ def test_an_unreachable_database_fails_a_group_at_once(
         with pytest.raises(DatabaseUnavailable):
             f.result(timeout=30)
     assert attempts == [3]
+
+
+@pytest.mark.parametrize(
+    "dialect", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)]
+)
+def test_events_stored_before_the_dedup_key_changed_are_kept(
+    dialect: str, request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = (
+        f"sqlite:///{tmp_path / 'old.sqlite'}"
+        if dialect == "sqlite"
+        else request.getfixturevalue("own_database")
+    )
+    shipped = migrate.list_migrations
+    monkeypatch.setattr(migrate, "list_migrations", lambda d: shipped(d)[:8])  # as of 0008
+    old_store = open_store(url, pool_size=1)
+    try:
+        with old_store.connect() as conn:
+            old = event_dict("run.started", PIPE, run="r1")
+            insert_events(conn, events(old), NOW, old_store.partitions)
+            monkeypatch.setattr(migrate, "list_migrations", shipped)
+            assert [m.version for m in upgrade_schema(conn)] == [9]
+            assert _count(conn) == 1
+            assert insert_events(conn, events(old), NOW, old_store.partitions).duplicates == 1
+            other = {**old, "resource": {"id": "cron.other"}}
+            assert insert_events(conn, events(other), NOW, old_store.partitions).accepted == 1
+    finally:
+        old_store.close()

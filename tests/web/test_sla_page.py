@@ -4,11 +4,14 @@ it from the SLAs list and from the incident an evaluation opened."""
 from __future__ import annotations
 
 import re
+import uuid
 
 from fastapi.testclient import TestClient
 
+from coplane.rules.facts import Evaluation
 from coplane.store import Store
-from tests.slas.test_api_explain import seed
+from coplane.store.evaluations import EvaluationRecord, insert_sla_evaluations
+from tests.slas.test_api_explain import NOW, seed
 from tests.web.test_pages import FRESH, page, seed_slas
 
 
@@ -51,3 +54,25 @@ def test_an_sla_never_evaluated_and_an_unknown_one(web: TestClient, store: Store
     assert "No evaluation recorded yet" in html and "No incidents." in html
     assert "1h 0m" in html  # the period, in words
     assert "There is no SLA named nope" in page(web, "/slas/nope", 404)
+
+
+def test_producer_text_that_starts_like_a_time_is_shown_as_text(
+    web: TestClient, store: Store
+) -> None:
+    seed_slas(web, store)
+    odd = "2026-12-01T00:00 batch missing"
+    inputs = {
+        "kind": "quality",
+        "failing": [
+            {"asset": "wh.t", "check": "rows", "at": "2026-03-01T07:00:00+00:00", "message": odd}
+        ],
+        "runs": [{"run": "2026-12-01T00:00:99-manual", "state": "failed", "started": None}],
+    }
+    record = EvaluationRecord(
+        uuid.uuid4(), "sales_fresh", NOW, Evaluation("breached", explanation="x"), inputs
+    )
+    with store.connect() as conn:
+        insert_sla_evaluations(conn, [record])
+    html = page(web, "/slas/sales_fresh")
+    assert odd in html and "2026-12-01T00:00:99-manual" in html
+    assert '<time datetime="2026-03-01T07:00:00+00:00">' in html  # real times still are times

@@ -6,6 +6,7 @@ GitHub REST API, issues: https://docs.github.com/en/rest/issues/issues
 
 from __future__ import annotations
 
+import re
 from typing import Any, assert_never
 
 import httpx
@@ -34,14 +35,32 @@ def title(alert: Alert) -> str:
     return line if len(line) <= MAX_TITLE else line[: MAX_TITLE - 1] + "…"
 
 
+# The characters that open Markdown (and HTML) constructs, backslash-escaped, which CommonMark
+# allows for any ASCII punctuation (https://spec.commonmark.org/0.31.2/#backslash-escapes)
+# and GitHub renders as the character itself. A line's leading - + = > or "1." would start a
+# list, a heading underline or a quote.
+_PUNCTUATION = re.compile(r"([\\`*_\[\]()#<>!|~&]|^[-+=>])")
+_ORDERED = re.compile(r"^(\d+)\.")  # "1." (its ")" form is escaped above)
+
+
+def escape(value: str) -> str:
+    """Producer text as literal Markdown on one line: no headings, links, HTML, emphasis or
+    tables of its making, and no @mention that would notify people.
+
+    Characters that open markup are backslash-escaped; GitHub links mentions in the rendered
+    text, escaped or not, so an @ is followed by a zero-width space."""
+    line = _PUNCTUATION.sub(r"\\\1", " ".join(value.split()))
+    return _ORDERED.sub(r"\1\\.", line).replace("@", "@\u200b")
+
+
 def _cell(value: str) -> str:
     """A value made safe for one Markdown table cell."""
-    return " ".join(value.split()).replace("|", "\\|")
+    return escape(value)
 
 
 def body(alert: Alert, *, mark: bool = False) -> str:
     """The alert in Markdown: headline, a table of fields, the link (and the incident marker)."""
-    lines = [text.headline(alert), "", "| | |", "| --- | --- |"]
+    lines = [escape(text.headline(alert)), "", "| | |", "| --- | --- |"]
     lines += [f"| **{label}** | {_cell(value)} |" for label, value in text.fields(alert)]
     lines += ["", f"[Open the incident in coplane]({alert.url})"]
     if mark:

@@ -17,7 +17,7 @@ import httpx
 
 from coplane.alerts import text
 from coplane.alerts.http import channel_client, request
-from coplane.alerts.notifier import Alert, IntegrationError
+from coplane.alerts.notifier import Alert
 from coplane.integrations.pagerduty.config import PagerDutyChannel
 
 SERVICE = "PagerDuty"
@@ -118,14 +118,9 @@ class PagerDutyNotifier:
 
     def _enqueue(self, event: dict[str, Any]) -> None:
         # 202 is success; 400 (invalid event) is permanent; 429 ("too many API calls", back
-        # off) and 5xx are transient: request() maps them, with the service's message.
-        response = request(self.client, "POST", self.url, SERVICE, json=event)
-        if not response.is_success:  # a redirect: the base_url is wrong
-            location = response.headers.get("location", "-")
-            raise IntegrationError(
-                f"{SERVICE} answered {response.status_code} (to {location}): check base_url",
-                permanent=True,
-            )
+        # off) and 5xx are transient; a redirect (a wrong base_url) is permanent: request()
+        # maps them all.
+        request(self.client, "POST", self.url, SERVICE, json=event)
 
 
 def build(config: PagerDutyChannel) -> PagerDutyNotifier:

@@ -3,31 +3,23 @@
 With a bot `token` the trigger is a top-level message in `channel`; its channel and ts become
 the incident's `thread`, repeats are replies in it, and the resolve edits the first message
 and replies once more. An incoming `webhook_url` cannot thread or edit, so every alert is a
-new message there. Retries are the dispatcher's: the SDK's own retry handlers are turned off
-and every failure becomes an IntegrationError, transient or permanent. Every call's URL is
-checked by the outgoing-URL policy first (coplane.alerts.urls).
+new message there. Retries are the dispatcher's: every failure becomes an IntegrationError,
+transient or permanent. Calls go through coplane's checked HTTP client, like every channel's:
+the outgoing-URL policy applies to the addresses connected to, and redirects are refused.
 """
 
 from __future__ import annotations
 
-import http.client
-import json
-from collections.abc import Mapping
 from typing import Any
 
 import httpx
-from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError, SlackClientError
-from slack_sdk.webhook import WebhookClient
 
 from coplane.alerts import text
+from coplane.alerts.http import channel_client, error_code, request
 from coplane.alerts.notifier import Alert, IntegrationError
-from coplane.alerts.urls import check_url
-from coplane.client import retry_after
 from coplane.integrations.slack.config import SlackChannel
 
 BASE_URL = "https://slack.com/api/"
-TIMEOUT = 10  # seconds; a slow Slack must not hold the dispatcher
 
 ICONS = {"info": ":information_source:", "warning": ":warning:", "critical": ":rotating_light:"}
 RESOLVED_ICON = ":white_check_mark:"
@@ -145,68 +137,50 @@ def reply_text(alert: Alert) -> str:
     return _mrkdwn(f"{text.headline(alert)}\nIncident: {alert.url}", FALLBACK_TEXT_MAX)
 
 
-def _wait(headers: Mapping[str, Any] | None) -> float | None:
-    """Seconds from a Retry-After header, whatever the case of its name.
-
-    The SDK gives header values as strings or as lists of them, and on a 429 copies
-    Retry-After under both spellings; the first value of the first spelling counts.
-    """
-    found: dict[str, str] = {}
-    for name, value in (headers or {}).items():
-        values = value if isinstance(value, list | tuple) else [value]
-        if values:
-            found.setdefault(str(name).lower(), str(values[0]))
-    return retry_after(httpx.Headers(found))
-
-
-def _error_code(exc: SlackApiError) -> str | None:
-    """The `error` of a Web API answer, such as 'channel_not_found'."""
-    data = exc.response.data
-    return str(data["error"]) if isinstance(data, dict) and data.get("error") else None
-
-
-def api_error(exc: SlackApiError, method: str) -> IntegrationError:
+def api_error(data: dict[str, Any], method: str, status: int = 200) -> IntegrationError:
     """A Web API failure as an IntegrationError.
 
-    Slack answers errors as HTTP 200 with {"ok": false, "error": code}, a rate limit as 429
-    with Retry-After (https://api.slack.com/apis/rate-limits), an outage as 5xx.
+    Slack answers errors as HTTP 200 with {"ok": false, "error": code}
+    (https://api.slack.com/web#responses); only the code is kept, and only when it is one:
+    the rest of the answer is not echoed into the channel's stored error.
     """
-    response = exc.response
-    status: int = response.status_code
-    data = response.data if isinstance(response.data, dict) else {}
-    code = _error_code(exc)
-    detail = code or f"HTTP {status} {json.dumps(data)}"
-    if data.get("needed"):  # missing_scope names the scope the token lacks
-        detail += f" (needs scope {data['needed']})"
-    notes = (data.get("response_metadata") or {}).get("messages") or []
-    if notes:  # invalid_blocks and invalid_arguments say what was wrong here
-        detail += f": {'; '.join(str(n) for n in notes)[:300]}"
-    if code and status != 200:
-        detail += f" (HTTP {status})"
-    message = f"Slack {method} failed: {detail[:400]}"
-    rate_limited = status == 429 or code in ("ratelimited", "rate_limited")
-    transient = rate_limited or status == 408 or status >= 500 or code in TRANSIENT_ERRORS
-    return IntegrationError(
-        message,
-        permanent=not transient,
-        retry_after=_wait(response.headers) if transient else None,
-    )
-
-
-def _unreachable(exc: Exception, what: str) -> IntegrationError:
-    """A network failure (refused, reset, timed out, DNS) as a transient IntegrationError."""
-    reason = getattr(exc, "reason", None) or exc
-    return IntegrationError(f"{what} could not be reached: {reason}")
+    code = error_code(str(data.get("error", "")))
+    detail = code or "no error code"
+    needed = error_code(str(data.get("needed", "")))
+    if needed:  # missing_scope names the scope the token lacks
+        detail += f" (needs scope {needed})"
+    transient = code in TRANSIENT_ERRORS
+    return IntegrationError(f"Slack {method} failed: {detail}", permanent=not transient)
 
 
 class SlackNotifier:
-    """Sends alerts through `client`: a WebClient posting to `channel`, or a WebhookClient."""
+    """Sends alerts through `client`: with a bot token to `channel`, or to an incoming webhook.
 
-    def __init__(self, client: WebClient | WebhookClient, channel: str | None = None) -> None:
-        if isinstance(client, WebClient) and not channel:
+    The client is coplane's checked one (coplane.alerts.http): it connects only to addresses
+    the outgoing-URL policy allows and follows no redirect, so the token never goes anywhere
+    but the configured Slack.
+    """
+
+    def __init__(
+        self,
+        client: httpx.Client,
+        *,
+        token: str | None = None,
+        channel: str | None = None,
+        base_url: str = BASE_URL,
+        webhook_url: str | None = None,
+    ) -> None:
+        if webhook_url is None and not (token and channel):
             raise ValueError("posting with a token needs a channel")
         self._client = client
+        self._token = token or ""
         self._channel = channel or ""
+        self._base_url = base_url if base_url.endswith("/") else base_url + "/"
+        self._webhook_url = webhook_url
+
+    def close(self) -> None:
+        """Release the connections."""
+        self._client.close()
 
     def wants(self, alert: Alert) -> bool:
         """Slack takes every action: trigger, repeat, resolve and test."""
@@ -214,8 +188,8 @@ class SlackNotifier:
 
     def send(self, alert: Alert) -> dict[str, Any] | None:
         """Deliver `alert`; a new top-level message returns its {"channel", "ts"}."""
-        if isinstance(self._client, WebhookClient):
-            self._webhook(message_text(alert), message_blocks(alert))
+        if self._webhook_url is not None:
+            self._webhook(self._webhook_url, message_text(alert), message_blocks(alert))
             return None
         thread = _thread(alert.thread, self._channel)
         if alert.action == "repeat" and thread is not None:
@@ -265,61 +239,52 @@ class SlackNotifier:
             thread_ts=thread_ts,
             reply_broadcast=broadcast,
         )
+        if not isinstance(response.get("channel"), str) or not isinstance(response.get("ts"), str):
+            raise IntegrationError("Slack chat.postMessage answered without channel and ts")
         return {"channel": response["channel"], "ts": response["ts"]}
 
     def _call(
         self, method: str, *, tolerate: frozenset[str] = frozenset(), **arguments: Any
     ) -> dict[str, Any]:
-        """One Web API call and its answer; IntegrationError when it failed.
+        """One Web API call, as JSON (https://api.slack.com/web#posting_json), and its answer;
+        IntegrationError when it failed.
 
         A failure whose error code is in `tolerate` is answered as {"ok": False, "error": code}.
+        HTTP failures (429 with Retry-After, https://api.slack.com/apis/rate-limits; 5xx) are
+        read as for every channel, by coplane.alerts.http.
         """
-        assert isinstance(self._client, WebClient)
-        # the SDK connects by itself: the policy is applied to its URL before each call
-        check_url(self._client.base_url + method)
+        body = {name: value for name, value in arguments.items() if value is not None}
+        response = request(
+            self._client,
+            "POST",
+            self._base_url + method,
+            f"Slack {method}",
+            json=body,
+            headers={"Authorization": f"Bearer {self._token}"},
+        )
         try:
-            if method == "chat.update":
-                # https://api.slack.com/methods/chat.update: blocks and text replace the old ones
-                response = self._client.chat_update(**arguments)
-            else:
-                response = self._client.chat_postMessage(**arguments)
-        except SlackApiError as exc:
-            if _error_code(exc) in tolerate:
-                return {"ok": False, "error": _error_code(exc)}
-            raise api_error(exc, method) from exc
-        except SlackClientError as exc:  # e.g. a base_url that is not http(s)
-            raise IntegrationError(f"Slack {method} failed: {exc}", permanent=True) from exc
-        except (OSError, http.client.HTTPException) as exc:  # URLError, timeouts, resets
-            raise _unreachable(exc, "Slack") from exc
-        data = response.data
+            data = response.json()
+        except ValueError:
+            data = None
         if not isinstance(data, dict):
             raise IntegrationError(f"Slack {method} answered something that is not JSON")
-        return data
+        if data.get("ok") is True:
+            return data
+        code = error_code(str(data.get("error", "")))
+        if code in tolerate:
+            return {"ok": False, "error": code}
+        raise api_error(data, method)
 
-    def _webhook(self, fallback: str, blocks: Blocks) -> None:
+    def _webhook(self, url: str, fallback: str, blocks: Blocks) -> None:
         """POST to the incoming webhook (https://api.slack.com/messaging/webhooks).
 
         It answers 200 "ok", or a status with a plain-text code: 400 invalid_payload, 403
         invalid_token or action_prohibited, 404 no_service or channel_not_found, 410
-        channel_is_archived (all permanent), 429 rate limited, 5xx outages (transient).
+        channel_is_archived (all permanent), 429 rate limited, 5xx outages (transient). Its
+        URL is a secret, so no error names more of it than the host.
         """
-        assert isinstance(self._client, WebhookClient)
-        check_url(self._client.url)  # names only the host: the URL itself is a secret
-        try:
-            response = self._client.send(text=fallback, blocks=blocks)
-        except SlackClientError as exc:  # the URL is a secret: not in the message
-            raise IntegrationError("Slack webhook: invalid webhook URL", permanent=True) from exc
-        except (OSError, http.client.HTTPException) as exc:
-            raise _unreachable(exc, "Slack webhook") from exc
-        status = response.status_code
-        if status == 200:
-            return
-        body = (response.body or "").strip()[:300]
-        transient = status in (408, 429) or status >= 500
-        raise IntegrationError(
-            f"Slack webhook answered {status}: {body or 'no reason given'}",
-            permanent=not transient,
-            retry_after=_wait(response.headers) if transient else None,
+        request(
+            self._client, "POST", url, "Slack webhook", json={"text": fallback, "blocks": blocks}
         )
 
 
@@ -331,17 +296,12 @@ def _thread(thread: dict[str, Any] | None, channel: str) -> tuple[str, str] | No
 
 
 def build(config: SlackChannel) -> SlackNotifier:
-    """The notifier for a configured Slack channel.
-
-    `retry_handlers=[]`: the SDK would otherwise retry connection errors itself (and, with
-    more handlers, 429s), behind the dispatcher that owns retries and their backoff.
-    """
+    """The notifier for a configured Slack channel."""
     if config.webhook_url is not None:
-        return SlackNotifier(WebhookClient(config.webhook_url, timeout=TIMEOUT, retry_handlers=[]))
-    client = WebClient(
+        return SlackNotifier(channel_client(), webhook_url=config.webhook_url)
+    return SlackNotifier(
+        channel_client(),
         token=config.token,
+        channel=config.channel,
         base_url=config.base_url or BASE_URL,
-        timeout=TIMEOUT,
-        retry_handlers=[],
     )
-    return SlackNotifier(client, config.channel)
