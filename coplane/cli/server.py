@@ -31,9 +31,6 @@ def server(
     import uvicorn
     from rich.markup import escape
 
-    from coplane.server import create_app, limit_malloc_arenas
-
-    limit_malloc_arenas()  # first, before any thread allocates
     settings = load_settings(host=host, port=port, config=config)
     if not is_loopback(settings.host) and settings.auth == "none" and not insecure_no_auth:
         err.print(
@@ -48,6 +45,13 @@ def server(
         loaded = load_config_or_exit(settings.config)
         out.print(f"{settings.config}: {len(loaded.slas)} SLAs, {len(loaded.channels)} channels")
     tls = _tls_files_or_exit(settings)
+    _port_free_or_exit(settings.host, settings.port)
+    _database_or_exit(settings.database_url)
+    # Only now the app's imports (seconds on a busy machine), so that a mistyped port or
+    # database URL is answered at once.
+    from coplane.server import create_app, limit_malloc_arenas
+
+    limit_malloc_arenas()  # before any thread allocates
     app_ = create_app(settings)
     out.print(f"coplane {version()} database: {_without_password(settings.database_url)}")
     out.print(f"coplane listening on [bold]{settings.own_url}[/bold]")
@@ -94,6 +98,52 @@ def _tls_files_or_exit(settings: Settings) -> tuple[str | None, str | None]:
         )
         raise typer.Exit(2) from None
     return cert, key
+
+
+def _port_free_or_exit(host: str, port: int) -> None:
+    """Exit 2 naming --port when the address is taken, before anything says it listens.
+
+    uvicorn would start the app, report the bind error as an errno, and exit 0 or 1 after
+    the start-up lines already claimed to be listening."""
+    import socket
+
+    from rich.markup import escape
+
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host.strip("[]"), port, type=socket.SOCK_STREAM
+        )[0]
+        with socket.socket(family, kind, proto) as probe:
+            # as uvicorn does: a port left in TIME_WAIT by an earlier server is free
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+    except OSError as exc:
+        why = exc.strerror or str(exc)
+        err.print(
+            f"[red]error:[/red] cannot listen on {escape(host)}:{port}: {escape(why)}. "
+            "Another process (perhaps another coplane server) has it: stop that one, or pick "
+            "another port with --port (or COPLANE_PORT).",
+            highlight=False,
+        )
+        raise typer.Exit(2) from None
+
+
+def _database_or_exit(url: str) -> None:
+    """Exit 2 with the database server's answer on one line when it cannot be reached."""
+    from rich.markup import escape
+
+    from coplane.store.dialects import check_database
+    from coplane.store.errors import DatabaseUnavailable
+
+    try:
+        check_database(url)
+    except DatabaseUnavailable as exc:
+        err.print(
+            f"[red]error:[/red] COPLANE_DATABASE_URL: cannot connect to "
+            f"{escape(_without_password(url))}: {escape(str(exc))}",
+            highlight=False,
+        )
+        raise typer.Exit(2) from None
 
 
 def is_loopback(host: str) -> bool:

@@ -325,3 +325,17 @@ class Database:
                 conn.close()
             self._sqlite_conns.clear()
         self._local = threading.local()
+
+
+def check_database(url: str, timeout: float = 3.0) -> None:
+    """Connect once, raising DatabaseUnavailable with the server's answer on one line.
+
+    Run before the pool opens: the pool would retry a wrong port or database name for its
+    whole timeout and then fail with its own message, not the server's."""
+    if not url.startswith(("postgresql://", "postgres://")):
+        return
+    try:
+        psycopg.connect(url, connect_timeout=max(1, round(timeout))).close()
+    except psycopg.Error as exc:
+        answer = " ".join(str(exc).split()).removeprefix("connection failed: ")
+        raise DatabaseUnavailable(answer or type(exc).__name__) from None
