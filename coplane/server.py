@@ -23,12 +23,14 @@ from coplane.auth.middleware import CrossSiteGuard, RequireKeys
 from coplane.auth.vault import Vault
 from coplane.collector import ingest, ping, ping_keys, reads
 from coplane.http.errors import install_error_handlers
+from coplane.http.request_ids import RequestIds
 from coplane.jobs.scheduler import Scheduler
 from coplane.security import mask
 from coplane.settings import Settings
 from coplane.slas import api as slas_api
 from coplane.slas.engine import SlaEngine
 from coplane.store import Store, open_store
+from coplane.store.slas import list_slas
 from coplane.web import login
 from coplane.web import routes as web_routes
 from coplane.web.headers import SecurityHeaders
@@ -99,6 +101,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
         app.state.store.writer.add_listener(engine.request_evaluation)
         engine.start()  # loads the config's SLAs and catches up on missed deadlines
         dispatcher.start()
+        _log_what_was_loaded(settings, app.state.store, engine)
         _reload_on_sighup(engine)
         try:
             yield
@@ -126,8 +129,44 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     if settings.auth == "keys":
         app.add_middleware(RequireKeys, ingest_rate=settings.ingest_rate_limit)
     app.add_middleware(CrossSiteGuard, public_url=settings.public_url)  # before any key check
-    app.add_middleware(SecurityHeaders)  # outermost: refusals get the headers too
+    app.add_middleware(SecurityHeaders)  # refusals get the headers too
+    app.add_middleware(RequestIds)  # outermost: every answer and its log lines carry the id
     return app
+
+
+def _log_what_was_loaded(settings: Settings, store: Store, engine: SlaEngine) -> None:
+    """A few lines at start saying what this server runs with (never a credential)."""
+    with store.connect() as conn:
+        slas = list_slas(conn)
+    from_file = sum(1 for s in slas if s.origin == "file")
+    log.info(
+        "database: %s (%s, events in a %s)",
+        mask.mask(settings.database_url),
+        store.dialect,
+        store.layout,
+        extra={"database": store.dialect},
+    )
+    log.info(
+        "auth: %s",
+        "keys (every request but /api/health needs an API key)"
+        if settings.auth == "keys"
+        else "none (open access: no login or API key is asked for)",
+        extra={"auth": settings.auth},
+    )
+    source = f"{from_file} from {settings.config}, " if settings.config is not None else ""
+    log.info(
+        "SLAs: %d (%s%d through the API)",
+        len(slas),
+        source,
+        len(slas) - from_file,
+        extra={"slas": len(slas)},
+    )
+    channels = engine.channels
+    log.info(
+        "channels: %s",
+        ", ".join(f"{name} ({c.type})" for name, c in sorted(channels.items())) or "none",
+        extra={"channels": sorted(channels)},
+    )
 
 
 def _reload_on_sighup(engine: SlaEngine) -> None:

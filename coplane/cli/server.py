@@ -49,9 +49,11 @@ def server(
     _database_or_exit(settings.database_url)
     # Only now the app's imports (seconds on a busy machine), so that a mistyped port or
     # database URL is answered at once.
+    from coplane.logs import configure_logging
     from coplane.server import create_app, limit_malloc_arenas
 
     limit_malloc_arenas()  # before any thread allocates
+    configure_logging(settings.log_level, settings.log_format)
     app_ = create_app(settings)
     out.print(f"coplane {version()} database: {_without_password(settings.database_url)}")
     out.print(f"coplane listening on [bold]{settings.own_url}[/bold]")
@@ -66,6 +68,7 @@ def server(
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
+        log_config=None,  # configure_logging's handler formats uvicorn's lines too
         access_log=settings.log_level == "debug",
         forwarded_allow_ips=settings.forwarded_allow_ips,
         ssl_certfile=tls[0],

@@ -101,6 +101,12 @@ def document_error_body(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
+def _log_refusal(request: Request, status: int, detail: str) -> None:
+    # One line per refused API request: with the request id (coplane.logs adds it) an
+    # operator finds what a producer was told; the detail never echoes a credential.
+    log.info("%s %s refused with %d: %s", request.method, request.url.path, status, detail)
+
+
 def unknown_route(path: str, known: list[str]) -> str:
     """The 404 detail for a path no route matches, naming the nearest route there is."""
     api = sorted({p for p in known if p.startswith("/api/")})
@@ -115,6 +121,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        _log_refusal(request, exc.status, exc.detail)
         return JSONResponse(
             error_body(exc.detail, exc.errors), status_code=exc.status, headers=exc.headers
         )
@@ -127,6 +134,7 @@ def install_error_handlers(app: FastAPI) -> None:
         ]
         first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
         where = ".".join(str(p) for p in first["loc"])
+        _log_refusal(request, 422, f"{where}: {first['msg']}")
         return JSONResponse(error_body(f"{where}: {first['msg']}", errors), status_code=422)
 
     @app.exception_handler(StarletteHTTPException)

@@ -24,6 +24,7 @@ from coplane.alerts.dispatcher import Dispatcher
 from coplane.events.model import Event, RelatedResource, Resource
 from coplane.events.names import KIND_PIPELINE, ROLE_INPUT
 from coplane.jobs.scheduler import Scheduler
+from coplane.logs import decision
 from coplane.rules import evaluate
 from coplane.rules.facts import Breach, Evaluation, Facts
 from coplane.rules.model import SLA, ExpectedEventSLA, HeartbeatSLA
@@ -51,6 +52,31 @@ from coplane.store.slas import (
 )
 
 log = logging.getLogger(__name__)
+
+
+def _log_incidents(sla: str, opened: list[Row], resolved: list[Row]) -> None:
+    """One line per incident this pass opened or resolved (after its transaction committed)."""
+    for row in opened:
+        inhibited = row.get("inhibited_by")
+        decision(
+            log,
+            "incident.opened",
+            f"incident {row['id']} opened for SLA {sla}: {row['reason']}"
+            + (f" (attached to upstream incident {inhibited}: no alert)" if inhibited else ""),
+            level=logging.WARNING,
+            sla=sla,
+            incident=str(row["id"]),
+            resource=row.get("resource"),
+            severity=row.get("severity"),
+        )
+    for row in resolved:
+        decision(
+            log,
+            "incident.resolved",
+            f"incident {row['id']} of SLA {sla} resolved: the expectation is met again",
+            sla=sla,
+            incident=str(row["id"]),
+        )
 
 DEBOUNCE = timedelta(seconds=1)  # ingest wakes the engine at most this often
 FULL_RELOAD = timedelta(minutes=5)  # re-list the SLAs at least this often, whatever changed
@@ -99,6 +125,7 @@ class SlaEngine:
         self._lock = threading.Lock()  # one pass at a time
         self._last_pass = datetime.min.replace(tzinfo=UTC)
         self._pending: datetime | None = None  # when the requested pass is due
+        self._config_slas = 0  # SLAs the config file declared when last read
 
     def start(self) -> None:
         """Load the config file, contend for leadership, and (as leader) run the first pass,
@@ -115,6 +142,7 @@ class SlaEngine:
         if self._config is None:
             return
         config = load_config(self._config)  # ConfigError names the line
+        self._config_slas = len(config.slas)
         with self._store.connect() as conn:
             replace_file_slas(conn, config.slas, datetime.now(UTC))
         self.channels = dict(config.channels)
@@ -124,6 +152,14 @@ class SlaEngine:
     def reload(self) -> PassResult:
         """Re-read the config file (if any), replace its SLAs, and evaluate."""
         self.load_config()
+        decision(
+            log,
+            "config.reloaded",
+            f"reloaded {self._config}: {self._config_slas} SLAs, {len(self.channels)} channels",
+            config=str(self._config),
+            slas=self._config_slas,
+            channels=sorted(self.channels),
+        )
         result = self.evaluate_all()
         if not self.leadership.is_leader:
             self.request_evaluation()  # the leader evaluates the new SLAs
@@ -253,6 +289,7 @@ class SlaEngine:
                         )
                         if sla.remediate is not None and new:
                             self._request_remediation(conn, sla, new, now)
+                    _log_incidents(sla.name, new, gone)
                     opened += len(new)
                     resolved += len(gone)
                 with conn.transaction():
