@@ -125,6 +125,11 @@ def percent(value: float | None) -> str:
     return "—" if value is None else f"{value * 100:.1f}%"
 
 
+def counted(count: int, noun: str) -> str:
+    """"1 evaluation", "3 evaluations": a count with its noun in the right number."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
 def _environment() -> Environment:
     env = Environment(
         loader=FileSystemLoader(HERE / "templates"),
@@ -140,6 +145,7 @@ def _environment() -> Environment:
     env.filters["duration"] = duration
     env.filters["relative"] = relative
     env.filters["percent"] = percent
+    env.filters["counted"] = counted
     return env
 
 
@@ -161,7 +167,11 @@ def render(
         values["csrf_token"] = csrf.token_for(request)  # the log-out form's
     target = request.headers.get("hx-target", "")
     if request.headers.get("hx-request") == "true" and target in blocks:
+        # htmx sets the tab's title from a <title> in a partial: the page's own, so that the
+        # tab keeps naming what the (pushed) URL shows
+        title = render_block(ENV, template, "title", **values).strip()
         html = render_block(ENV, template, target.replace("-", "_"), **values)
+        html += f"\n<title>{title} · coplane</title>\n" if title else ""
     else:
         html = ENV.get_template(template).render(**values)
     response = HTMLResponse(html, status_code=status_code)
