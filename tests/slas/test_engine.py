@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -312,3 +313,17 @@ def test_a_stored_definition_this_version_cannot_read_is_skipped(store: Store) -
         )  # fmt: skip
     result = engine.evaluate_all(CREATED + timedelta(hours=3))
     assert (result.evaluated, result.opened) == (1, 1)  # the readable one still is
+
+
+def test_a_reload_is_logged_with_what_it_loaded(
+    store: Store, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = tmp_path / "coplane.yaml"
+    config.write_text(
+        "slas:\n  - name: from_file\n    kind: freshness\n    target: t\n    max_age: 1h\n"
+    )
+    engine = _new_engine(store, None, config)
+    caplog.set_level(logging.INFO, logger="coplane.slas.engine")
+    engine.reload()
+    [line] = [r for r in caplog.records if r.__dict__.get("decision") == "config.reloaded"]
+    assert line.__dict__["slas"] == 1 and "1 SLAs, 0 channels" in line.getMessage()
