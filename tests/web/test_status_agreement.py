@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from coplane.rules.facts import Evaluation
 from coplane.store import Store
 from coplane.store.slas import save_sla_state
-from coplane.web.render import counted
+from coplane.web.render import counted, live
 from tests.web.test_pages import page, post_events
 from tests.web.test_views import run_events
 
@@ -70,3 +70,14 @@ def test_a_partial_carries_the_title_of_the_page_its_url_shows(web: TestClient) 
     assert partial.lstrip().startswith('<aside id="graph-panel"')
     assert "<title>Dataflow graph · wh.orders · coplane</title>" in partial
     assert "<h1>Dataflow graph</h1>" in full  # the heading names the graph, not the panel
+
+
+def test_a_running_time_in_a_reason_is_brought_up_to_the_page_time() -> None:
+    reason = "late_load: run r1 running for 12m since 2026-11-02 08:00 UTC; limit 10m"
+    now = datetime(2026, 11, 2, 8, 47, 30, tzinfo=UTC)
+    assert live(reason, now) == (
+        "late_load: run r1 running for 47m 30s since 2026-11-02 08:00 UTC; limit 10m"
+    )
+    assert live("ran 12m since 2026-11-02 08:00 UTC", now) == "ran 12m since 2026-11-02 08:00 UTC"
+    with_seconds = "running for 5s since 2026-11-02 08:47:20 UTC"
+    assert live(with_seconds, now) == "running for 10s since 2026-11-02 08:47:20 UTC"
