@@ -41,9 +41,14 @@ def server(
             highlight=False,
         )
         raise typer.Exit(2)
+    # with COPLANE_LOG_FORMAT=json every line of output is JSON: the log says all this too
+    say = settings.log_format == "text"
     if settings.config is not None:
         loaded = load_config_or_exit(settings.config)
-        out.print(f"{settings.config}: {len(loaded.slas)} SLAs, {len(loaded.channels)} channels")
+        if say:
+            out.print(
+                f"{settings.config}: {len(loaded.slas)} SLAs, {len(loaded.channels)} channels"
+            )
     tls = _tls_files_or_exit(settings)
     _port_free_or_exit(settings.host, settings.port)
     _database_or_exit(settings.database_url)
@@ -55,9 +60,10 @@ def server(
     limit_malloc_arenas()  # before any thread allocates
     configure_logging(settings.log_level, settings.log_format)
     app_ = create_app(settings)
-    out.print(f"coplane {version()} database: {_without_password(settings.database_url)}")
-    out.print(f"coplane listening on [bold]{settings.own_url}[/bold]")
-    if settings.auth == "none":
+    if say:
+        out.print(f"coplane {version()} database: {_without_password(settings.database_url)}")
+        out.print(f"coplane listening on [bold]{settings.own_url}[/bold]")
+    if say and settings.auth == "none":
         out.print(
             "[yellow]open access:[/yellow] no login or API key is asked for "
             "(COPLANE_AUTH=none); anyone who can reach this address can read and change "
