@@ -81,3 +81,18 @@ def test_a_running_time_in_a_reason_is_brought_up_to_the_page_time() -> None:
     assert live("ran 12m since 2026-11-02 08:00 UTC", now) == "ran 12m since 2026-11-02 08:00 UTC"
     with_seconds = "running for 5s since 2026-11-02 08:47:20 UTC"
     assert live(with_seconds, now) == "running for 10s since 2026-11-02 08:47:20 UTC"
+
+
+def test_a_pipeline_with_a_breached_sla_says_so_beside_its_last_run(
+    web: TestClient, store: Store
+) -> None:
+    post_events(web, *run_events("etl.load", "r1", 0, None))  # still running
+    late = {"name": "load_quick", "kind": "duration", "target": "etl.load", "max_duration": "10m"}
+    assert web.post("/api/slas", json=late).status_code == 201
+    html = page(web, "/pipelines/etl.load")
+    assert "SLA <span" not in html
+    with store.connect() as conn:
+        save_sla_state(conn, "load_quick", Evaluation(status="breached"), datetime.now(UTC))
+    html = page(web, "/pipelines/etl.load")
+    assert header_status(html) == "running"
+    assert re.search(r'running</span> · SLA <span class="status status-breached"', html)
