@@ -180,3 +180,26 @@ def test_pipelines_tasks_and_assets_are_different_shapes(
     title = page.locator('a[data-node="dbt.jaffle_shop.stg_orders"] title').text_content() or ""
     assert "dbt.jaffle_shop.stg_orders" in title
     assert re.search(r"task dbt\.jaffle_shop\.stg_orders", title)
+
+
+def test_the_tab_title_follows_an_htmx_swap(
+    site: tuple[LiveServer, str], sized: tuple[str, Watched]
+) -> None:
+    server, _ = site
+    _, watched = sized
+    page = watched.page
+    page.goto(server.url + "/graph")
+    assert page.title() == "Dataflow graph · coplane"
+    page.evaluate("window.notReloaded = true")
+    # by keyboard, as on a phone the node may be outside the zoomed view: focusing it pans there
+    node = page.locator('a[data-node="etl.report"]')
+    node.focus()
+    assert node.is_visible()
+    box, region = node.bounding_box(), page.locator(".graph-scroll").bounding_box()
+    assert box is not None and region is not None
+    assert region["x"] <= box["x"] + box["width"] / 2 <= region["x"] + region["width"]
+    page.keyboard.press("Enter")
+    page.wait_for_url(re.compile("node=etl.report"))
+    page.wait_for_function("document.title.includes('etl.report')")
+    assert page.title() == "Dataflow graph · etl.report · coplane"
+    assert page.evaluate("window.notReloaded") is True  # swapped, not loaded

@@ -110,6 +110,19 @@
       event.preventDefault();
       act();
     });
+    region.addEventListener("focusin", (event) => {
+      // a node reached with Tab is brought into view, the zoom kept
+      const shape = event.target.closest && event.target.closest("a") &&
+        event.target.closest("a").querySelector(".shape");
+      if (!shape) return;
+      const box = shape.getBBox();
+      const inside = box.x >= view.x && box.x + box.width <= view.x + view.w &&
+        box.y >= view.y && box.y + box.height <= view.y + view.h;
+      if (inside) return;
+      view.x = box.x + box.width / 2 - view.w / 2;
+      view.y = box.y + box.height / 2 - view.h / 2;
+      apply();
+    });
     const controls = region.parentElement.querySelector(".zoom-controls");
     if (controls) {
       controls.hidden = false;
