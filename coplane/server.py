@@ -129,8 +129,8 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     if settings.auth == "keys":
         app.add_middleware(RequireKeys, ingest_rate=settings.ingest_rate_limit)
     app.add_middleware(CrossSiteGuard, public_url=settings.public_url)  # before any key check
-    app.add_middleware(SecurityHeaders)  # refusals get the headers too
-    app.add_middleware(RequestIds)  # outermost: every answer and its log lines carry the id
+    app.add_middleware(RequestIds)  # every answer and its log lines carry the request id
+    app.add_middleware(SecurityHeaders)  # outermost: refusals get the headers too
     return app
 
 
