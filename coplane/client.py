@@ -174,6 +174,8 @@ class CoplaneClient:
         self.max_time = max_time
         self.backoff = backoff
         self.last_ping_error: str | None = None  # why this client's latest ping failed
+        self.last_ping_status: int | None = None  # its HTTP status (None: no answer)
+        self.sends_api_key = bool(api_key)
         headers = {"User-Agent": f"coplane-client/{__version__}"}
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
@@ -477,7 +479,9 @@ class CoplaneClient:
                 )
             except httpx.TransportError as exc:
                 self.last_ping_error = f"cannot reach {shown}: {type(exc).__name__}: {exc}"
+                self.last_ping_status = None
                 continue
+            self.last_ping_status = response.status_code
             if response.is_success:
                 self.last_ping_error = None
                 return True

@@ -23,6 +23,7 @@ from coplane.auth.middleware import CrossSiteGuard, RequireKeys
 from coplane.auth.vault import Vault
 from coplane.collector import ingest, ping, ping_keys, reads
 from coplane.http.errors import install_error_handlers, refuse_nul_in_query
+from coplane.http.request_ids import RequestIds
 from coplane.jobs.scheduler import Scheduler
 from coplane.orchestrate import api as orchestrate_api
 from coplane.orchestrate import automations_api, deployments_api
@@ -36,6 +37,7 @@ from coplane.slas import api as slas_api
 from coplane.slas.config import ConfigError, CoplaneConfig, problem_at
 from coplane.slas.engine import SlaEngine
 from coplane.store import Store, open_store
+from coplane.store.slas import list_slas
 from coplane.version import __version__
 from coplane.web import login
 from coplane.web import routes as web_routes
@@ -111,6 +113,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
             engine.config_listeners.append(_deployments_from(app.state.store, settings.config))
         engine.start()  # loads the config's SLAs and catches up on missed deadlines
         dispatcher.start()
+        _log_what_was_loaded(settings, app.state.store, engine)
         _reload_on_sighup(engine)
         worker = _start_worker(app.state.store, settings) if settings.worker else None
         try:
@@ -155,6 +158,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     hosts = HostPolicy.of(settings.host, settings.public_url, settings.allowed_hosts)
     app.add_middleware(LimitBodies, timeout=settings.body_timeout)  # before any key check
     app.add_middleware(CheckHost, policy=hosts)  # before anything reads the request
+    app.add_middleware(RequestIds)  # every answer and its log lines carry the request id
     app.add_middleware(SecurityHeaders)  # outermost: refusals get the headers too
     return app
 
@@ -189,6 +193,41 @@ def _start_worker(store: Store, settings: Settings) -> Worker:
     worker = Worker(store, options)
     worker.start()
     return worker
+
+
+def _log_what_was_loaded(settings: Settings, store: Store, engine: SlaEngine) -> None:
+    """A few lines at start saying what this server runs with (never a credential)."""
+    with store.connect() as conn:
+        slas = list_slas(conn)
+    from_file = sum(1 for s in slas if s.origin == "file")
+    log.info(
+        "database: %s (%s, events in a %s)",
+        mask.mask(settings.database_url),
+        store.dialect,
+        store.layout,
+        extra={"database": store.dialect},
+    )
+    log.info(
+        "auth: %s",
+        "keys (every request but /api/health needs an API key)"
+        if settings.auth == "keys"
+        else "none (open access: no login or API key is asked for)",
+        extra={"auth": settings.auth},
+    )
+    source = f"{from_file} from {settings.config}, " if settings.config is not None else ""
+    log.info(
+        "SLAs: %d (%s%d through the API)",
+        len(slas),
+        source,
+        len(slas) - from_file,
+        extra={"slas": len(slas)},
+    )
+    channels = engine.channels
+    log.info(
+        "channels: %s",
+        ", ".join(f"{name} ({c.type})" for name, c in sorted(channels.items())) or "none",
+        extra={"channels": sorted(channels)},
+    )
 
 
 def _reload_on_sighup(engine: SlaEngine) -> None:

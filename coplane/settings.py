@@ -88,6 +88,11 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="log level of the server"
     )
+    log_format: Literal["text", "json"] = Field(
+        "text",
+        description="server log lines: text, or json (one object a line, with the fields of "
+        "each decision: incident, alert, channel, request_id, ...)",
+    )
     outbound_allow: str = Field(
         "",
         description="comma-separated CIDRs and host names alert channels may reach although "

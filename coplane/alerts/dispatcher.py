@@ -27,6 +27,7 @@ from coplane.alerts.channels import ChannelConfig, Quiet
 from coplane.alerts.notifier import Action, Alert, IntegrationError, Notifier
 from coplane.alerts.registry import build_notifier, config_hash
 from coplane.auth.vault import SecretError, Vault, references, versions
+from coplane.logs import decision
 from coplane.rules.calendar import day_off
 from coplane.rules.model import SLA
 from coplane.rules.schedule import zone
@@ -218,7 +219,9 @@ class Dispatcher:
         try:
             return self._deliver(row)
         except Exception as exc:  # a bug or the database: release it for another try
-            log.exception("delivering notification %s failed", row["id"])
+            log.exception(
+                "delivering notification %s failed", row["id"], extra={"decision": "alert.failed"}
+            )
             try:
                 with self._store.connect() as conn:
                     retry = datetime.now(UTC) + timedelta(
@@ -268,6 +271,12 @@ class Dispatcher:
                 fresh = read_incident(conn, row["incident_id"])
                 if fresh["resolved"] is None and fresh["acked"] is None:
                     queue_repeat(conn, row["incident_id"], channel, now + repeat, now)
+        decision(
+            log,
+            "alert.sent",
+            f"{row['action']} alert for incident {row['incident_id']} sent to {channel}",
+            **_fields(row),
+        )
         return Outcome("sent")
 
     def _hold(
@@ -357,24 +366,66 @@ class Dispatcher:
         with self._lock:
             fingerprint = self._hashes.get(channel) or config_hash(config)
         with self._store.connect() as conn, conn.transaction():
+            fields = _fields(row)
             if exc.permanent:
-                log.error("channel %s refused an alert, disabling it: %s", channel, message)
                 mark_failed(conn, row["id"], now, message, True, None)
                 disable_channel(conn, channel, fingerprint, message, now)
+                _dead(row, message)
+                decision(
+                    log,
+                    "channel.disabled",
+                    f"channel {channel} refused an alert and is disabled until its "
+                    f"configuration changes: {message}",
+                    level=logging.ERROR,
+                    channel=channel,
+                    error=message,
+                )
                 return Outcome("dead", message)
             if now - row["created"] > GIVE_UP_AFTER:
                 error = f"gave up after {GIVE_UP_AFTER}: {message}"
                 mark_failed(conn, row["id"], now, error, True, None)
+                _dead(row, error)
                 return Outcome("dead", error)
             wait = (
                 exc.retry_after
                 if exc.retry_after is not None
                 else backoff(row["attempts"] + 1, self._max_backoff)
             )
-            log.warning("channel %s failed, retrying in %.0f s: %s", channel, wait, message)
             with contextlib.suppress(Conflict):  # released as stale meanwhile: sent again later
                 mark_failed(conn, row["id"], now, message, False, now + timedelta(seconds=wait))
+            decision(
+                log,
+                "alert.retried",
+                f"{row['action']} alert to {channel} failed, retrying in {wait:.0f} s: {message}",
+                level=logging.WARNING,
+                **fields,
+                attempt=row["attempts"],
+                retry_in_s=round(wait, 1),
+                error=message,
+            )
             return Outcome("retry", message)
+
+
+def _fields(row: Row) -> dict[str, Any]:
+    """A notification's log fields: which alert, of which incident, to which channel."""
+    return {
+        "action": row["action"],
+        "incident": str(row["incident_id"]),
+        "channel": row["channel"],
+        "notification": str(row["id"]),
+    }
+
+
+def _dead(row: Row, error: str) -> None:
+    decision(
+        log,
+        "alert.dead",
+        f"{row['action']} alert for incident {row['incident_id']} to {row['channel']} "
+        f"will not be sent: {error}",
+        level=logging.ERROR,
+        **_fields(row),
+        error=error,
+    )
 
 
 def _read_sla_or_none(conn: Conn, name: str) -> SLA | None:

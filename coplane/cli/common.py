@@ -75,8 +75,30 @@ def auth_headers() -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"} if key else {}
 
 
+def key_hint(status: int | None) -> str:
+    """What to do about a 401 answered to a command that sent no API key ("" otherwise)."""
+    if status == 401 and not os.environ.get(API_KEY_ENV, "").strip():
+        return (
+            f". The server asks for an API key: set {API_KEY_ENV} to one "
+            "(`coplane keys create NAME` on the server's machine makes one)"
+        )
+    return ""
+
+
+def answer_text(resp: httpx.Response) -> str:
+    """A refusal as a person reads it: the error body's detail, else the start of the body."""
+    try:
+        detail = resp.json().get("detail")
+    except (ValueError, AttributeError):
+        detail = None
+    text = detail if isinstance(detail, str) else resp.text[:300]
+    return text + key_hint(resp.status_code)
+
+
 def get_json(server: str, path: str, params: dict[str, Any] | None = None) -> Any:
     """GET a server's API; exit 1 naming the server when it cannot answer."""
+    from rich.markup import escape
+
     url = server.rstrip("/") + path
     try:
         resp = httpx.get(url, params=params, headers=auth_headers(), timeout=30)
@@ -84,8 +106,8 @@ def get_json(server: str, path: str, params: dict[str, Any] | None = None) -> An
         err.print(f"[red]error:[/red] cannot reach {url}: {exc}", highlight=False)
         raise typer.Exit(1) from None
     if resp.status_code != 200:
-        detail = resp.text[:300]
-        err.print(f"[red]error:[/red] {url} answered {resp.status_code}: {detail}", markup=True)
+        detail = escape(answer_text(resp))
+        err.print(f"[red]error:[/red] {url} answered {resp.status_code}: {detail}", highlight=False)
         raise typer.Exit(1)
     return resp.json()
 

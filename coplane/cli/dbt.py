@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from coplane.cli.common import DEFAULT_SERVER, ServerOption, client_for, err, out
+from coplane.cli.common import DEFAULT_SERVER, ServerOption, client_for, err, key_hint, out
 
 app = typer.Typer(help="dbt projects.", no_args_is_help=True)
 
@@ -34,7 +34,8 @@ def dbt_ingest(
             err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
             raise typer.Exit(2) from None
         except ClientError as exc:
-            err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
+            hint = key_hint(exc.status)
+            err.print(f"[red]error:[/red] {escape(str(exc) + hint)}", highlight=False)
             raise typer.Exit(1) from None
     for line in summary.lines():
         out.print(escape(line), highlight=False)

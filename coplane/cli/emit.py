@@ -9,8 +9,9 @@ from typing import Annotated, Any
 
 import httpx
 import typer
+from rich.markup import escape
 
-from coplane.cli.common import auth_headers, err, out
+from coplane.cli.common import answer_text, auth_headers, err, out
 from coplane.events.model import EventDecodeError, decode_events, encode_json
 
 
@@ -72,6 +73,10 @@ def emit(
         err.print(f"[red]error:[/red] cannot reach {server_url}: {exc}")
         raise typer.Exit(1) from None
     if response.status_code >= 400:
-        err.print(f"[red]error:[/red] {response.status_code} {response.text}")
+        err.print(
+            f"[red]error:[/red] {server_url} answered {response.status_code}: "
+            f"{escape(answer_text(response))}",
+            highlight=False,
+        )
         raise typer.Exit(1)
     out.print(encode_json(response.json()).decode())

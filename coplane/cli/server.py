@@ -50,14 +50,29 @@ def server(
             highlight=False,
         )
         raise typer.Exit(2)
+    # with COPLANE_LOG_FORMAT=json every line of output is JSON: the log says all this too
+    say = settings.log_format == "text"
     if settings.config is not None:
         loaded = load_config_or_exit(settings.config)
-        out.print(f"{settings.config}: {len(loaded.slas)} SLAs, {len(loaded.channels)} channels")
+        if say:
+            out.print(
+                f"{settings.config}: {len(loaded.slas)} SLAs, {len(loaded.channels)} channels"
+            )
     tls = _tls_files_or_exit(settings)
+    _port_free_or_exit(settings.host, settings.port)
+    _database_or_exit(settings.database_url)
+    # Only now the app's imports (seconds on a busy machine), so that a mistyped port or
+    # database URL is answered at once.
+    from coplane.logs import configure_logging
+    from coplane.server import limit_malloc_arenas
+
+    limit_malloc_arenas()  # before any thread allocates
+    configure_logging(settings.log_level, settings.log_format)
     app_ = create_app(settings)
-    out.print(f"coplane {version()} database: {_without_password(settings.database_url)}")
-    out.print(f"coplane listening on [bold]{settings.own_url}[/bold]")
-    if settings.auth == "none":
+    if say:
+        out.print(f"coplane {version()} database: {_without_password(settings.database_url)}")
+        out.print(f"coplane listening on [bold]{settings.own_url}[/bold]")
+    if say and settings.auth == "none":
         out.print(
             "[yellow]open access:[/yellow] no login or API key is asked for "
             "(COPLANE_AUTH=none); anyone who can reach this address can read and change "
@@ -68,6 +83,7 @@ def server(
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
+        log_config=None,  # configure_logging's handler formats uvicorn's lines too
         access_log=settings.log_level == "debug",
         forwarded_allow_ips=settings.forwarded_allow_ips,
         timeout_keep_alive=settings.keepalive_timeout,
@@ -103,6 +119,52 @@ def _tls_files_or_exit(settings: Settings) -> tuple[str | None, str | None]:
         )
         raise typer.Exit(2) from None
     return cert, key
+
+
+def _port_free_or_exit(host: str, port: int) -> None:
+    """Exit 2 naming --port when the address is taken, before anything says it listens.
+
+    uvicorn would start the app, report the bind error as an errno, and exit 0 or 1 after
+    the start-up lines already claimed to be listening."""
+    import socket
+
+    from rich.markup import escape
+
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host.strip("[]"), port, type=socket.SOCK_STREAM
+        )[0]
+        with socket.socket(family, kind, proto) as probe:
+            # as uvicorn does: a port left in TIME_WAIT by an earlier server is free
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+    except OSError as exc:
+        why = exc.strerror or str(exc)
+        err.print(
+            f"[red]error:[/red] cannot listen on {escape(host)}:{port}: {escape(why)}. "
+            "Another process (perhaps another coplane server) has it: stop that one, or pick "
+            "another port with --port (or COPLANE_PORT).",
+            highlight=False,
+        )
+        raise typer.Exit(2) from None
+
+
+def _database_or_exit(url: str) -> None:
+    """Exit 2 with the database server's answer on one line when it cannot be reached."""
+    from rich.markup import escape
+
+    from coplane.store.dialects import check_database
+    from coplane.store.errors import DatabaseUnavailable
+
+    try:
+        check_database(url)
+    except DatabaseUnavailable as exc:
+        err.print(
+            f"[red]error:[/red] COPLANE_DATABASE_URL: cannot connect to "
+            f"{escape(_without_password(url))}: {escape(str(exc))}",
+            highlight=False,
+        )
+        raise typer.Exit(2) from None
 
 
 def is_loopback(host: str) -> bool:

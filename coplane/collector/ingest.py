@@ -62,6 +62,13 @@ async def post_events(request: Request) -> dict[str, int]:
     try:
         events = decode_events(body)
     except EventDecodeError as exc:
+        if not exc.unreadable and looks_like_openlineage(body):
+            raise ApiError(
+                422,
+                "this is an OpenLineage event: send it to /api/v1/lineage "
+                "(an array of them to /api/v1/lineage/batch); /api/events takes coplane events",
+                ["body"],
+            ) from None
         raise decode_error(exc) from None
     if len(events) > MAX_EVENTS:
         raise ApiError(
@@ -72,6 +79,9 @@ async def post_events(request: Request) -> dict[str, int]:
     check_sender(request, events)
     result = await write(store_of(request), events)
     return {"accepted": result.accepted, "duplicates": result.duplicates}
+
+
+MAX_REPORTED = 100  # invalid events one answer lists; the detail still counts them all
 
 
 async def translate_named(
@@ -111,10 +121,37 @@ def normalised(events: list[Event]) -> list[Event]:
 
 
 def decode_error(exc: EventDecodeError) -> ApiError:
-    """400 for a body that is not JSON, 422 naming the field for one that is not valid events."""
+    """400 for a body that is not JSON, 422 naming the field for one that is not valid events.
+
+    `errors` lists every invalid event's field (up to MAX_REPORTED), `detail` the first."""
     where = ".".join(str(p) for p in exc.loc[1:])
     detail = f"{where}: {exc.message}" if where else exc.message
-    return ApiError(400 if exc.unreadable else 422, detail, exc.loc, msg=exc.message)
+    if len(exc.problems) > 1:
+        shown = min(len(exc.problems), MAX_REPORTED)
+        detail += (
+            f" (and {len(exc.problems) - 1} more invalid events; errors lists "
+            f"{'all' if shown == len(exc.problems) else f'the first {shown}'})"
+        )
+    error = ApiError(400 if exc.unreadable else 422, detail, exc.loc, msg=exc.message)
+    error.errors = [{"loc": loc, "msg": msg} for msg, loc in exc.problems[:MAX_REPORTED]]
+    return error
+
+
+def looks_like_openlineage(body: bytes) -> bool:
+    """Whether a body refused as coplane events is an OpenLineage event (or an array of them)."""
+    try:
+        obj = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        return False
+    first = obj[0] if isinstance(obj, list) and obj else obj
+    return isinstance(first, dict) and "eventTime" in first and "occurred" not in first
+
+
+def _native_hint(obj: Any) -> str | None:
+    """A pointer to /api/events for a coplane event sent to the OpenLineage path."""
+    if isinstance(obj, dict) and "occurred" in obj and "event" in obj and "eventTime" not in obj:
+        return "this is a coplane event, not an OpenLineage one: send it to /api/events"
+    return None
 
 
 @router.post("/api/v1/lineage", status_code=201, summary="Send one OpenLineage event")
@@ -135,6 +172,9 @@ async def post_openlineage(request: Request) -> dict[str, int]:
         for event in events:
             normalise_ids(event, [])
     except EventDecodeError as exc:
+        hint = _native_hint(obj)
+        if hint is not None:
+            raise ApiError(422, hint, ["body"]) from None
         raise decode_error(
             EventDecodeError(exc.message, ["body", *exc.loc], unreadable=False)
         ) from None
@@ -180,7 +220,7 @@ async def post_openlineage_batch(request: Request) -> JSONResponse:
             failed.append({"index": index, "reason": exc.detail, "retriable": False})
         except EventDecodeError as exc:
             where = ".".join(str(p) for p in exc.loc)
-            reason = f"{where}: {exc.message}" if where else exc.message
+            reason = _native_hint(item) or (f"{where}: {exc.message}" if where else exc.message)
             failed.append({"index": index, "reason": reason, "retriable": False})
     if parsed:
         store = store_of(request)

@@ -87,13 +87,25 @@ class Event(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
 
 
 class EventDecodeError(ValueError):
-    """A body that is not valid events; `loc` names where, `unreadable` means not even JSON."""
+    """A body that is not valid events; `loc` names where, `unreadable` means not even JSON.
 
-    def __init__(self, message: str, loc: list[str | int], *, unreadable: bool) -> None:
+    `problems` lists the first invalid field of every invalid event, the first being `message`
+    at `loc`: a producer fixing a batch should not need one round trip per event.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        loc: list[str | int],
+        *,
+        unreadable: bool,
+        problems: list[tuple[str, list[str | int]]] | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.loc = loc
         self.unreadable = unreadable
+        self.problems = problems or [(message, loc)]
 
 
 _decoder = msgspec.json.Decoder(Event | list[Event])
@@ -118,7 +130,16 @@ def validation_error(exc: msgspec.ValidationError) -> EventDecodeError:
     missing = message.removeprefix("Object missing required field `")
     if missing != message:  # point at the missing field itself
         loc.append(missing.rstrip("`"))
+    if message == NAIVE_TIME_MESSAGE:
+        message = NAIVE_TIME_HINT
     return EventDecodeError(message, loc, unreadable=False)
+
+
+NAIVE_TIME_MESSAGE = "Expected `datetime` with a timezone component"
+NAIVE_TIME_HINT = (
+    "the time has no timezone: add Z or an offset (2026-11-02T08:00:00Z, "
+    "2026-11-02T09:00:00+01:00)"
+)
 
 
 def decode_events(body: bytes) -> list[Event]:
@@ -126,7 +147,7 @@ def decode_events(body: bytes) -> list[Event]:
     try:
         decoded = _decoder.decode(body)
     except msgspec.ValidationError as exc:
-        raise validation_error(exc) from None
+        raise _every_problem(body, validation_error(exc)) from None
     except msgspec.DecodeError as exc:
         raise EventDecodeError(
             f"body is not valid JSON: {exc}", ["body"], unreadable=True
@@ -134,11 +155,18 @@ def decode_events(body: bytes) -> list[Event]:
     except RecursionError:  # msgspec's own bound on nesting, reached while decoding
         raise too_deep() from None
     events = decoded if isinstance(decoded, list) else [decoded]
+    problems: list[tuple[str, list[str | int]]] = []
     for index, event in enumerate(events):
-        event.occurred = check_occurred(event.occurred, ["body", index, "occurred"])
-        normalise_ids(event, ["body", index])
-        if event.payload:
-            check_payload(event.payload, ["body", index, "payload"])
+        try:
+            event.occurred = check_occurred(event.occurred, ["body", index, "occurred"])
+            normalise_ids(event, ["body", index])
+            if event.payload:
+                check_payload(event.payload, ["body", index, "payload"])
+        except EventDecodeError as exc:
+            problems.append((exc.message, exc.loc))
+    if problems:
+        message, loc = problems[0]
+        raise EventDecodeError(message, loc, unreadable=False, problems=problems)
     if b"\\u0000" in body:  # rare: only then walk the events to name the field
         for index, event in enumerate(events):
             check_no_nul(msgspec.to_builtins(event), ["body", index])
@@ -174,6 +202,35 @@ def normalise_ids(event: Event, loc: list[str | int]) -> None:
     event.resource.id = normal_id(event.resource.id, [*loc, "resource", "id"])
     for index, related in enumerate(event.related):
         related.id = normal_id(related.id, [*loc, "related", index, "id"])
+
+
+_one_event = msgspec.json.Decoder(Event)
+
+
+def _every_problem(body: bytes, first: EventDecodeError) -> EventDecodeError:
+    """`first` (msgspec stops at one error) with the problems of the batch's other events.
+
+    Only run once a batch has failed, so the valid path pays nothing for it."""
+    try:
+        items = msgspec.json.decode(body, type=list[msgspec.Raw])
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return first  # one event, not an array: its one problem is all there is
+    problems: list[tuple[str, list[str | int]]] = []
+    for index, raw in enumerate(items):
+        try:
+            event = _one_event.decode(raw)
+            check_occurred(event.occurred, ["body", index, "occurred"])
+            if event.payload:
+                check_payload(event.payload, ["body", index, "payload"])
+        except msgspec.ValidationError as exc:
+            error = validation_error(exc)
+            problems.append((error.message, ["body", index, *error.loc[1:]]))
+        except EventDecodeError as exc:
+            problems.append((exc.message, exc.loc))
+    if not problems:
+        return first
+    message, loc = problems[0]
+    return EventDecodeError(message, loc, unreadable=False, problems=problems)
 
 
 def check_occurred(at: datetime, loc: list[str | int]) -> datetime:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -109,28 +110,49 @@ def refuse_nul_in_query(request: Request) -> None:
             raise ApiError(422, f"{field}: the character U+0000 is not allowed", ["query", field])
 
 
+def _log_refusal(request: Request, status: int, detail: str) -> None:
+    # One line per refused API request: with the request id (coplane.logs adds it) an
+    # operator finds what a producer was told; the detail never echoes a credential.
+    log.info("%s %s refused with %d: %s", request.method, request.url.path, status, detail)
+
+
+def unknown_route(path: str, known: list[str]) -> str:
+    """The 404 detail for a path no route matches, naming the nearest route there is."""
+    api = sorted({p for p in known if p.startswith("/api/")})
+    nearest = difflib.get_close_matches(path.rstrip("/"), api, n=1, cutoff=0.6)
+    hint = f"; the nearest is {nearest[0]}" if nearest else ""
+    return f"no route {path}{hint} (every route is listed at /docs)"
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Answer every error with the documented body and a fitting status."""
     document_error_body(app)
 
     @app.exception_handler(ApiError)
-    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        _log_refusal(request, exc.status, exc.detail)
         return JSONResponse(
             error_body(exc.detail, exc.errors), status_code=exc.status, headers=exc.headers
         )
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [
             {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "invalid"))}
             for e in exc.errors()
         ]
         first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
         where = ".".join(str(p) for p in first["loc"])
+        _log_refusal(request, 422, f"{where}: {first['msg']}")
         return JSONResponse(error_body(f"{where}: {first['msg']}", errors), status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        path = request.url.path
+        if exc.status_code == 404 and exc.detail == "Not Found" and path.startswith("/api/"):
+            # the OpenAPI paths: every documented route, however the routers are nested
+            detail = unknown_route(path, list(app.openapi().get("paths", {})))
+            return JSONResponse(error_body(detail, [{"loc": ["path"], "msg": detail}]), 404)
         return JSONResponse(
             error_body(str(exc.detail)), status_code=exc.status_code, headers=exc.headers
         )

@@ -14,6 +14,7 @@ from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from coplane.logs import decision
 from coplane.settings import Settings
 from coplane.store import Store
 from coplane.store.retention import maintain_events, maintain_logs
@@ -58,12 +59,14 @@ def maintain_events_job(store: Store, settings: Settings) -> Any:
             datetime.strptime(name.removeprefix("events_p"), "%Y%m%d").replace(tzinfo=UTC)
             for name in report.partitions_dropped
         )
-    if report.partitions_dropped or report.events_deleted:
-        log.info(
-            "retention dropped %s, deleted %d events",
-            report.partitions_dropped,
-            report.events_deleted,
-        )
+    decision(
+        log,
+        "retention.run",
+        f"retention ({settings.events_retention_days or 'no'} days): dropped "
+        f"{len(report.partitions_dropped)} partitions, deleted {report.events_deleted} events",
+        partitions_dropped=list(report.partitions_dropped),
+        events_deleted=report.events_deleted,
+    )
     return report
 
 

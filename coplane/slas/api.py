@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
@@ -11,6 +12,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from coplane.http.deps import store_of
 from coplane.http.errors import ApiError
+from coplane.logs import decision
 from coplane.rules.budget import BURN_SPANS, OpenSpan, error_budget
 from coplane.rules.model import SLA
 from coplane.slas import backtest
@@ -37,6 +39,7 @@ from coplane.store.slas import (
     upsert_slas,
 )
 
+log = logging.getLogger(__name__)
 router = APIRouter()
 
 _SLA_ADAPTER: TypeAdapter[SLA] = TypeAdapter(SLA)
@@ -283,6 +286,14 @@ def post_resolve(request: Request, incident_id: uuid.UUID) -> dict[str, Any]:
             channels = []
         row = resolve_incident(conn, incident_id, datetime.now(UTC), channels)
         result = _incident(conn, row)
+    decision(
+        log,
+        "incident.resolved",
+        f"incident {incident_id} of SLA {incident['sla']} resolved by hand",
+        sla=incident["sla"],
+        incident=str(incident_id),
+        by="api",
+    )
     dispatcher = getattr(request.app.state, "dispatcher", None)
     if dispatcher is not None:
         dispatcher.wake()

@@ -24,6 +24,7 @@ from coplane.alerts.dispatcher import Dispatcher
 from coplane.events.model import Event, RelatedResource, Resource
 from coplane.events.names import KIND_PIPELINE, ROLE_INPUT
 from coplane.jobs.scheduler import Scheduler
+from coplane.logs import decision
 from coplane.rules import evaluate
 from coplane.rules.budget import (
     ALERT_LOOKBACK,
@@ -60,6 +61,31 @@ from coplane.store.slas import (
 )
 
 log = logging.getLogger(__name__)
+
+
+def _log_incidents(sla: str, opened: list[Row], resolved: list[Row]) -> None:
+    """One line per incident this pass opened or resolved (after its transaction committed)."""
+    for row in opened:
+        inhibited = row.get("inhibited_by")
+        decision(
+            log,
+            "incident.opened",
+            f"incident {row['id']} opened for SLA {sla}: {row['reason']}"
+            + (f" (attached to upstream incident {inhibited}: no alert)" if inhibited else ""),
+            level=logging.WARNING,
+            sla=sla,
+            incident=str(row["id"]),
+            resource=row.get("resource"),
+            severity=row.get("severity"),
+        )
+    for row in resolved:
+        decision(
+            log,
+            "incident.resolved",
+            f"incident {row['id']} of SLA {sla} resolved: the expectation is met again",
+            sla=sla,
+            incident=str(row["id"]),
+        )
 
 DEBOUNCE = timedelta(seconds=1)  # ingest wakes the engine at most this often
 FULL_RELOAD = timedelta(minutes=5)  # re-list the SLAs at least this often, whatever changed
@@ -114,6 +140,7 @@ class SlaEngine:
         # called with each config file read, before its SLAs replace the stored ones; one
         # raising ConfigError leaves everything as it was
         self.config_listeners: list[Callable[[CoplaneConfig], None]] = []
+        self._config_slas = 0  # SLAs the config file declared when last read
 
     def start(self) -> None:
         """Load the config file, contend for leadership, and (as leader) run the first pass,
@@ -132,6 +159,7 @@ class SlaEngine:
         config = load_config(self._config)  # ConfigError names the line
         for listener in self.config_listeners:
             listener(config)
+        self._config_slas = len(config.slas)
         with self._store.connect() as conn:
             replace_file_slas(conn, config.slas, datetime.now(UTC))
         self.channels = dict(config.channels)
@@ -141,6 +169,14 @@ class SlaEngine:
     def reload(self) -> PassResult:
         """Re-read the config file (if any), replace its SLAs, and evaluate."""
         self.load_config()
+        decision(
+            log,
+            "config.reloaded",
+            f"reloaded {self._config}: {self._config_slas} SLAs, {len(self.channels)} channels",
+            config=str(self._config),
+            slas=self._config_slas,
+            channels=sorted(self.channels),
+        )
         result = self.evaluate_all()
         if not self.leadership.is_leader:
             self.request_evaluation()  # the leader evaluates the new SLAs
@@ -285,6 +321,7 @@ class SlaEngine:
                         )
                         if sla.remediate is not None and new:
                             self._request_remediation(conn, sla, new, now)
+                    _log_incidents(sla.name, new, gone)
                     opened += len(new)
                     resolved += len(gone)
                 with conn.transaction():

@@ -349,3 +349,17 @@ def for_update(dialect: DialectName) -> str:
     SQLite needs none: `transaction()` takes the database's write lock before the first read.
     """
     return " FOR UPDATE" if dialect == "postgresql" else ""
+
+
+def check_database(url: str, timeout: float = 3.0) -> None:
+    """Connect once, raising DatabaseUnavailable with the server's answer on one line.
+
+    Run before the pool opens: the pool would retry a wrong port or database name for its
+    whole timeout and then fail with its own message, not the server's."""
+    if not url.startswith(("postgresql://", "postgres://")):
+        return
+    try:
+        psycopg.connect(url, connect_timeout=max(1, round(timeout))).close()
+    except psycopg.Error as exc:
+        answer = " ".join(str(exc).split()).removeprefix("connection failed: ")
+        raise DatabaseUnavailable(answer or type(exc).__name__) from None

@@ -18,6 +18,7 @@ from functools import partial
 
 import psycopg
 
+from coplane.logs import decision
 from coplane.store.dialects import Conn
 
 log = logging.getLogger(__name__)
@@ -110,7 +111,7 @@ class Leadership:
             self._drop()
             return False
         self._leading = True
-        log.info("this replica now evaluates SLAs")
+        decision(log, "leadership.gained", "this replica now evaluates SLAs")
         return True
 
     def _run(self) -> None:
@@ -134,7 +135,12 @@ class Leadership:
                 # A dead session raises here, even when no notification came
                 self._conn.execute("SELECT 1")
             except (psycopg.Error, AssertionError) as exc:
-                log.warning("lost the SLA evaluation lock: %s", exc)
+                decision(
+                    log,
+                    "leadership.lost",
+                    f"lost the SLA evaluation lock: {exc}",
+                    level=logging.WARNING,
+                )
                 self._leading = False
                 self._drop()
 

@@ -39,6 +39,7 @@ class RunPoint:
     state: str
     seconds: float | None
     label: str
+    running: bool = False  # still going: `seconds` is its elapsed time so far
 
 
 def _seconds(value: float) -> str:
@@ -50,11 +51,27 @@ def _seconds(value: float) -> str:
     return f"{total}s"
 
 
+# Tick steps, in seconds: round values a reader expects on a time axis.
+_STEPS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 3 * 3600, 6 * 3600,
+          12 * 3600, 86400)  # fmt: skip
+
+
+def nice_ticks(total: float, most: int = 4) -> list[float]:
+    """0 and multiples of a round step up to `total`, at most `most` + 1 values: each label
+    distinct once shown in whole seconds (never "0s 0s 1s 1s")."""
+    step: float = next((s for s in _STEPS if total / s <= most), 0)
+    if not step:  # past days: whole days
+        step = 86400 * -(-total // (86400 * most))
+    count = int(total // step)
+    return [i * step for i in range(count + 1)]
+
+
 def duration_chart(
     runs: Sequence[RunPoint], width: float = 720, height: float = 160, axis: float = 56
 ) -> Chart:
     """Bars of the runs' durations, oldest left, with the p50-p95 band of completed runs behind
-    them. Runs with no duration (still running) get a short stub so they are still seen."""
+    them. A running run is drawn at its elapsed time; one with no duration at all gets a short
+    stub so it is still seen."""
     known = [r.seconds for r in runs if r.seconds is not None]
     completed = [r.seconds for r in runs if r.seconds is not None and r.state == "completed"]
     top = max(known, default=0.0) or 1.0
@@ -76,13 +93,19 @@ def duration_chart(
                 height=bar_height,
                 status=r.state,
                 title=f"{r.label}: {r.state}, "
-                + ("running" if r.seconds is None else _seconds(r.seconds)),
+                + (
+                    "running"
+                    if r.seconds is None
+                    else f"{_seconds(r.seconds)} so far"
+                    if r.running
+                    else _seconds(r.seconds)
+                ),
                 href=r.id,
             )
         )
     p50, p95 = percentile(completed, 50), percentile(completed, 95)
     band = None if p50 is None or p95 is None else (y_of(p95), y_of(p50))
-    ticks = ((y_of(top), _seconds(top)), (y_of(top / 2), _seconds(top / 2)), (height, "0s"))
+    ticks = tuple((y_of(s), _seconds(s)) for s in nice_ticks(top, 3))
     return Chart(width, height, tuple(bars), band, ticks)
 
 
@@ -120,5 +143,5 @@ def gantt(
         seconds = ((s.ended or now) - s.started).total_seconds()
         w = max(seconds / total * plot, 2.0)
         bars.append(Bar(x, y, w, row - 6, s.state, f"{s.label}: {s.state}, {_seconds(seconds)}"))
-    ticks = tuple((axis + plot * f, _seconds(total * f)) for f in (0.0, 0.25, 0.5, 0.75, 1.0))
+    ticks = tuple((axis + plot * s / total, _seconds(s)) for s in nice_ticks(total))
     return Chart(width, len(spans) * row + 18, tuple(bars), None, ticks, tuple(labels))

@@ -72,20 +72,52 @@ def read_graph(conn: Conn, collapse: bool) -> Graph:
             if end not in nodes:
                 nodes[end] = Node(end, None, None)
     _health(conn, nodes)
-    if not collapse:
-        return Graph(nodes, raw)
+    linked = {end for edge in raw for end in edge}
     into = {
         i: node.parent
         for i, node in nodes.items()
-        if node.kind == n.KIND_TASK and node.parent in nodes
+        if node.kind == n.KIND_TASK
+        and node.parent in nodes
+        and (collapse or i not in linked)  # shown, a task without lineage would float alone
     }
     for task, pipeline in into.items():
         parent = nodes[pipeline or task]
         if _worse(nodes[task].status, parent.status):
             parent.status = nodes[task].status
         del nodes[task]
-    edges = {(into.get(s) or s, into.get(t) or t) for s, t in raw}
-    return Graph(nodes, {(s, t) for s, t in edges if s != t})
+    return Graph(nodes, fold_tasks(raw, {t: p for t, p in into.items() if p is not None}))
+
+
+def fold_tasks(edges: set[tuple[str, str]], into: dict[str, str]) -> set[tuple[str, str]]:
+    """The lineage with each task of `into` folded into its pipeline, keeping the lineage
+    that runs through tasks: a task reading A and writing B becomes the edge A -> B, so a
+    dbt project reads raw -> stg -> mart rather than every model hanging off the project.
+    The pipeline keeps an edge to what it produces last (outputs none of its tasks reads),
+    and to or from the assets of tasks that only read or only write."""
+    ins: dict[str, set[str]] = {}
+    outs: dict[str, set[str]] = {}
+    folded: set[tuple[str, str]] = set()
+    for s, t in edges:
+        if t in into:
+            ins.setdefault(t, set()).add(s)
+        if s in into:
+            outs.setdefault(s, set()).add(t)
+        if s not in into and t not in into:
+            folded.add((s, t))
+    read_by: dict[str, set[str]] = {}  # pipeline -> what its tasks read
+    for task, pipeline in into.items():
+        read_by.setdefault(pipeline, set()).update(ins.get(task, ()))
+    for task, pipeline in into.items():
+        sources = {into.get(s, s) for s in ins.get(task, ())}
+        targets = {into.get(t, t) for t in outs.get(task, ())}
+        if sources and targets:
+            folded.update((s, t) for s in sources for t in targets)
+            folded.update((pipeline, t) for t in targets if t not in read_by[pipeline])
+        elif targets:
+            folded.update((pipeline, t) for t in targets)
+        elif sources:
+            folded.update((s, pipeline) for s in sources)
+    return {(s, t) for s, t in folded if s != t}
 
 
 _ORDER = ("breached", "failed", "failing_checks", "at_risk", "running", "unknown", "ok")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,6 +14,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from jinja2_fragments import render_block
 from markupsafe import Markup
 
+from coplane.rules.common import span
 from coplane.web import csrf
 
 HERE = Path(__file__).parent
@@ -131,6 +133,32 @@ def percent(value: float | None) -> str:
     return "—" if value is None else f"{value * 100:.1f}%"
 
 
+# A duration rule's reason for a run still going (coplane.rules.duration): its elapsed time
+# was true when it was evaluated, and the page shows it later, refreshing itself.
+_RUNNING_FOR = re.compile(
+    r"running for (?:\d+[dhms] ?)+ since (\d{4}-\d{2}-\d{2} \d{2}:\d{2}(?::\d{2})?) UTC"
+)
+
+
+def live(text: str | None, now: datetime | None = None) -> str:
+    """A reason with each "running for 12m since 2026-11-02 08:10 UTC" brought up to now."""
+    if not text or "running for" not in text:
+        return text or ""
+    at = now or datetime.now(UTC)
+
+    def elapsed(found: re.Match[str]) -> str:
+        fmt = "%Y-%m-%d %H:%M:%S" if found[1].count(":") == 2 else "%Y-%m-%d %H:%M"
+        started = datetime.strptime(found[1], fmt).replace(tzinfo=UTC)
+        return f"running for {span(at - started)} since {found[1]} UTC"
+
+    return _RUNNING_FOR.sub(elapsed, text)
+
+
+def counted(count: int, noun: str) -> str:
+    """"1 evaluation", "3 evaluations": a count with its noun in the right number."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
 def _environment() -> Environment:
     env = Environment(
         loader=FileSystemLoader(HERE / "templates"),
@@ -146,6 +174,8 @@ def _environment() -> Environment:
     env.filters["duration"] = duration
     env.filters["relative"] = relative
     env.filters["percent"] = percent
+    env.filters["counted"] = counted
+    env.filters["live"] = live
     return env
 
 
@@ -167,7 +197,11 @@ def render(
         values["csrf_token"] = csrf.token_for(request)  # the log-out form's
     target = request.headers.get("hx-target", "")
     if request.headers.get("hx-request") == "true" and target in blocks:
+        # htmx sets the tab's title from a <title> in a partial: the page's own, so that the
+        # tab keeps naming what the (pushed) URL shows
+        title = render_block(ENV, template, "title", **values).strip()
         html = render_block(ENV, template, target.replace("-", "_"), **values)
+        html += f"\n<title>{title} · coplane</title>\n" if title else ""
     else:
         html = ENV.get_template(template).render(**values)
     response = HTMLResponse(html, status_code=status_code)

@@ -13,7 +13,7 @@ from fastapi.responses import HTMLResponse
 
 from coplane.events import names as n
 from coplane.http.deps import store_of
-from coplane.store.dialects import Conn
+from coplane.store.dialects import Conn, Row
 from coplane.store.errors import NotFound
 from coplane.store.events import EventFilter, event_json, list_events
 from coplane.store.health import incidents_of
@@ -41,6 +41,16 @@ def resource_url(kind: str | None, rid: str) -> str:
 
 def _slas_watching(conn: Conn, rid: str) -> list[StoredSla]:
     return SlaIndex(list_slas(conn)).watching(rid)
+
+
+def _run_point(row: Row, now: datetime) -> RunPoint:
+    """A run for the duration chart; a running one at its elapsed time, so that a run far
+    past its usual (or its SLA's) duration stands out instead of being the shortest bar."""
+    seconds = run_json(row)["duration_s"]
+    running = seconds is None and row["state"] == "running" and row["started"] is not None
+    if running:
+        seconds = max((now - row["started"]).total_seconds(), 0.0)
+    return RunPoint(str(row["id"]), row["state"] or "unknown", seconds, row["run_key"], running)
 
 
 def _sla_history(conn: Conn, slas: list[StoredSla], rid: str) -> list[dict[str, Any]]:
@@ -109,10 +119,7 @@ def pipeline_page(request: Request, pid: str, run: str | None = None) -> HTMLRes
             task_links = _links(conn, pipeline["tasks"])
     except NotFound as exc:
         return error_page(request, 404, "Not found", str(exc))
-    points = [
-        RunPoint(str(r["id"]), r["state"] or "unknown", run_json(r)["duration_s"], r["run_key"])
-        for r in reversed(rows)
-    ]
+    points = [_run_point(r, now) for r in reversed(rows)]
     spans = [
         Span(
             str(t["id"]),

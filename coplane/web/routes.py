@@ -3,6 +3,7 @@ the routers of the other pages."""
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -114,11 +115,21 @@ def incident_page(request: Request, incident_id: str) -> HTMLResponse:
             notes = list_notifications(conn, [row["id"]])
             incident = incident_json(row, notes.get(str(row["id"]), []))
             remediation = read_remediation(conn, row["id"])
+            cause = None
+            if row["inhibited_by"] is not None:
+                # named by its SLA and reason: a bare UUID tells the reader nothing
+                with contextlib.suppress(NotFound):
+                    cause = incident_json(read_incident(conn, str(row["inhibited_by"])), [])
     except NotFound:
         return _no_incident(request, incident_id)
     token = csrf.token_for(request)
-    context = {"incident": incident, "state": _incident_state(incident), "csrf_token": token,
-               "remediation": remediation}
+    context = {
+        "incident": incident,
+        "cause": cause,
+        "state": _incident_state(incident),
+        "csrf_token": token,
+        "remediation": remediation,
+    }
     response = render(request, "incident.html", context)
     csrf.set_token(request, response, token)
     return response

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -372,3 +373,16 @@ def test_without_an_objective_no_budget_alert_and_no_extra_wakes(store: Store) -
     assert result.next_wake == due + timedelta(days=1)
     assert [i["key"] for i in _incidents(store, "open")] == ["sales_fresh:2026-11-02T08:00:00Z"]
 
+
+def test_a_reload_is_logged_with_what_it_loaded(
+    store: Store, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = tmp_path / "coplane.yaml"
+    config.write_text(
+        "slas:\n  - name: from_file\n    kind: freshness\n    target: t\n    max_age: 1h\n"
+    )
+    engine = _new_engine(store, None, config)
+    caplog.set_level(logging.INFO, logger="coplane.slas.engine")
+    engine.reload()
+    [line] = [r for r in caplog.records if r.__dict__.get("decision") == "config.reloaded"]
+    assert line.__dict__["slas"] == 1 and "1 SLAs, 0 channels" in line.getMessage()

@@ -55,3 +55,20 @@ def test_walks_stop_on_cycles_and_respect_hops() -> None:
     reached, path = downstream_of(edges, "a")
     assert reached == {"b", "c", "d"}  # a itself is not "downstream of a", cycle or not
     assert path == {("a", "b"), ("b", "c"), ("c", "a"), ("c", "d")}
+
+
+def test_axis_labels_never_repeat_and_are_round() -> None:
+    # a 2 s run used to be labelled 0s 0s 1s 1s 2s
+    spans = [Span("a", "extract", "completed", T, T + timedelta(seconds=2))]
+    labels = [label for _, label in gantt(spans, now=T).ticks]
+    assert labels == ["0s", "1s", "2s"]
+    for seconds in (1, 3, 7, 59, 61, 125, 3599, 7300, 200_000):
+        ticks = duration_chart([RunPoint("r", "completed", seconds, "r")]).ticks
+        shown = [label for _, label in ticks]
+        assert len(shown) == len(set(shown)) >= 2, (seconds, shown)
+
+
+def test_a_running_run_is_drawn_at_its_elapsed_time() -> None:
+    runs = [RunPoint("a", "completed", 60, "r1"), RunPoint("b", "running", 600, "r2", True)]
+    done, running = duration_chart(runs).bars
+    assert running.height > done.height and "10m 0s so far" in running.title

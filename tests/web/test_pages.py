@@ -252,7 +252,9 @@ def test_inhibited_by_links_to_its_cause(web: TestClient, store: Store) -> None:
     child = opened[0]
     assert str(child["inhibited_by"]) == cause
     html = page(web, f"/incidents/{child['id']}")
-    assert f'<a href="/incidents/{cause}">incident {cause}</a>' in html
+    # named by its SLA and reason, not by its UUID
+    assert f'<a href="/incidents/{cause}">sales_fresh</a>: sales_daily: no update (a)' in html
+    assert f"incident {cause}" not in html
 
 
 # --- ack and resolve through the forms --------------------------------------------------------

@@ -136,7 +136,22 @@ class _Reporter:
         if not ok and not self.warned:
             self.warned = True
             reason = " ".join((self.client.last_ping_error or "ping failed").split())
-            _say(f"coplane: warning: this run is not reported to coplane: {reason}")
+            _say(f"coplane: warning: this run is not reported to coplane: {reason}{self._hint()}")
+
+    def _hint(self) -> str:
+        """What to do about the refusal, when the wrapper's own options can fix it."""
+        status = self.client.last_ping_status
+        if status == 404 and not self.create and self.ping_key is None:
+            return (
+                f". The server has no monitor {self.slug!r}: add --create to create it with "
+                "this ping (or check the slug)"
+            )
+        if status == 401 and not self.client.sends_api_key and self.ping_key is None:
+            return (
+                ". The server asks for an API key: set COPLANE_API_KEY to one with the ingest "
+                "scope, or pass the monitor's --ping-key"
+            )
+        return ""
 
 
 class _SignalForwarder:
