@@ -31,7 +31,7 @@ DEFAULT_PG_SERVER = "postgresql://127.0.0.1:5432/postgres"
 DERIVED_AND_EVENTS = (
     "events, runs, resources, assets, checks, lineage_edges, "
     "slas, sla_states, sla_evaluations, incidents, notifications, channel_states, api_keys, "
-    "users, sessions, secrets, ping_keys"
+    "users, sessions, secrets, ping_keys, sla_warnings"
 )
 
 

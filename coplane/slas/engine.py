@@ -58,6 +58,7 @@ from coplane.store.slas import (
     save_sla_states,
     sla_version,
 )
+from coplane.store.warnings import apply_warning
 
 log = logging.getLogger(__name__)
 
@@ -211,7 +212,7 @@ class SlaEngine:
             self._pending = None  # changes from here on need another pass
             self._last_pass = datetime.now(UTC)
             now = now or self._last_pass
-            opened = resolved = 0
+            opened = resolved = queued = 0
             wakes: list[datetime] = []
             with self._store.connect() as conn:
                 known = self._known_slas(conn)
@@ -265,6 +266,7 @@ class SlaEngine:
                     if same_keys:
                         if record is not None:
                             records.append(record)
+                        queued += self._warn(conn, entry, evaluation, now)
                         continue  # nothing opens or resolves
                     assert record is not None
                     with conn.transaction():
@@ -282,6 +284,7 @@ class SlaEngine:
                             self._request_remediation(conn, sla, new, now)
                     opened += len(new)
                     resolved += len(gone)
+                    queued += self._warn(conn, entry, evaluation, now)
                 with conn.transaction():
                     save_sla_states(conn, changed, now)
                     insert_sla_evaluations(conn, records)
@@ -291,9 +294,21 @@ class SlaEngine:
                 self._scheduler.run_at(_DEADLINE_JOB, next_wake, self.evaluate_changed)
             if opened or resolved:
                 log.info("SLA pass: %d opened, %d resolved", opened, resolved)
-                if self._dispatcher is not None:
-                    self._dispatcher.wake()
+            if (opened or resolved or queued) and self._dispatcher is not None:
+                self._dispatcher.wake()
             return PassResult(len(chosen), opened, resolved, next_wake)
+
+    def _warn(self, conn: Conn, entry: _Known, evaluation: Evaluation, now: datetime) -> int:
+        """Raise or settle the SLA's early warning (rules/warning.py); notifications queued.
+
+        Only an SLA with `warn_at_risk` that is at risk now, or has a warning open (or may
+        have: not looked at yet in this process), costs a look at the store.
+        """
+        sla = entry.sla
+        if not sla.warn_at_risk or (evaluation.status != "at_risk" and entry.warned is False):
+            return 0
+        entry.warned, queued = apply_warning(conn, sla, evaluation, sla_target(sla), now)
+        return queued
 
     def _known_slas(self, conn: Conn) -> list[_Known]:
         """Every stored SLA, parsed once per change rather than once per pass."""
@@ -392,6 +407,7 @@ class _Known:
     watches: frozenset[str] | None  # resource ids whose events can change it; None: any
     last: Evaluation | None = None  # its latest evaluation in this process
     budget_wake: datetime | None = None  # when its burn rates need another look
+    warned: bool | None = None  # whether it has an open early warning; None: not known yet
 
 
 def watched_resources(sla: SLA, last: Evaluation | None = None) -> frozenset[str] | None:
