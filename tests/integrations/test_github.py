@@ -293,3 +293,8 @@ def test_too_many_requests_waits_as_told(
     with pytest.raises(IntegrationError) as failed:
         notifier.send(make_alert())
     assert not failed.value.permanent and failed.value.retry_after == 60.0
+
+
+def test_an_early_warning_gets_no_issue(notifier: GitHubNotifier) -> None:
+    assert not notifier.wants(make_alert("warn", warning=True))
+    assert not notifier.wants(make_alert("resolve", warning=True, thread={"number": 3}))
