@@ -302,10 +302,13 @@ class SlaEngine:
         """Raise or settle the SLA's early warning (rules/warning.py); notifications queued.
 
         Only an SLA with `warn_at_risk` that is at risk now, or has a warning open (or may
-        have: not looked at yet in this process), costs a look at the store.
+        have: not looked at yet in this process), costs a look at the store. One whose
+        `warn_at_risk` was just turned off still settles the warning it has open.
         """
         sla = entry.sla
-        if not sla.warn_at_risk or (evaluation.status != "at_risk" and entry.warned is False):
+        raises = sla.warn_at_risk and evaluation.status == "at_risk"
+        unknown = entry.warned is None and sla.warn_at_risk
+        if not (raises or unknown or entry.warned):
             return 0
         entry.warned, queued = apply_warning(conn, sla, evaluation, sla_target(sla), now)
         return queued
@@ -338,7 +341,9 @@ class SlaEngine:
             except (KeyError, ValueError):  # deleted meanwhile, or unreadable by this version
                 log.exception("cannot read the stored SLA %s", row["name"])
                 continue
-            known.append(_Known(sla, row["created"], row["updated"], state, watched_resources(sla)))
+            entry = _Known(sla, row["created"], row["updated"], state, watched_resources(sla))
+            entry.warned = old.warned if old is not None else None  # an open warning stays
+            known.append(entry)
         self._known, self._version, self._loaded_at = known, version, time.monotonic()
         return known
 

@@ -146,3 +146,20 @@ def test_without_warn_at_risk_nothing_is_sent_before_the_breach(
 def list_incidents_open(store: Store) -> list[dict[str, Any]]:
     with store.connect() as conn:
         return list_incidents(conn, "open", 10)
+
+
+def test_a_warning_open_when_warn_at_risk_is_turned_off_still_ends(
+    store: Store, slack: FakeService, setup: tuple[SlaEngine, Dispatcher]
+) -> None:
+    engine, dispatcher = setup
+    _run(store, "run.started", "r22", _at(8, 30))
+    engine.evaluate_all(_at(8, 40))
+    dispatcher.run_once(_at(8, 40))
+    with store.connect() as conn:
+        upsert_slas(conn, [_sla(warn_at_risk=False)], "api", _at(8, 45))
+    _run(store, "run.completed", "r22", _at(8, 55))
+    engine.evaluate_all(_at(8, 56))
+    dispatcher.run_once(_at(8, 56))
+    assert [w["outcome"] for w in _warnings(store)] == ["met"]
+    [_, (method, edit), _] = _calls(slack)
+    assert method == "chat.update" and edit["text"].startswith("Met in time")
