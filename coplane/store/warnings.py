@@ -119,6 +119,33 @@ def read_warning(conn: Conn, warning_id: uuid.UUID | str) -> Row:
     return row
 
 
+def list_sla_warnings(conn: Conn, sla: str, limit: int) -> list[dict[str, Any]]:
+    """One SLA's early warnings newest first, as the API shows them."""
+    rows = conn.query(
+        f"SELECT {WARNING_COLUMNS} FROM sla_warnings WHERE sla = ? "
+        "ORDER BY opened DESC, id DESC LIMIT ?",
+        (sla, limit),
+    )
+    return [
+        {
+            "id": str(r["id"]),
+            "key": r["key"],
+            "reason": r["reason"],
+            "resource": r["resource"],
+            "due": _iso(r["due"]),
+            "opened": _iso(r["opened"]),
+            "resolved": _iso(r["resolved"]),
+            "outcome": r["outcome"],
+            "incident_id": None if r["incident_id"] is None else str(r["incident_id"]),
+        }
+        for r in rows
+    ]
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
 def read_warn_notification(conn: Conn, warning_id: uuid.UUID | str, channel: str) -> Row | None:
     """The 'warn' notification of a warning on a channel (its thread once sent)."""
     return conn.one(
