@@ -35,7 +35,8 @@ DERIVED_AND_EVENTS = (
     "slas, sla_states, sla_evaluations, incidents, notifications, channel_states, api_keys, "
     "users, sessions, secrets, ping_keys, openlineage_runs, logs, concurrency_leases, "
     "concurrency_limits, run_pauses, connections, deployments, flow_runs, workers, schedules, "
-    "remediations, automations, automation_firings, automation_decisions, automation_cursor"
+    "remediations, automations, automation_firings, automation_decisions, automation_cursor, "
+    "sla_warnings"
 )
 
 

@@ -49,6 +49,7 @@ from coplane.store.incidents import (
     settle_notification,
 )
 from coplane.store.slas import read_sla
+from coplane.store.warnings import read_warn_notification, read_warning, warning_thread
 
 log = logging.getLogger(__name__)
 
@@ -246,16 +247,13 @@ class Dispatcher:
                 mark_failed(conn, row["id"], now, error, True, None)
                 return Outcome("dead", error)
             config, notifier = found
-            try:
-                incident = read_incident(conn, row["incident_id"])
-            except NotFound:
-                return Outcome("dead", "the incident is gone")
-            sla = _read_sla_or_none(conn, incident["sla"])  # None once the SLA was deleted
-            labels = dict(sla.labels) if sla is not None else {}
-            held, thread = self._hold(conn, row, incident, config, labels, now)
+            if row["warning_id"] is not None:
+                held, alert = self._warning(conn, row, config, now)
+            else:
+                held, alert = self._incident(conn, row, config, now)
             if held is not None:
                 return held
-            alert = self._alert(row, incident, sla, thread)
+            assert alert is not None
             if not notifier.wants(alert):
                 note = f"the {config.type} channel does not announce this"
                 settle_notification(conn, row["id"], "skipped", note)
@@ -278,6 +276,73 @@ class Dispatcher:
             **_fields(row),
         )
         return Outcome("sent")
+
+    def _incident(
+        self, conn: Conn, row: Row, config: ChannelConfig, now: datetime
+    ) -> tuple[Outcome | None, Alert | None]:
+        """The alert about an incident, or why it is not sent now."""
+        try:
+            incident = read_incident(conn, row["incident_id"])
+        except NotFound:
+            return Outcome("dead", "the incident is gone"), None
+        sla = _read_sla_or_none(conn, incident["sla"])  # None once the SLA was deleted
+        labels = dict(sla.labels) if sla is not None else {}
+        held, thread = self._hold(conn, row, incident, config, labels, now)
+        if held is not None:
+            return held, None
+        return None, self._alert(row, incident, sla, thread)
+
+    def _warning(
+        self, conn: Conn, row: Row, config: ChannelConfig, now: datetime
+    ) -> tuple[Outcome | None, Alert | None]:
+        """The alert about an early warning ('warn', or 'resolve' when met in time), or why
+        it is not sent now. A resolve follows only a warning announced on its channel."""
+        try:
+            warning = read_warning(conn, row["warning_id"])
+        except NotFound:
+            return Outcome("dead", "the warning is gone"), None
+        sla = _read_sla_or_none(conn, warning["sla"])
+        labels = dict(sla.labels) if sla is not None else {}
+        thread = None
+        if row["action"] == "warn":
+            if warning["resolved"] is not None:
+                note = f"the window was {warning['outcome']} before the warning was announced"
+                settle_notification(conn, row["id"], "skipped", note)
+                return Outcome("skipped", note), None
+            silenced = _silence(conn, row, config, labels, now)
+            if silenced is not None:
+                return silenced, None
+        else:
+            warn = read_warn_notification(conn, warning["id"], row["channel"])
+            if warn is None or warn["status"] not in ("pending", "sent"):
+                why = "never announced" if warn is None else f"not announced ({warn['status']})"
+                settle_notification(conn, row["id"], "skipped", f"the warning was {why} here")
+                return Outcome("skipped", why), None
+            if warn["status"] == "pending":
+                defer_notification(conn, row["id"], max(warn["due"], now) + IN_FLIGHT_WAIT)
+                return Outcome("deferred", "waiting for the warning's first alert"), None
+            thread = warn["response"] if isinstance(warn["response"], dict) else None
+        alert = Alert(
+            action=row["action"],
+            channel=row["channel"],
+            incident_id=str(warning["id"]),
+            sla=warning["sla"],
+            kind=sla.kind if sla is not None else "unknown",
+            severity=sla.severity if sla is not None else "warning",
+            reason=warning["reason"],
+            resource=warning["resource"],
+            affected=[],
+            due=warning["due"],
+            opened=warning["opened"],
+            url=f"{self._public_url}/slas/{warning['sla']}",
+            resolved=warning["resolved"],
+            owners=list(sla.owners) if sla is not None else [],
+            labels=labels,
+            attempt=row["attempts"],
+            thread=thread,
+            warning=True,
+        )
+        return None, alert
 
     def _hold(
         self,
@@ -303,17 +368,12 @@ class Dispatcher:
             settle_notification(conn, row["id"], "inhibited", note)
             return Outcome("inhibited", note), None
         if action != "resolve":
-            quiet = _quiet_for(config.quiet, labels, now)
-            if quiet is not None:
-                if quiet.until is not None:
-                    note = f"quiet until {quiet.until.isoformat()}"
-                else:
-                    note = f"quiet on a day off ({_day_off(quiet, now)})"
-                note += f": {quiet.reason}" if quiet.reason else ""
-                settle_notification(conn, row["id"], "silenced", note)
-                return Outcome("silenced", note), None
+            silenced = _silence(conn, row, config, labels, now)
+            if silenced is not None:
+                return silenced, None
         if action == "trigger":
-            return None, None
+            # A breach its early warning foretold continues the warning's thread there.
+            return None, warning_thread(conn, incident["id"], row["channel"])
         trigger = read_trigger(conn, incident["id"], row["channel"])
         if trigger is None or trigger["status"] not in ("pending", "sent"):
             # Only what was announced on a channel is followed up there.
@@ -433,6 +493,22 @@ def _read_sla_or_none(conn: Conn, name: str) -> SLA | None:
         return read_sla(conn, name).sla
     except NotFound:
         return None
+
+
+def _silence(
+    conn: Conn, row: Row, config: ChannelConfig, labels: Mapping[str, str], now: datetime
+) -> Outcome | None:
+    """Settle a notification as silenced when a quiet period of its channel covers it now."""
+    quiet = _quiet_for(config.quiet, labels, now)
+    if quiet is None:
+        return None
+    if quiet.until is not None:
+        note = f"quiet until {quiet.until.isoformat()}"
+    else:
+        note = f"quiet on a day off ({_day_off(quiet, now)})"
+    note += f": {quiet.reason}" if quiet.reason else ""
+    settle_notification(conn, row["id"], "silenced", note)
+    return Outcome("silenced", note)
 
 
 def _quiet_for(quiets: list[Quiet], labels: Mapping[str, str], now: datetime) -> Quiet | None:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
-Action = Literal["trigger", "repeat", "resolve", "test"]
+Action = Literal["trigger", "repeat", "resolve", "test", "warn"]
 
 
 class IntegrationError(Exception):
@@ -29,6 +29,11 @@ class Alert:
     `thread` is what this channel answered when it announced the incident (the `trigger`):
     Slack's channel and ts, a Jira issue key, a GitHub issue number. It is None for the
     trigger itself, and for a resolve of an incident whose trigger this channel never sent.
+
+    An early warning (`warning`: an SLA with `warn_at_risk` forecast to miss its deadline) is
+    announced with action `warn`, and `resolve` when the window was met in time; its
+    `incident_id` is then the warning's id. A breach's `trigger` has the warning's `thread`
+    when this channel announced the warning the breach continues.
     """
 
     action: Action
@@ -49,11 +54,14 @@ class Alert:
     labels: dict[str, str] = field(default_factory=dict)
     attempt: int = 0  # earlier attempts of this notification: > 0 means a retry
     thread: dict[str, Any] | None = None
+    warning: bool = False  # about an early warning, not an incident
 
     @property
     def title(self) -> str:
         """A one-line summary, such as '[critical] sales_fresh breached'."""
         state = "resolved" if self.action == "resolve" else "breached"
+        if self.warning:
+            state = "met in time" if self.action == "resolve" else "at risk"
         if self.action == "test":
             state = "test alert"
         return f"[{self.severity}] {self.sla} {state}"

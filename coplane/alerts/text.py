@@ -13,6 +13,10 @@ def headline(alert: Alert) -> str:
     """The first line: what happened, such as 'sales_fresh breached: no update since ...'."""
     if alert.action == "test":
         return f"Test alert from coplane to channel {alert.channel}: delivery works."
+    if alert.action == "warn":
+        return f"Early warning: {alert.reason}"
+    if alert.action == "resolve" and alert.warning:
+        return f"Met in time: {alert.sla} made its deadline (was at risk: {alert.reason})"
     if alert.action == "resolve":
         return f"Resolved: {alert.sla} is met again (was: {alert.reason})"
     if alert.action == "repeat":

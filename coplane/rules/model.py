@@ -181,6 +181,8 @@ class SLABase(BaseModel):
     # which a heartbeat already uses for its ping interval).
     objective: Percent | None = None
     objective_period: Annotated[Duration, AfterValidator(_at_most_90_days)] | None = None
+    # One early warning per deadline window its forecast says will be missed (rules/warning.py)
+    warn_at_risk: bool = False
 
     @model_validator(mode="after")
     def _period_needs_objective(self) -> SLABase:

@@ -38,6 +38,7 @@ from coplane.store.slas import (
     sla_definition,
     upsert_slas,
 )
+from coplane.store.warnings import list_sla_warnings
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -203,6 +204,19 @@ def get_sla_explain(
         read_sla(conn, name)  # NotFound names the SLA
         rows = list_sla_evaluations(conn, name, limit)
     return {"sla": name, "evaluations": [evaluation_json(row) for row in rows]}
+
+
+@router.get("/api/slas/{name}/warnings", summary="An SLA's early warnings, newest first")
+def get_sla_warnings(
+    request: Request,
+    name: str,
+    limit: Annotated[int, Query(ge=1, le=100, description="warnings, newest first")] = 20,
+) -> dict[str, Any]:
+    """The early warnings of an SLA with `warn_at_risk` and what became of each; 404 when
+    there is no SLA of that name."""
+    with store_of(request).connect() as conn:
+        read_sla(conn, name)  # NotFound names the SLA
+        return {"sla": name, "warnings": list_sla_warnings(conn, name, limit)}
 
 
 @router.post("/api/slas", status_code=201, summary="Declare an SLA")

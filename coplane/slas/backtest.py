@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import groupby
 from typing import Any
@@ -24,8 +24,10 @@ import msgspec
 
 from coplane.events.model import Event, EventDecodeError, decode_events
 from coplane.rules import evaluate
+from coplane.rules.facts import Evaluation
 from coplane.rules.model import SLA, ExpectedEventSLA
 from coplane.rules.schedule import MAX_LOOKBACK
+from coplane.rules.warning import Outcome, outcome, warning_due
 from coplane.slas.engine import DEBOUNCE, watched_resources
 from coplane.store.dialects import Conn
 from coplane.store.events import insert_events
@@ -82,6 +84,18 @@ class BacktestBreach:
     resource: str | None
 
 
+@dataclass(slots=True)
+class BacktestWarning:
+    """One early warning the engine would have sent (`warn_at_risk`), and what became of it."""
+
+    key: str
+    due: datetime
+    warned_at: datetime
+    reason: str
+    outcome: Outcome | None = None  # met or breached; None while still open at `end`
+    settled_at: datetime | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class BacktestResult:
     """The breaches, in the order they were opened, and how many evaluations ran."""
@@ -89,6 +103,7 @@ class BacktestResult:
     breaches: list[BacktestBreach]
     evaluations: int
     events: int  # events replayed
+    warnings: list[BacktestWarning] = field(default_factory=list)  # with warn_at_risk only
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -109,6 +124,17 @@ def backtest_json(result: BacktestResult) -> dict[str, Any]:
                 "resource": b.resource,
             }
             for b in result.breaches
+        ],
+        "warnings": [
+            {
+                "key": w.key,
+                "due": _iso(w.due),
+                "warned_at": _iso(w.warned_at),
+                "outcome": w.outcome,
+                "settled_at": _iso(w.settled_at),
+                "reason": w.reason,
+            }
+            for w in result.warnings
         ],
         "evaluations": result.evaluations,
         "events": result.events,
@@ -220,6 +246,8 @@ def run_backtest(
     batches = [(a, [e for _, e in group]) for a, group in groupby(queue, key=lambda p: p[0])]
     opened: dict[str, BacktestBreach] = {}
     breaches: list[BacktestBreach] = []
+    warned: dict[str, BacktestWarning] = {}  # every warning by key: one per window, as live
+    warnings: list[BacktestWarning] = []
     evaluations = 0
     with migrated_connection("sqlite:///:memory:") as conn:
         now, pending, deadline = start, 0, None
@@ -249,6 +277,7 @@ def run_backtest(
                     breaches.append(opened[key])
             for key in [k for k in opened if k not in current]:
                 opened.pop(key).resolved_at = now
+            _warn(sla, evaluation, now, warned, warnings)
             deadline = evaluation.next_deadline
             upcoming: list[datetime] = []
             if pending < len(batches):  # ingest wakes the engine at most once per DEBOUNCE
@@ -258,4 +287,22 @@ def run_backtest(
             if not upcoming or min(upcoming) > end:
                 break
             now = min(upcoming)
-    return BacktestResult(breaches, evaluations, len(queue))
+    return BacktestResult(breaches, evaluations, len(queue), warnings)
+
+
+def _warn(
+    sla: SLA,
+    evaluation: Evaluation,
+    now: datetime,
+    warned: dict[str, BacktestWarning],
+    warnings: list[BacktestWarning],
+) -> None:
+    """Settle the open warnings and raise a due one, as the engine does (store/warnings.py)."""
+    for w in warnings:
+        if w.outcome is None:
+            w.outcome = outcome(w.key, w.due, w.warned_at, evaluation)
+            w.settled_at = now if w.outcome is not None else None
+    due = warning_due(sla.name, sla.warn_at_risk, evaluation)
+    if due is not None and due.key not in warned:
+        warned[due.key] = BacktestWarning(due.key, due.due, now, due.reason)
+        warnings.append(warned[due.key])

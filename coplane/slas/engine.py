@@ -59,6 +59,7 @@ from coplane.store.slas import (
     save_sla_states,
     sla_version,
 )
+from coplane.store.warnings import apply_warning
 
 log = logging.getLogger(__name__)
 
@@ -252,7 +253,7 @@ class SlaEngine:
             self._pending = None  # changes from here on need another pass
             self._last_pass = datetime.now(UTC)
             now = now or self._last_pass
-            opened = resolved = 0
+            opened = resolved = queued = 0
             wakes: list[datetime] = []
             with self._store.connect() as conn:
                 known = self._known_slas(conn)
@@ -306,6 +307,7 @@ class SlaEngine:
                     if same_keys:
                         if record is not None:
                             records.append(record)
+                        queued += self._warn(conn, entry, evaluation, now)
                         continue  # nothing opens or resolves
                     assert record is not None
                     with conn.transaction():
@@ -324,6 +326,7 @@ class SlaEngine:
                     _log_incidents(sla.name, new, gone)
                     opened += len(new)
                     resolved += len(gone)
+                    queued += self._warn(conn, entry, evaluation, now)
                 with conn.transaction():
                     save_sla_states(conn, changed, now)
                     insert_sla_evaluations(conn, records)
@@ -333,9 +336,24 @@ class SlaEngine:
                 self._scheduler.run_at(_DEADLINE_JOB, next_wake, self.evaluate_changed)
             if opened or resolved:
                 log.info("SLA pass: %d opened, %d resolved", opened, resolved)
-                if self._dispatcher is not None:
-                    self._dispatcher.wake()
+            if (opened or resolved or queued) and self._dispatcher is not None:
+                self._dispatcher.wake()
             return PassResult(len(chosen), opened, resolved, next_wake)
+
+    def _warn(self, conn: Conn, entry: _Known, evaluation: Evaluation, now: datetime) -> int:
+        """Raise or settle the SLA's early warning (rules/warning.py); notifications queued.
+
+        Only an SLA with `warn_at_risk` that is at risk now, or has a warning open (or may
+        have: not looked at yet in this process), costs a look at the store. One whose
+        `warn_at_risk` was just turned off still settles the warning it has open.
+        """
+        sla = entry.sla
+        raises = sla.warn_at_risk and evaluation.status == "at_risk"
+        unknown = entry.warned is None and sla.warn_at_risk
+        if not (raises or unknown or entry.warned):
+            return 0
+        entry.warned, queued = apply_warning(conn, sla, evaluation, sla_target(sla), now)
+        return queued
 
     def _known_slas(self, conn: Conn) -> list[_Known]:
         """Every stored SLA, parsed once per change rather than once per pass."""
@@ -365,7 +383,9 @@ class SlaEngine:
             except (KeyError, ValueError):  # deleted meanwhile, or unreadable by this version
                 log.exception("cannot read the stored SLA %s", row["name"])
                 continue
-            known.append(_Known(sla, row["created"], row["updated"], state, watched_resources(sla)))
+            entry = _Known(sla, row["created"], row["updated"], state, watched_resources(sla))
+            entry.warned = old.warned if old is not None else None  # an open warning stays
+            known.append(entry)
         self._known, self._version, self._loaded_at = known, version, time.monotonic()
         return known
 
@@ -434,6 +454,7 @@ class _Known:
     watches: frozenset[str] | None  # resource ids whose events can change it; None: any
     last: Evaluation | None = None  # its latest evaluation in this process
     budget_wake: datetime | None = None  # when its burn rates need another look
+    warned: bool | None = None  # whether it has an open early warning; None: not known yet
 
 
 def watched_resources(sla: SLA, last: Evaluation | None = None) -> frozenset[str] | None:

@@ -18,8 +18,8 @@ INCIDENT_COLUMNS = (
     "resolved, inhibited_by, evaluation_id"
 )
 NOTIFICATION_COLUMNS = (
-    "id, incident_id, channel, action, created, due, claimed, sent, attempts, status, "
-    "last_error, response"
+    "id, incident_id, warning_id, channel, action, created, due, claimed, sent, attempts, "
+    "status, last_error, response"
 )
 IncidentState = Literal["open", "resolved"]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -317,5 +317,79 @@ def test_a_deadline_passed_while_the_server_was_down_is_raised_at_start_up(
         server.start()
         [post] = wait_for(fakes.slack_posts, message="the alert raised at start-up")
         assert "r1" in post["text"]
+    finally:
+        server.stop()
+
+
+WARNED = """
+  - name: sales_warned
+    kind: completion
+    target: airflow.prod.sales_daily
+    within: {within}
+    warn_at_risk: true
+    notify: [slack, pagerduty]
+"""
+
+
+def past_runs(server: LiveServer, minutes: int) -> None:
+    """Three completed runs of `minutes` each, over the last hours: what forecasts read."""
+    now = datetime.now(UTC)
+    for n in range(3):
+        started = now - timedelta(hours=n + 1)
+        ended = started + timedelta(minutes=minutes)
+        for name, at in (("run.started", started), ("run.completed", ended)):
+            event = {"id": str(uuid.uuid4()), "occurred": at.isoformat(), "event": name,
+                     "resource": {"id": PIPELINE},
+                     "related": [{"role": "run", "id": f"h{n}"}]}  # fmt: skip
+            resp = httpx.post(f"{server.url}/api/events", json=[event], timeout=10)
+            assert resp.status_code == 202, resp.text
+
+
+def test_an_early_warning_then_its_breach_in_the_same_slack_thread(
+    db_url: str, tmp_path: Path, fakes: Fakes
+) -> None:
+    # due 2 s after the start, but runs take 10 minutes: at risk from the start
+    config = write_config(tmp_path / "coplane.yaml", fakes, WARNED.format(within="2s"))
+    server = server_with(db_url, tmp_path, config)
+    server.start()
+    try:
+        past_runs(server, 10)
+        run_event(server, "run.started", "r1")
+        [warn] = wait_for(fakes.slack_posts, message="the early warning")
+        assert warn["text"].startswith("Early warning: sales_warned: run r1")
+        reply = wait_for(
+            lambda: [b for b in fakes.slack_calls("chat.postMessage") if "thread_ts" in b],
+            message="the breach in the warning's thread",
+        )[0]
+        assert "sales_warned: run r1" in reply["text"] and "still running" in reply["text"]
+        [edit] = fakes.slack_calls("chat.update")
+        assert edit["text"].startswith("Turned into a breach")
+        time.sleep(1.0)
+        assert len(fakes.slack_posts()) == 1  # one top-level message: the warning
+        # PagerDuty heard of the breach only
+        assert [e["event_action"] for e in fakes.pagerduty_events()] == ["trigger"]
+        [incident] = incidents(server)
+        assert incident["sla"] == "sales_warned"
+    finally:
+        server.stop()
+
+
+def test_an_early_warning_met_in_time_is_resolved_in_its_thread(
+    db_url: str, tmp_path: Path, fakes: Fakes
+) -> None:
+    # due 10 minutes after the start, but runs take 20: at risk; this one is quick
+    config = write_config(tmp_path / "coplane.yaml", fakes, WARNED.format(within="10m"))
+    server = server_with(db_url, tmp_path, config)
+    server.start()
+    try:
+        past_runs(server, 20)
+        run_event(server, "run.started", "r1")
+        wait_for(fakes.slack_posts, message="the early warning")
+        run_event(server, "run.completed", "r1")
+        [edit] = wait_for(lambda: fakes.slack_calls("chat.update"), message="the warning's edit")
+        assert edit["text"].startswith("Met in time: sales_warned made its deadline")
+        time.sleep(1.0)
+        assert len(fakes.slack_posts()) == 1
+        assert fakes.pagerduty_events() == [] and incidents(server) == []
     finally:
         server.stop()

@@ -309,3 +309,8 @@ def test_producer_text_is_no_markdown_of_its_own(github: tuple[FakeGitHub, FakeS
     assert "| **Resource** | wh.\\`x\\`\\|y |" in text
     assert "\\- a, @\u200bbob" in text
     assert escape("1. first") == "1\\. first"
+
+
+def test_an_early_warning_gets_no_issue(notifier: GitHubNotifier) -> None:
+    assert not notifier.wants(make_alert("warn", warning=True))
+    assert not notifier.wants(make_alert("resolve", warning=True, thread={"number": 3}))

@@ -332,3 +332,8 @@ def test_rate_limits_and_outages_are_transient(
     assert not failed.value.permanent
     assert failed.value.retry_after == wait
     assert not jira[0].issues
+
+
+def test_an_early_warning_gets_no_ticket(notifier: JiraNotifier) -> None:
+    assert not notifier.wants(make_alert("warn", kind="quality", severity="critical", warning=True))
+    assert not notifier.wants(make_alert("resolve", warning=True, thread={"key": "DATA-1"}))

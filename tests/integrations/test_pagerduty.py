@@ -206,3 +206,8 @@ def test_default_endpoint_is_pagerdutys_events_api() -> None:
     sender = build(PagerDutyChannel(type="pagerduty", routing_key=ROUTING_KEY))
     sender.close()
     assert sender.url == "https://events.pagerduty.com/v2/enqueue"
+
+
+def test_an_early_warning_pages_nobody(notifier: PagerDutyNotifier) -> None:
+    assert not notifier.wants(make_alert("warn", warning=True))
+    assert not notifier.wants(make_alert("resolve", warning=True))

@@ -393,3 +393,51 @@ def test_errors_hold_no_answer_body(notifier: SlackNotifier, slack: FakeService)
         assert caught.value.message.startswith(
             ("Slack chat.postMessage answered 403 Forbidden", "Slack chat.postMessage failed")
         )
+
+
+def test_an_early_warning_is_a_message_of_its_own(
+    notifier: SlackNotifier, slack: FakeService
+) -> None:
+    assert notifier.wants(make_alert("warn", warning=True))
+    thread = notifier.send(make_alert("warn", warning=True))
+
+    [(method, body)] = sent(slack)
+    assert method == "chat.postMessage" and "thread_ts" not in body
+    assert body["text"].startswith("Early warning: no update of warehouse.sales")
+    assert thread == THREAD  # the breach, if it comes, continues here
+
+
+def test_a_breach_continues_its_warnings_thread(
+    notifier: SlackNotifier, slack: FakeService
+) -> None:
+    kept = notifier.send(make_alert("trigger", thread=THREAD))
+
+    [(first, edit), (second, reply)] = sent(slack)
+    assert first == "chat.update" and edit["ts"] == FIRST_TS
+    assert edit["text"].startswith("Turned into a breach: no update of warehouse.sales")
+    assert second == "chat.postMessage" and reply["thread_ts"] == FIRST_TS
+    assert str(reply["reply_broadcast"]).lower() == "true"
+    assert kept == THREAD  # reminders and the resolve follow in the same thread
+
+
+def test_a_breach_whose_warning_was_deleted_is_a_new_message(
+    notifier: SlackNotifier, slack: FakeService
+) -> None:
+    slack.script(Reply(body={"ok": False, "error": "message_not_found"}))
+
+    kept = notifier.send(make_alert("trigger", thread=THREAD))
+
+    [(first, _), (second, body)] = sent(slack)
+    assert first == "chat.update" and second == "chat.postMessage"
+    assert "thread_ts" not in body and "no update of warehouse.sales" in body["text"]
+    assert kept == {"channel": CHANNEL_ID, "ts": FIRST_TS}  # the new message is the thread
+
+
+def test_a_warning_met_in_time_edits_its_message(
+    notifier: SlackNotifier, slack: FakeService
+) -> None:
+    notifier.send(make_alert("resolve", warning=True, thread=THREAD))
+
+    [(first, edit), (second, reply)] = sent(slack)
+    assert first == "chat.update" and edit["text"].startswith("Met in time: sales_fresh")
+    assert second == "chat.postMessage" and reply["thread_ts"] == FIRST_TS

@@ -201,3 +201,16 @@ def test_redirect_is_not_success(service: FakeService, notifier: WebhookNotifier
         notifier.send(make_alert("trigger"))
     assert caught.value.permanent
     assert "elsewhere.example.com" in caught.value.message
+
+
+def test_an_early_warning_is_a_warn_then_its_resolve(
+    service: FakeService, notifier: WebhookNotifier
+) -> None:
+    assert notifier.wants(make_alert("warn", warning=True))
+    notifier.send(make_alert("warn", warning=True))
+    notifier.send(make_alert("resolve", warning=True, resolved=RESOLVED))
+
+    warn, met = (request.json() for request in service.requests)
+    assert (warn["action"], warn["status"], warn["warning"]) == ("warn", "firing", True)
+    assert (met["action"], met["status"], met["warning"]) == ("resolve", "resolved", True)
+    assert service.requests[0].json()["incident"]["reason"] == make_alert().reason

@@ -390,3 +390,24 @@ def test_more_backtests_at_once_than_the_slots_are_429(client: TestClient) -> No
         page = client.get("/backtest")  # the UI's preview says the same, in words
         assert page.status_code == 200
     assert client.post("/api/slas/backtest", json=_body()).status_code == 200  # free again
+
+
+def test_warn_at_risk_reports_each_warning_and_what_became_of_it() -> None:
+    berlin = ZoneInfo("Europe/Berlin")
+    days = [datetime(2026, 11, d, tzinfo=berlin) for d in (19, 20, 21, 22, 23)]
+    history = [e for day in days[:3] for e in run_events(day, 7, 90)]  # 07:00-08:30 as a rule
+    in_time = run_events(days[3], 8, 50)  # late, but quicker than usual: done 08:50
+    too_late = run_events(days[4], 8, 100)  # done 09:40, after the 09:00 deadline
+    sla = {**completion(), "warn_at_risk": True}
+    result = replay(sla, days[0], days[4].replace(hour=12), history + in_time + too_late)
+    warned = [(w.due.astimezone(UTC), w.outcome) for w in result.warnings]
+    assert warned == [(utc(2026, 11, 22, 8), "met"), (utc(2026, 11, 23, 8), "breached")]
+    first = result.warnings[0]
+    # not started 35 minutes after its usual start: 90 minutes from then is after 09:05
+    assert first.warned_at == utc(2026, 11, 22, 6, 35) + timedelta(seconds=1)
+    assert first.settled_at == utc(2026, 11, 22, 7, 50)
+    assert "has not started" in first.reason
+    assert backtest.backtest_json(result)["warnings"][1]["outcome"] == "breached"
+    # without the setting the same history warns nothing, and breaches the same
+    plain = replay(completion(), days[0], days[4].replace(hour=12), history + in_time + too_late)
+    assert plain.warnings == [] and dues(plain) == dues(result) == [utc(2026, 11, 23, 8)]

@@ -93,7 +93,10 @@ class GitHubNotifier:
         self.client.close()
 
     def wants(self, alert: Alert) -> bool:
-        """Every incident gets an issue; later alerts need that issue."""
+        """Every incident gets an issue; later alerts need that issue. An early warning gets
+        none: an issue for a forecast is noise."""
+        if alert.warning or alert.action == "warn":
+            return False
         if alert.action in ("test", "trigger"):
             return True
         return _issue_number(alert) is not None
@@ -115,6 +118,8 @@ class GitHubNotifier:
             closed = {"state": "closed", "state_reason": "completed"}
             self._json("PATCH", f"{self._repo}/issues/{number}", json=closed)
             return {"number": number, "comment": comment, "closed": True}
+        if alert.action == "warn":
+            return None  # `wants` declines early warnings
         assert_never(alert.action)
 
     @property

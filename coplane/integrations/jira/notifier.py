@@ -92,7 +92,10 @@ class JiraNotifier:
         self.client.close()
 
     def wants(self, alert: Alert) -> bool:
-        """A ticket for quality and critical incidents only; later alerts need that ticket."""
+        """A ticket for quality and critical incidents only; later alerts need that ticket.
+        Never one for an early warning: a ticket for a forecast is noise."""
+        if alert.warning or alert.action == "warn":
+            return False
         if alert.action == "test":
             return True
         if alert.action == "trigger":
@@ -113,6 +116,8 @@ class JiraNotifier:
         if alert.action == "resolve":
             comment = self._comment(key, alert)
             return {"key": key, "comment": comment, "transition": self._close(key)}
+        if alert.action == "warn":
+            return None  # `wants` declines early warnings
         assert_never(alert.action)
 
     def _call(self, method: str, path: str, **kwargs: object) -> httpx.Response:

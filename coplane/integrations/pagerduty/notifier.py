@@ -97,8 +97,9 @@ class PagerDutyNotifier:
         self.client.close()
 
     def wants(self, alert: Alert) -> bool:
-        """Everything but repeats, which PagerDuty's escalation policy handles itself."""
-        return alert.action != "repeat"
+        """Everything but repeats, which PagerDuty's escalation policy handles itself, and
+        early warnings: paging someone for a forecast wakes them for what may not happen."""
+        return alert.action != "repeat" and not alert.warning
 
     def send(self, alert: Alert) -> dict[str, Any] | None:
         """Trigger or resolve the incident's alert; a test triggers one and resolves it at once."""

@@ -24,6 +24,8 @@ BASE_URL = "https://slack.com/api/"
 ICONS = {"info": ":information_source:", "warning": ":warning:", "critical": ":rotating_light:"}
 RESOLVED_ICON = ":white_check_mark:"
 TEST_ICON = ":bell:"
+WARN_ICON = ":hourglass_flowing_sand:"
+BREACHED_WARNING = "Turned into a breach"  # how an early warning's message is edited
 
 # Block Kit limits (https://api.slack.com/reference/block-kit/blocks#section): longer text is
 # rejected with invalid_blocks, a permanent error, so it is shortened instead.
@@ -80,6 +82,8 @@ def _mrkdwn(value: str, limit: int) -> str:
 
 
 def _icon(alert: Alert) -> str:
+    if alert.action == "warn":
+        return WARN_ICON
     if alert.action == "resolve":
         return RESOLVED_ICON
     if alert.action == "test":
@@ -89,6 +93,12 @@ def _icon(alert: Alert) -> str:
 
 def _headline_block(alert: Alert) -> dict[str, Any]:
     line = f"{_icon(alert)} *{_mrkdwn(text.headline(alert), SECTION_TEXT_MAX - 40)}*"
+    return {"type": "section", "text": {"type": "mrkdwn", "text": line}}
+
+
+def _warning_breached_block(alert: Alert) -> dict[str, Any]:
+    """An early warning's message once its window was missed."""
+    line = f"{_icon(alert)} *{BREACHED_WARNING}:* {_mrkdwn(alert.reason, SECTION_TEXT_MAX - 60)}"
     return {"type": "section", "text": {"type": "mrkdwn", "text": line}}
 
 
@@ -183,7 +193,7 @@ class SlackNotifier:
         self._client.close()
 
     def wants(self, alert: Alert) -> bool:
-        """Slack takes every action: trigger, repeat, resolve and test."""
+        """Slack takes every action: trigger, repeat, resolve, test and warn."""
         return True
 
     def send(self, alert: Alert) -> dict[str, Any] | None:
@@ -198,6 +208,8 @@ class SlackNotifier:
         if alert.action == "resolve" and thread is not None:
             self._resolve(alert, *thread)
             return None
+        if alert.action == "trigger" and thread is not None:
+            return self._breach_of_warning(alert, *thread)
         # a trigger or test; or a repeat or resolve whose trigger never reached this channel
         return self._post(self._channel, message_text(alert), message_blocks(alert))
 
@@ -220,6 +232,24 @@ class SlackNotifier:
             return
         # reply_broadcast False: the edited first message already tells the channel
         self._post(channel, reply_text(alert), reply_blocks(alert), thread_ts=ts, broadcast=False)
+
+    def _breach_of_warning(self, alert: Alert, channel: str, ts: str) -> dict[str, Any]:
+        """Continue an early warning's thread with its breach: the warning's message is edited
+        to say it turned into a breach, and the breach is a reply also shown in the channel.
+        The warning's message stays the incident's thread, for its repeats and resolve."""
+        edited = self._call(
+            "chat.update",
+            tolerate=UNEDITABLE_ERRORS,
+            channel=channel,
+            ts=ts,
+            text=_mrkdwn(f"{BREACHED_WARNING}: {alert.reason}", FALLBACK_TEXT_MAX),
+            blocks=[_warning_breached_block(alert), *_link_blocks(alert)],
+        )
+        if edited.get("error") == "message_not_found":  # the thread is gone: start afresh
+            return self._post(self._channel, message_text(alert), message_blocks(alert))
+        blocks = message_blocks(alert)
+        self._post(channel, message_text(alert), blocks, thread_ts=ts, broadcast=True)
+        return {"channel": channel, "ts": ts}
 
     def _post(
         self,

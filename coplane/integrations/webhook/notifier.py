@@ -58,6 +58,7 @@ def body(alert: Alert) -> dict[str, Any]:
         "status": "resolved" if resolved else "firing",
         "action": alert.action,
         "test": alert.action == "test",
+        "warning": alert.warning,  # an early warning ("warn", or "resolve": met in time)
         "receiver": alert.channel,
         "groupKey": alert.incident_id,
         "incident": {
