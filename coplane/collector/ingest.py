@@ -141,7 +141,7 @@ def looks_like_openlineage(body: bytes) -> bool:
     """Whether a body refused as coplane events is an OpenLineage event (or an array of them)."""
     try:
         obj = msgspec.json.decode(body)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):  # a body too deep is refused as too deep
         return False
     first = obj[0] if isinstance(obj, list) and obj else obj
     return isinstance(first, dict) and "eventTime" in first and "occurred" not in first

@@ -103,6 +103,7 @@ EXPECTED: dict[tuple[str, str], str] = {
             "/api/slas",
             "/api/slas/{name}",
             "/api/slas/{name}/explain",
+            "/api/slas/{name}/warnings",
             "/api/incidents",
             "/api/channels",
             "/openapi.json",
