@@ -91,10 +91,12 @@ def http_reference() -> str:
 
 
 def _operation_markdown(method: str, path: str, operation: dict[str, Any]) -> str:
-    title = operation.get("summary") or ""
     lines = [f"### `{method.upper()} {path}`", ""]
-    description = operation.get("description") or title
-    if description:
+    summary = operation.get("summary")
+    if summary:
+        lines += [f"**{summary}.**", ""]
+    description = operation.get("description")
+    if description and description.strip() != summary:
         lines += [description.strip(), ""]
     parameters = operation.get("parameters", [])
     if parameters:
