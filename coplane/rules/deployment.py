@@ -20,6 +20,9 @@ _ENTRYPOINT = re.compile(
 )
 
 
+MAX_INTERVAL = timedelta(days=366)  # longer ones are a typo, and overflow date arithmetic
+
+
 class Schedule(BaseModel):
     """When runs are created: a cron expression in an IANA time zone, or an interval."""
 
@@ -34,6 +37,8 @@ class Schedule(BaseModel):
             raise ValueError("a schedule has either `cron` (with `timezone`) or `interval`")
         if self.interval is not None and self.interval < timedelta(seconds=1):
             raise ValueError("an interval is at least 1s")
+        if self.interval is not None and self.interval > MAX_INTERVAL:
+            raise ValueError("an interval is at most 366d")
         return self
 
 

@@ -26,16 +26,19 @@ def parse_duration(value: Any) -> Any:
     """'90s', '30m', '1h30m', '2d' (or seconds as a number) as a timedelta."""
     if isinstance(value, bool):
         raise ValueError("a duration is a string like '30m', '1h30m' or '2d'")
-    if isinstance(value, int | float):
-        return timedelta(seconds=value)
-    if isinstance(value, str):
-        match = _DURATION.match(value.strip())
-        if not match or not any(match.groups()):
-            raise ValueError(
-                f"{value!r} is not a duration: use forms like '90s', '30m', '1h30m', '2d'"
-            )
-        d, h, m, s = (int(g) if g else 0 for g in match.groups())
-        return timedelta(days=d, hours=h, minutes=m, seconds=s)
+    try:
+        if isinstance(value, int | float):
+            return timedelta(seconds=value)
+        if isinstance(value, str):
+            match = _DURATION.match(value.strip())
+            if not match or not any(match.groups()):
+                raise ValueError(
+                    f"{value!r} is not a duration: use forms like '90s', '30m', '1h30m', '2d'"
+                )
+            d, h, m, s = (int(g) if g else 0 for g in match.groups())
+            return timedelta(days=d, hours=h, minutes=m, seconds=s)
+    except OverflowError:  # past timedelta's 999,999,999 days
+        raise ValueError(f"{value!r} is too long for a duration") from None
     return value
 
 
