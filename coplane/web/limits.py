@@ -18,8 +18,9 @@ from coplane.http.body import MAX_BODY_BYTES
 KIB = 1024
 FORM_MAX_BYTES = 64 * KIB  # the UI's forms: a login, a CSRF token, a backtest's fields
 API_MAX_BYTES = 1024 * KIB  # SLAs, keys, secrets (a value is at most 64 KiB), backtests
-# the bulk ingest routes take the documented 16 MiB; pings keep only their log's tail
-BULK_PATHS = ("/api/events", "/api/v1/lineage", "/ping/")
+# the bulk ingest routes (events, OpenLineage, run logs) take the documented 16 MiB; pings keep
+# only their log's tail
+BULK_PATHS = ("/api/events", "/api/v1/lineage", "/api/logs", "/ping/")
 
 
 def body_limit(path: str) -> int:
