@@ -314,7 +314,8 @@ def test_events_stored_before_the_dedup_key_changed_are_kept(
         with old_store.connect() as conn:
             old = event_dict("run.started", PIPE, run="r1")
             insert_events(conn, events(old), NOW, old_store.partitions)
-            monkeypatch.setattr(migrate, "list_migrations", shipped)
+            # 0009 alone, the migration that changed the key (later ones are other features')
+            monkeypatch.setattr(migrate, "list_migrations", lambda d: shipped(d)[:9])
             assert [m.version for m in upgrade_schema(conn)] == [9]
             assert _count(conn) == 1
             assert insert_events(conn, events(old), NOW, old_store.partitions).duplicates == 1
