@@ -77,13 +77,13 @@ def apply_evaluation(
                 ),
             )
             if inserted == 1:
-                _queue_notifications(conn, incident_id, sla.notify, "trigger", now)
+                queue_notifications(conn, "incident_id", incident_id, sla.notify, "trigger", now)
                 opened.append(read_incident(conn, incident_id))
         for row in still_open:
             if row["key"] in breaches:
                 continue
             if _set_resolved(conn, row["id"], now):
-                _queue_notifications(conn, row["id"], sla.notify, "resolve", now)
+                queue_notifications(conn, "incident_id", row["id"], sla.notify, "resolve", now)
                 _release_inhibited(conn, row["id"], now)
                 resolved.append(read_incident(conn, row["id"]))
     return opened, resolved
@@ -127,7 +127,7 @@ def _release_inhibited(conn: Conn, cause_id: uuid.UUID | str, now: datetime) -> 
     )
     for child in children:
         notify = child["definition"].get("notify") or []
-        _queue_notifications(conn, child["id"], notify, "trigger", now)
+        queue_notifications(conn, "incident_id", child["id"], notify, "trigger", now)
 
 
 def open_incident_keys(conn: Conn, slas: Sequence[str] | None = None) -> dict[str, set[str]]:
@@ -224,7 +224,7 @@ def resolve_incident(
         if not _set_resolved(conn, uid, now):
             read_incident(conn, uid)  # NotFound when there is no such incident
             raise Conflict(f"incident {incident_id} is already resolved")
-        _queue_notifications(conn, uid, channels, "resolve", now)
+        queue_notifications(conn, "incident_id", uid, channels, "resolve", now)
         return read_incident(conn, uid)
 
 
@@ -409,20 +409,28 @@ def _set_resolved(conn: Conn, incident_id: uuid.UUID | str, now: datetime) -> bo
     return changed == 1
 
 
-def _queue_notifications(
-    conn: Conn, incident_id: uuid.UUID | str, channels: Sequence[str], action: str, now: datetime
-) -> None:
+def queue_notifications(
+    conn: Conn,
+    owner: Literal["incident_id", "warning_id"],
+    owner_id: uuid.UUID | str,
+    channels: Sequence[str],
+    action: str,
+    now: datetime,
+) -> int:
+    """One pending notification per channel (named once) for an incident or an early warning,
+    `owner` naming which; the number queued."""
     rows = [
-        (conn.uid(uuid.uuid4()), conn.uid(incident_id), channel, action, conn.time(now),
+        (conn.uid(uuid.uuid4()), conn.uid(owner_id), channel, action, conn.time(now),
          conn.time(now))
         for channel in dict.fromkeys(channels)
     ]  # fmt: skip
     if rows:
         conn.executemany(
-            "INSERT INTO notifications (id, incident_id, channel, action, created, due, status) "
+            f"INSERT INTO notifications (id, {owner}, channel, action, created, due, status) "
             "VALUES (?, ?, ?, ?, ?, ?, 'pending')",
             rows,
         )
+    return len(rows)
 
 
 def _not_claimed(conn: Conn, notification_id: uuid.UUID) -> None:

@@ -15,6 +15,7 @@ from coplane.rules.model import SLA
 from coplane.rules.warning import breach_of, outcome, warning_due
 from coplane.store.dialects import Conn, Row
 from coplane.store.errors import NotFound
+from coplane.store.incidents import queue_notifications
 
 WARNING_COLUMNS = "id, sla, key, reason, resource, due, opened, resolved, outcome, incident_id"
 
@@ -62,7 +63,9 @@ def apply_warning(
                 ),
             )
             if changed == 1 and became == "met":
-                queued += _queue(conn, row["id"], sla.notify, "resolve", now)
+                queued += queue_notifications(
+                    conn, "warning_id", row["id"], sla.notify, "resolve", now
+                )
         due = warning_due(sla.name, sla.warn_at_risk, evaluation)
         if due is not None:
             warning_id = uuid.uuid4()
@@ -80,7 +83,9 @@ def apply_warning(
                 ),
             )
             if inserted == 1:
-                queued += _queue(conn, warning_id, sla.notify, "warn", now)
+                queued += queue_notifications(
+                    conn, "warning_id", warning_id, sla.notify, "warn", now
+                )
             left = left or inserted == 1 or _is_open(conn, sla.name, due.key)
     return left, queued
 
@@ -90,23 +95,6 @@ def _is_open(conn: Conn, sla: str, key: str) -> bool:
         "SELECT id FROM sla_warnings WHERE sla = ? AND key = ? AND resolved IS NULL", (sla, key)
     )
     return row is not None
-
-
-def _queue(
-    conn: Conn, warning_id: uuid.UUID | str, channels: list[str], action: str, now: datetime
-) -> int:
-    rows = [
-        (conn.uid(uuid.uuid4()), conn.uid(warning_id), channel, action, conn.time(now),
-         conn.time(now))
-        for channel in dict.fromkeys(channels)
-    ]  # fmt: skip
-    if rows:
-        conn.executemany(
-            "INSERT INTO notifications (id, warning_id, channel, action, created, due, status) "
-            "VALUES (?, ?, ?, ?, ?, ?, 'pending')",
-            rows,
-        )
-    return len(rows)
 
 
 def read_warning(conn: Conn, warning_id: uuid.UUID | str) -> Row:
