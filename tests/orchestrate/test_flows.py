@@ -245,3 +245,57 @@ def test_importing_coplane_does_not_load_the_sdk() -> None:
     assert out.stdout.split("\n")[:2] == ["[]", "True"]
     with pytest.raises(AttributeError, match="no attribute 'flows'"):
         coplane.__getattr__("flows")
+
+
+def _run_keys(events: list[dict[str, Any]]) -> set[str]:
+    return {r["id"] for e in events for r in e["related"] if r["role"] == "run"}
+
+
+def test_a_flow_a_worker_started_takes_its_run_key_and_causes_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    @flow(name="nightly")
+    def nightly() -> int:
+        return 1
+
+    monkeypatch.setenv("COPLANE_FLOW", "sdk.nightly")
+    monkeypatch.setenv("COPLANE_FLOW_RUN_KEY", "claimed-key")
+    monkeypatch.setenv("COPLANE_RELATED", '[{"role": "cause", "id": "automation:reload"}]')
+    with collected() as first:
+        nightly()
+    assert _run_keys(first.events) == {"claimed-key"}
+    causes = {r["id"] for e in first.events for r in e["related"] if r["role"] == "cause"}
+    assert causes == {"automation:reload"}  # so the automation's own run never triggers it
+    with collected() as second:  # a second call in the process is a run of its own
+        nightly()
+    assert _run_keys(second.events).isdisjoint({"claimed-key"})
+
+
+@pytest.mark.parametrize("related", ["not json", '{"role": "cause"}', '[{"id": "x"}]'])
+def test_causes_a_flow_cannot_read_are_left_out(
+    monkeypatch: pytest.MonkeyPatch, related: str
+) -> None:
+    @flow(name="nightly")
+    def nightly() -> int:
+        return 1
+
+    monkeypatch.setenv("COPLANE_FLOW", "sdk.nightly")
+    monkeypatch.setenv("COPLANE_FLOW_RUN_KEY", "claimed-key")
+    monkeypatch.setenv("COPLANE_RELATED", related)
+    with collected() as reported:
+        nightly()
+    assert _run_keys(reported.events) == {"claimed-key"}
+    assert not [r for e in reported.events for r in e["related"] if r["role"] == "cause"]
+
+
+def test_another_flows_run_key_is_not_taken(monkeypatch: pytest.MonkeyPatch) -> None:
+    @flow(name="other")
+    def other() -> int:
+        return 1
+
+    monkeypatch.setenv("COPLANE_FLOW", "sdk.nightly")
+    monkeypatch.setenv("COPLANE_FLOW_RUN_KEY", "claimed-key")
+    with collected() as reported:
+        other()
+    assert "claimed-key" not in _run_keys(reported.events)
+    assert os.environ["COPLANE_FLOW_RUN_KEY"] == "claimed-key"  # left for the flow it names
