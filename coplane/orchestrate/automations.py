@@ -1,7 +1,9 @@
 """Automations: a trigger (events, incidents, run states) and actions, run by a pass every second.
 
 The `automations` job reads the events received since its cursor (less an overlap, since a
-transaction that took its `received` time earlier may commit later) and the incidents opened
+transaction that took its `received` time earlier may commit later) whose names a trigger can
+match (none at all while there is no automation: ingest at full speed pays nothing for the
+pass), and the incidents opened
 or resolved meanwhile (as `incident.opened` / `incident.resolved` events of `sla.<name>`).
 Each matching event gets a decision, in words, kept for the automation's page; a firing is
 recorded under a key unique per automation, so every server may run the pass and an event
@@ -43,6 +45,7 @@ from coplane.rules.automation import (
     group_of,
     matches,
     trigger_event,
+    trigger_names,
 )
 from coplane.settings import Settings
 from coplane.store import Store
@@ -130,9 +133,13 @@ def run_automations(store: Store, now: datetime | None = None) -> int:
             save_cursor(conn, CURSOR, now)
             return 0
         since = cursor - OVERLAP
-        rows = list_events_received(conn, since, now, BATCH)
-        incidents = _incident_events(list_incident_changes(conn, since, now), since)
         automations = [parse_automation(r["definition"]) for r in list_automations(conn)]
+        if not automations:  # nothing to decide: skip reading what arrived
+            save_cursor(conn, CURSOR, now)
+            return 0
+        names = [name for a in automations for name in trigger_names(a)]
+        rows = list_events_received(conn, since, now, BATCH, names)
+        incidents = _incident_events(list_incident_changes(conn, since, now), since)
     events = [_event_dict(r) for r in rows] + incidents
     fired = 0
     for automation in automations:

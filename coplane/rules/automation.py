@@ -131,6 +131,15 @@ def trigger_event(trigger: EventTrigger | IncidentTrigger | RunStateTrigger) -> 
     return EventTrigger(event="run.*", resource=None)
 
 
+def trigger_names(automation: AutomationSpec) -> list[str]:
+    """The event names (exact, or with a trailing `*`) that can match the trigger: the pass
+    reads only those events."""
+    trigger = automation.trigger
+    if isinstance(trigger, RunStateTrigger):
+        return sorted({RUN_EVENT_STATES[s] for s in trigger.states})
+    return [trigger_event(trigger).event]
+
+
 def _related_ids(event: dict[str, Any], role: str) -> list[str]:
     return [r["id"] for r in event.get("related", []) if r.get("role") == role]
 

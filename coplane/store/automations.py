@@ -173,12 +173,26 @@ def save_cursor(conn: Conn, name: str, position: datetime) -> None:
         )
 
 
-def list_events_received(conn: Conn, after: datetime, until: datetime, limit: int) -> list[Row]:
-    """Events received in (after, until], oldest received first."""
+def list_events_received(
+    conn: Conn, after: datetime, until: datetime, limit: int, names: Sequence[str]
+) -> list[Row]:
+    """Events received in (after, until] whose name matches one of `names` (each exact or
+    with a trailing `*`), oldest received first; `automation.*` events never."""
+    clauses, values = [], []
+    for pattern in sorted(set(names)):
+        if pattern.endswith("*"):
+            clauses.append("event LIKE ? ESCAPE '\\'")
+            values.append(like_pattern(pattern))
+        else:
+            clauses.append("event = ?")
+            values.append(pattern)
+    if not clauses:
+        return []
     return conn.query(
         "SELECT id, occurred, received, event, resource, related, payload FROM events "
-        "WHERE received > ? AND received <= ? ORDER BY received, id LIMIT ?",
-        (conn.time(after), conn.time(until), limit),
+        f"WHERE received > ? AND received <= ? AND ({' OR '.join(clauses)}) "
+        "AND event NOT LIKE 'automation.%' ORDER BY received, id LIMIT ?",
+        (conn.time(after), conn.time(until), *values, limit),
     )
 
 

@@ -14,9 +14,13 @@ from typing import Any
 import httpx
 import pytest
 
-from coplane.orchestrate.automations import backtest
+from coplane.orchestrate.automations import BATCH, backtest, run_automations
 from coplane.rules.automation import AutomationSpec, decide, matches
+from coplane.store import Store
+from coplane.store.automations import upsert_automation
+from coplane.store.events import insert_events
 from tests.conftest import LiveServer
+from tests.factories import event_dict, events
 from tests.orchestrate.support import wait_for, write_flows
 
 T0 = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
@@ -241,3 +245,32 @@ def test_coplane_deploy_on_event(server: LiveServer, tmp_path: Path) -> None:
         "name": "on-file", "trigger": {"event": "x"},
         "actions": [{"type": "pause_schedule", "deployment": "every"}]})  # fmt: skip
     assert on_file.status_code == 409  # the config file's
+
+
+def test_a_pass_reads_only_what_its_triggers_can_match(store: Store) -> None:
+    """Thousands of other events in the same second do not push a matching one to a later
+    pass, and with no automation at all the pass reads nothing and still moves on."""
+    assert run_automations(store, now=T0) == 0  # the first pass only places the cursor
+
+    def arrive(second: int, *dicts: dict[str, Any]) -> None:
+        with store.connect() as conn:
+            insert_events(conn, events(*dicts), T0 + timedelta(seconds=second), store.partitions)
+
+    def noise() -> list[dict[str, Any]]:
+        return [event_dict("run.completed", f"sdk.bulk.t{i}", minutes=1, run=f"r{i}")
+                for i in range(BATCH + 1)]  # fmt: skip
+
+    arrive(1, *noise(), event_dict("file.arrived", "vendor.orders", minutes=1))
+    assert run_automations(store, now=T0 + timedelta(seconds=20)) == 0  # none declared yet
+    with store.connect() as conn:
+        upsert_automation(conn, {
+            "name": "on-file", "trigger": {"event": "file.*"},
+            "actions": [{"type": "pause_schedule", "deployment": "nightly"}],
+        }, "api", T0, replace=False)  # fmt: skip
+    late = event_dict("file.arrived", "vendor.stock", minutes=2)
+    arrive(30, *noise())
+    arrive(31, late)
+    assert run_automations(store, now=T0 + timedelta(seconds=32)) == 1
+    with store.connect() as conn:
+        firings = conn.query("SELECT event_id FROM automation_firings")
+    assert [str(f["event_id"]) for f in firings] == [late["id"]]
