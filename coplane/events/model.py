@@ -173,6 +173,9 @@ def decode_events(body: bytes) -> list[Event]:
     return events
 
 
+_ASCII_CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # searched in C: ids are on the hot path
+
+
 def normal_id(value: str, loc: list[str | int]) -> str:
     """A resource id in NFC; refuse invisible and direction-changing characters (Unicode's
     format and control categories: zero-width spaces, bidi overrides, ...), naming the field.
@@ -181,7 +184,7 @@ def normal_id(value: str, loc: list[str | int]) -> str:
     decomposed, or an id with a zero-width space, were distinct resources looking identical.
     """
     if value.isascii():  # almost every id: nothing to normalise, and no format characters
-        if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        if _ASCII_CONTROL.search(value) is not None:
             raise EventDecodeError(
                 "control characters are not allowed in ids", loc, unreadable=False
             )

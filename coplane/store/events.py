@@ -15,7 +15,7 @@ import psycopg
 from coplane.events.derive import derive, run_id_of
 from coplane.events.model import Event, RelatedResource, Resource, encode_json
 from coplane.store.derived import write_derived
-from coplane.store.dialects import Conn, PgConn, Row
+from coplane.store.dialects import Conn, PgConn, Row, sqlite_time
 from coplane.store.known import KnownRows
 from coplane.store.paging import newest_first
 from coplane.store.partitions import PartitionManager
@@ -219,7 +219,7 @@ def _insert_new_postgresql(conn: PgConn, events: list[Event], received: datetime
 def _insert_new_sqlite(conn: Conn, events: list[Event], received: datetime) -> list[Event]:
     # One writer holds SQLite's lock for the transaction, so read-then-insert cannot race.
     ids = sorted({str(e.id) for e in events})
-    existing = {
+    existing: set[tuple[Any, ...]] = {
         (uuid.UUID(r["id"]), r["occurred"], r["resource_id"])
         for r in conn.query(
             # CAST: the stored text, to compare with sqlite_time's, not a converted datetime
@@ -228,15 +228,21 @@ def _insert_new_sqlite(conn: Conn, events: list[Event], received: datetime) -> l
             (json.dumps(ids),),
         )
     }
-
-    def stored_key(e: Event) -> tuple[Any, ...]:
-        return (e.id, conn.time(e.occurred), e.resource.id)
-
-    fresh = {stored_key(e) for e in events} - existing
-    new = _first_of_each(events, fresh, stored_key)
+    # each time formatted once: on a busy batch, formatting was a seventh of the writer's time
+    occurred = [sqlite_time(e.occurred) for e in events]
+    at = sqlite_time(received)
+    new, rows = [], []
+    for e, when in zip(events, occurred, strict=True):
+        key = (e.id, when, e.resource.id)
+        if key in existing:
+            continue
+        existing.add(key)  # a repeat within the batch is stored once, the first time
+        new.append(e)
+        rows.append((str(e.id), when, at, e.event, e.resource.id, encode_json(e.resource).decode(),
+                     encode_json(e.related).decode(), encode_json(e.payload).decode(),
+                     conn.uid(run_id_of(e))))  # fmt: skip
     conn.executemany(
-        f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) VALUES ({', '.join('?' * 9)})",
-        [_event_row(conn, e, received) for e in new],
+        f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) VALUES ({', '.join('?' * 9)})", rows
     )
     return new
 
