@@ -27,7 +27,6 @@ that the job ran then, and could satisfy a heartbeat that was in fact missed.
 from __future__ import annotations
 
 import gzip
-import json
 import logging
 import os
 import random
@@ -35,7 +34,7 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from types import TracebackType
@@ -43,6 +42,7 @@ from typing import Any, Literal
 from urllib.parse import quote
 
 import httpx
+import msgspec
 
 from coplane.version import __version__
 
@@ -301,7 +301,7 @@ class CoplaneClient:
         body = batch.body()
         headers = {"Content-Type": "application/json"}
         if len(body) > GZIP_ABOVE:
-            body = gzip.compress(body, compresslevel=5)
+            body = gzip.compress(body, compresslevel=1)  # JSON still shrinks ~10x
             headers["Content-Encoding"] = "gzip"
         url = f"{self.url}/api/events"
         attempt = 0
@@ -501,12 +501,9 @@ def default_spool_dir() -> Path:
     return Path(user_cache_dir("coplane")) / "spool"
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+# msgspec writes datetimes (RFC 3339), dates and UUIDs itself, in C: a flow's reporter
+# encodes thousands of events a second on the flow's own cores
+_encoder = msgspec.json.Encoder()
 
 
 def _encode(event: Mapping[str, Any]) -> bytes:
@@ -515,8 +512,10 @@ def _encode(event: Mapping[str, Any]) -> bytes:
         raise TypeError(f"an event is a dict, not {type(event).__name__}")
     if not event.get("id"):
         event = {**event, "id": str(uuid.uuid4())}
-    text = json.dumps(event, separators=(",", ":"), ensure_ascii=False, default=_json_default)
-    return text.encode()
+    try:
+        return _encoder.encode(event)
+    except (TypeError, msgspec.EncodeError) as exc:
+        raise TypeError(f"an event cannot be sent as JSON: {exc}") from None
 
 
 def _batches(lines: list[bytes]) -> Iterator[_Batch]:
