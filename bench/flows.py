@@ -84,7 +84,7 @@ def _wait_visible(
     return visible
 
 
-def run_coplane(base_url: str, tasks: int, mapped: int) -> dict[str, float]:
+def run_coplane(base_url: str, tasks: int, mapped: int, dask: bool = True) -> dict[str, float]:
     """coplane's figures, in this process (the SDK reads COPLANE_URL set by the caller)."""
     from distributed import LocalCluster
 
@@ -132,6 +132,8 @@ def run_coplane(base_url: str, tasks: int, mapped: int) -> dict[str, float]:
         base_url, "sdk.bench_map_threads", flow_run, mapped
     )
 
+    if not dask:
+        return figures
     started = time.perf_counter()
     cluster: Any = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,  # type: ignore[no-untyped-call]
                                 dashboard_address=None)  # fmt: skip
@@ -272,6 +274,7 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=1_000)
     parser.add_argument("--mapped", type=int, default=10_000)
     parser.add_argument("--skip-prefect", action="store_true")
+    parser.add_argument("--skip-dask", action="store_true", help="map on the thread pool only")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="coplane-bench-flows-") as tmp:
         workdir = Path(tmp)
@@ -283,7 +286,7 @@ def main() -> None:
                 os.environ["COPLANE_SPOOL_DIR"] = str(workdir / "spool")
                 os.environ.pop("COPLANE_API_KEY", None)
                 figures: dict[str, float | None] = dict(
-                    run_coplane(server.base_url, args.tasks, args.mapped)
+                    run_coplane(server.base_url, args.tasks, args.mapped, not args.skip_dask)
                 )
             finally:
                 server.stop()
@@ -316,11 +319,15 @@ def report(figures: dict[str, float | None], tasks: int, mapped: int, backend: s
     print(f"\n{mapped:,} mapped tasks")
     runners = [("thread pool", "map_threads"), ("Dask LocalCluster, 2 workers", "map_dask")]
     for label, key in runners:
+        if f"{key}_s" not in f:
+            continue
         run_s = f[f"{key}_s"]
         per = None if run_s is None else run_s / mapped * 1e6
         print(f"  {label}: {_fmt(run_s, 's')} ({_fmt(per, 'µs')} per task), "
               f"every task run visible {_fmt(f[f'{key}_visible_s'], 'ms', 1e3)} after return")
-    print(f"  (the LocalCluster took {_fmt(f['dask_cluster_start_s'], 's')} to start, not counted)")
+    if "dask_cluster_start_s" in f:
+        print(f"  (the LocalCluster took {_fmt(f['dask_cluster_start_s'], 's')} to start, "
+              "not counted)")
 
 
 if __name__ == "__main__":
