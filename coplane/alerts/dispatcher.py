@@ -509,7 +509,7 @@ def _fields(row: Row) -> dict[str, Any]:
         "notification": str(row["id"]),
     }
     if row["message_id"] is not None:
-        fields["message"] = str(row["message_id"])
+        fields["automation_message"] = str(row["message_id"])
     return fields
 
 
