@@ -36,7 +36,7 @@ DERIVED_AND_EVENTS = (
     "users, sessions, secrets, ping_keys, openlineage_runs, logs, concurrency_leases, "
     "concurrency_limits, run_pauses, connections, deployments, flow_runs, workers, schedules, "
     "remediations, automations, automation_firings, automation_decisions, automation_cursor, "
-    "sla_warnings"
+    "sla_warnings, automation_messages"
 )
 
 

@@ -33,6 +33,7 @@ from coplane.rules.model import SLA
 from coplane.rules.schedule import zone
 from coplane.security.mask import mask
 from coplane.store import NotFound, Store
+from coplane.store.automations import read_automation_message
 from coplane.store.channels import disable_channel, disabled_channels
 from coplane.store.dialects import Conn, Row
 from coplane.store.errors import Conflict
@@ -247,7 +248,9 @@ class Dispatcher:
                 mark_failed(conn, row["id"], now, error, True, None)
                 return Outcome("dead", error)
             config, notifier = found
-            if row["warning_id"] is not None:
+            if row["message_id"] is not None:
+                held, alert = self._message(conn, row, config, now)
+            elif row["warning_id"] is not None:
                 held, alert = self._warning(conn, row, config, now)
             else:
                 held, alert = self._incident(conn, row, config, now)
@@ -272,7 +275,7 @@ class Dispatcher:
         decision(
             log,
             "alert.sent",
-            f"{row['action']} alert for incident {row['incident_id']} sent to {channel}",
+            f"{row['action']} alert for {_subject(row)} sent to {channel}",
             **_fields(row),
         )
         return Outcome("sent")
@@ -341,6 +344,37 @@ class Dispatcher:
             attempt=row["attempts"],
             thread=thread,
             warning=True,
+        )
+        return None, alert
+
+    def _message(
+        self, conn: Conn, row: Row, config: ChannelConfig, now: datetime
+    ) -> tuple[Outcome | None, Alert | None]:
+        """The alert for an automation's `notify` message, or why it is not sent now. Only a
+        quiet period of the whole channel (no labels) silences it: it has no SLA labels."""
+        try:
+            message = read_automation_message(conn, row["message_id"])
+        except NotFound:
+            return Outcome("dead", "the message is gone"), None
+        silenced = _silence(conn, row, config, {}, now)
+        if silenced is not None:
+            return silenced, None
+        alert = Alert(
+            action="notify",
+            channel=row["channel"],
+            incident_id=str(message["id"]),
+            sla="",
+            kind="automation",
+            severity="info",
+            reason=message["message"],
+            resource=message["resource"],
+            affected=[],
+            due=message["created"],
+            opened=message["created"],
+            url=f"{self._public_url}/automations/{message['automation']}",
+            attempt=row["attempts"],
+            automation=message["automation"],
+            event=message["event"],
         )
         return None, alert
 
@@ -468,19 +502,31 @@ class Dispatcher:
 
 def _fields(row: Row) -> dict[str, Any]:
     """A notification's log fields: which alert, of which incident, to which channel."""
-    return {
+    fields = {
         "action": row["action"],
         "incident": str(row["incident_id"]),
         "channel": row["channel"],
         "notification": str(row["id"]),
     }
+    if row["message_id"] is not None:
+        fields["automation_message"] = str(row["message_id"])
+    return fields
+
+
+def _subject(row: Row) -> str:
+    """What a notification is about, in words: 'incident <id>', 'warning <id>', ..."""
+    if row["message_id"] is not None:
+        return f"automation message {row['message_id']}"
+    if row["warning_id"] is not None:
+        return f"warning {row['warning_id']}"
+    return f"incident {row['incident_id']}"
 
 
 def _dead(row: Row, error: str) -> None:
     decision(
         log,
         "alert.dead",
-        f"{row['action']} alert for incident {row['incident_id']} to {row['channel']} "
+        f"{row['action']} alert for {_subject(row)} to {row['channel']} "
         f"will not be sent: {error}",
         level=logging.ERROR,
         **_fields(row),

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
-Action = Literal["trigger", "repeat", "resolve", "test", "warn"]
+Action = Literal["trigger", "repeat", "resolve", "test", "warn", "notify"]
 
 
 class IntegrationError(Exception):
@@ -55,10 +55,16 @@ class Alert:
     attempt: int = 0  # earlier attempts of this notification: > 0 means a retry
     thread: dict[str, Any] | None = None
     warning: bool = False  # about an early warning, not an incident
+    automation: str | None = None  # the automation a `notify` message comes from
+    event: str | None = None  # the name of the event that fired it
 
     @property
     def title(self) -> str:
-        """A one-line summary, such as '[critical] sales_fresh breached'."""
+        """A one-line summary, such as '[critical] sales_fresh breached'; a `notify`
+        message's first line."""
+        if self.action == "notify":
+            first = next((line for line in self.reason.splitlines() if line.strip()), "")
+            return " ".join(first.split()) or f"automation {self.automation}"
         state = "resolved" if self.action == "resolve" else "breached"
         if self.warning:
             state = "met in time" if self.action == "resolve" else "at risk"

@@ -13,6 +13,8 @@ def headline(alert: Alert) -> str:
     """The first line: what happened, such as 'sales_fresh breached: no update since ...'."""
     if alert.action == "test":
         return f"Test alert from coplane to channel {alert.channel}: delivery works."
+    if alert.action == "notify":
+        return alert.reason  # the automation's own words
     if alert.action == "warn":
         return f"Early warning: {alert.reason}"
     if alert.action == "resolve" and alert.warning:
@@ -39,7 +41,14 @@ def when(value: datetime | None) -> str:
 
 
 def fields(alert: Alert) -> list[tuple[str, str]]:
-    """(label, value) pairs describing the incident, in display order."""
+    """(label, value) pairs describing the incident (or the automation), in display order."""
+    if alert.action == "notify":
+        return [
+            ("Automation", alert.automation or "-"),
+            ("Event", alert.event or "-"),
+            ("Resource", alert.resource or "-"),
+            ("Fired", when(alert.opened)),
+        ]
     out = [
         ("SLA", alert.sla),
         ("Severity", alert.severity),
@@ -59,5 +68,10 @@ def plain(alert: Alert) -> str:
     """The whole alert as plain text (or Markdown without markup): headline, fields, link."""
     lines = [headline(alert), ""]
     lines += [f"{label}: {value}" for label, value in fields(alert)]
-    lines += ["", f"Incident: {alert.url}"]
+    lines += ["", f"{link_label(alert)}: {alert.url}"]
     return "\n".join(lines)
+
+
+def link_label(alert: Alert) -> str:
+    """What the alert's link opens: 'Incident', or 'Automation' for a `notify` message."""
+    return "Automation" if alert.action == "notify" else "Incident"

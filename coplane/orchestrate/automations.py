@@ -11,6 +11,11 @@ still fires an automation once. Its actions then run, each recorded as an event
 (`automation.triggered`, `automation.action.succeeded|failed`) through the store. Runs an
 automation starts carry `{"role": "cause", "id": "automation:<name>"}`, and events bearing
 that cause never trigger it again. At most `max_runs_per_hour` firings an hour each.
+
+A `notify` action does not send anything itself: it renders its message and queues it, with a
+notification per channel, in the alert outbox, in one transaction and under ids derived from
+the firing and the action; the dispatcher then sends it as it sends incidents' alerts (retried
+while a channel is down, claimed by one server), and running the action again queues nothing.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from coplane.rules.automation import (
     CancelRun,
     Decision,
     EventTrigger,
+    Notify,
     RunDeployment,
     ScheduleAction,
     decide,
@@ -59,6 +65,7 @@ from coplane.store.automations import (
     list_events_received,
     list_incident_changes,
     prune_decisions,
+    queue_automation_message,
     read_cursor,
     record_firing_actions,
     replace_automations,
@@ -262,11 +269,37 @@ def _act(store: Store, automation: AutomationSpec, key: str, index: int, action:
                 return {**base, "ok": False, "detail": f"{action.url} answered "
                         f"{resp.status_code}"}  # fmt: skip
             return {**base, "ok": True, "detail": f"{action.url} answered {resp.status_code}"}
+        if isinstance(action, Notify):
+            return {**base, **_notify(store, automation, key, index, action, event, context, now)}
     except (StoreError, DeploymentError, TemplateError, httpx.HTTPError, ValueError) as exc:
         return {**base, "ok": False, "detail": str(exc)}
     except Exception as exc:  # an integration's error: recorded, never fatal to the pass
         return {**base, "ok": False, "detail": f"{type(exc).__name__}: {exc}"}
     return {**base, "ok": False, "detail": "unknown action"}
+
+
+def _notify(store: Store, automation: AutomationSpec, key: str, index: int, action: Notify,
+            event: dict[str, Any], context: dict[str, Any], now: datetime
+            ) -> dict[str, Any]:  # fmt: skip
+    """Queue a `notify` action's message to its channels; what it queued, as recorded."""
+    try:
+        message = str(render_parameters(action.message, context)).strip()
+    except TemplateError as exc:
+        return {"ok": False, "detail": f"the message template failed: {exc}"}
+    if not message:
+        return {"ok": False, "detail": "the message is empty once rendered"}
+    with store.connect() as conn:
+        mid, rows = queue_automation_message(conn, automation.name, key, index, message, event,
+                                             action.channels, now)  # fmt: skip
+    queued = [{"channel": r["channel"], "notification": str(r["id"])} for r in rows]
+    channels = ", ".join(q["channel"] for q in queued)
+    return {"ok": True, "message": str(mid), "notifications": queued,
+            "detail": f"queued to {channels} (message {mid}): {_excerpt(message)}"}  # fmt: skip
+
+
+def _excerpt(text: str, limit: int = 200) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 def backtest(automation: AutomationSpec, events: list[dict[str, Any]]) -> list[dict[str, Any]]:

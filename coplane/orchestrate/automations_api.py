@@ -15,7 +15,7 @@ from coplane.orchestrate.automations import (
     backtest,
     events_for_backtest,
 )
-from coplane.rules.automation import AutomationSpec
+from coplane.rules.automation import AutomationSpec, notify_channels
 from coplane.store.automations import (
     delete_automation,
     list_automations,
@@ -46,6 +46,25 @@ def _json(row: Row, conn: Any, detail: bool) -> dict[str, Any]:
     return out
 
 
+def _check_channels(request: Request, spec: AutomationSpec) -> None:
+    """Every channel a `notify` action names is one of the config file's, else a 422 naming
+    the first unknown one (all of them under `errors`)."""
+    engine = getattr(request.app.state, "sla_engine", None)
+    if engine is None:
+        return  # no engine, no config read: the channels are unknown here
+    defined = set(engine.channels)
+    known = ", ".join(sorted(defined)) or "none are defined"
+    unknown = [(["body", *loc], name) for loc, name in notify_channels(spec) if name not in defined]
+    if not unknown:
+        return
+    loc, name = unknown[0]
+    msg = f"no channel named {name!r} in channels: ({known})"
+    error = ApiError(422, f"{'.'.join(str(p) for p in loc)}: {msg}", loc, msg=msg)
+    error.errors = [{"loc": where, "msg": f"no channel named {n!r} in channels: ({known})"}
+                    for where, n in unknown]  # fmt: skip
+    raise error
+
+
 @router.get("/api/automations", summary="Automations")
 def get_automations(request: Request) -> dict[str, Any]:
     """Every automation with its latest decision."""
@@ -56,6 +75,7 @@ def get_automations(request: Request) -> dict[str, Any]:
 @router.post("/api/automations", status_code=201, summary="Create an automation")
 def post_automation(request: Request, spec: AutomationSpec) -> dict[str, Any]:
     """Store an automation (409 if the name exists); it acts on what happens from now on."""
+    _check_channels(request, spec)
     with store_of(request).connect() as conn, conn.transaction():
         upsert_automation(conn, automation_definition(spec), "api", datetime.now(UTC),
                           replace=False)  # fmt: skip
@@ -67,6 +87,7 @@ def put_automation(request: Request, name: str, spec: AutomationSpec) -> dict[st
     """As POST, replacing one of that name made through the API (409 for the file's)."""
     if spec.name != name:
         raise ApiError(422, f"the body names {spec.name!r}, the path {name!r}", ["body", "name"])
+    _check_channels(request, spec)
     with store_of(request).connect() as conn, conn.transaction():
         upsert_automation(conn, automation_definition(spec), "api", datetime.now(UTC),
                           replace=True)  # fmt: skip

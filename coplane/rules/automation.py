@@ -95,8 +95,23 @@ class CallWebhook(BaseModel):
     body: dict[str, Any] = {}
 
 
+DEFAULT_MESSAGE = (
+    "Automation {{ automation.name }} fired on {{ event.event }} of {{ event.resource.id }}"
+)
+
+
+class Notify(BaseModel):
+    """Send `message` (a Jinja2 template over the event) to alert channels of `channels:`,
+    through the alert outbox as incidents are announced."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["notify"]
+    channels: list[Annotated[str, Field(min_length=1)]] = Field(min_length=1)
+    message: str = Field(DEFAULT_MESSAGE, min_length=1)
+
+
 Action = Annotated[
-    RunDeployment | ScheduleAction | CancelRun | CallWebhook, Field(discriminator="type")
+    RunDeployment | ScheduleAction | CancelRun | CallWebhook | Notify, Field(discriminator="type")
 ]
 
 
@@ -110,6 +125,16 @@ class AutomationSpec(BaseModel):
     trigger: EventTrigger | IncidentTrigger | RunStateTrigger
     actions: list[Action] = Field(min_length=1)
     max_runs_per_hour: int = Field(10, ge=1, le=10_000)
+
+
+def notify_channels(spec: AutomationSpec) -> list[tuple[tuple[int | str, ...], str]]:
+    """Each channel name the automation's `notify` actions give, at its place in the spec
+    (`("actions", 0, "channels", 1)`): what is checked against the configured channels."""
+    return [
+        (("actions", i, "channels", j), channel)
+        for i, action in enumerate(spec.actions) if isinstance(action, Notify)
+        for j, channel in enumerate(action.channels)
+    ]  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)

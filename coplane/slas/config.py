@@ -271,13 +271,16 @@ def _resolve_calendars(data: dict[str, Any], found: list[tuple[Loc, str]]) -> di
 
 
 def _check_names(data: dict[str, Any]) -> list[tuple[Loc, str]]:
-    """SLA names are unique, and every `notify` entry names a channel of `channels:`."""
-    slas = data.get("slas")
-    if not isinstance(slas, list):
-        return []
+    """SLA names are unique, and every `notify` entry of an SLA, and every channel of an
+    automation's `notify` action, names a channel of `channels:`."""
     channels = data.get("channels")
     defined = set(channels) if isinstance(channels, dict) else set()
     found: list[tuple[Loc, str]] = []
+    if isinstance(channels, dict | None):
+        found += _check_automation_channels(data.get("automations"), defined)
+    slas = data.get("slas")
+    if not isinstance(slas, list):
+        return found
     names: set[str] = set()
     for i, sla in enumerate(slas):
         if not isinstance(sla, dict):
@@ -291,9 +294,29 @@ def _check_names(data: dict[str, Any]) -> list[tuple[Loc, str]]:
         if isinstance(notify, list) and isinstance(channels, dict | None):
             for j, channel in enumerate(notify):
                 if isinstance(channel, str) and channel not in defined:
-                    known = ", ".join(sorted(defined)) or "none are defined"
-                    message = f"no channel named {channel!r} in channels: ({known})"
+                    message = _unknown_channel(channel, defined)
                     found.append((("slas", i, "notify", j), message))
+    return found
+
+
+def _unknown_channel(name: str, defined: set[str]) -> str:
+    known = ", ".join(sorted(defined)) or "none are defined"
+    return f"no channel named {name!r} in channels: ({known})"
+
+
+def _check_automation_channels(automations: Any, defined: set[str]) -> list[tuple[Loc, str]]:
+    """Every channel a `notify` action of `automations:` names is one of `defined`."""
+    found: list[tuple[Loc, str]] = []
+    for i, automation in enumerate(automations if isinstance(automations, list) else []):
+        actions = automation.get("actions") if isinstance(automation, dict) else None
+        for j, action in enumerate(actions if isinstance(actions, list) else []):
+            if not isinstance(action, dict) or action.get("type") != "notify":
+                continue
+            names = action.get("channels")
+            for k, name in enumerate(names if isinstance(names, list) else []):
+                if isinstance(name, str) and name not in defined:
+                    loc: Loc = ("automations", i, "actions", j, "channels", k)
+                    found.append((loc, _unknown_channel(name, defined)))
     return found
 
 

@@ -1,7 +1,9 @@
-"""Automations: their definitions, firings (once per key), decisions, and the pass's cursor."""
+"""Automations: their definitions, firings (once per key), decisions, the pass's cursor, and
+the messages their `notify` actions queue in the alert outbox."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -9,8 +11,10 @@ from typing import Any
 from coplane.store.dialects import Conn, Row
 from coplane.store.errors import Conflict, NotFound
 from coplane.store.events import like_pattern
+from coplane.store.incidents import queue_notifications
 
 DECISIONS_KEPT = 200  # per automation: what its explain page can show
+MESSAGE_COLUMNS = "id, automation, key, action, message, event_id, event, resource, created"
 
 
 def replace_automations(conn: Conn, definitions: Sequence[dict[str, Any]], origin: str,
@@ -218,3 +222,42 @@ def list_incident_changes(conn: Conn, after: datetime, until: datetime) -> list[
         "WHERE (opened > ? AND opened <= ?) OR (resolved > ? AND resolved <= ?)",
         (conn.time(after), conn.time(until), conn.time(after), conn.time(until)),
     )
+
+
+def message_id(automation: str, key: str, action: int) -> uuid.UUID:
+    """The id of the message one action of one firing sends: the same however often it runs."""
+    return uuid.uuid5(uuid.NAMESPACE_URL, f"coplane:automation:{automation}:{key}:{action}")
+
+
+def queue_automation_message(
+    conn: Conn, automation: str, key: str, action: int, message: str, event: dict[str, Any],
+    channels: Sequence[str], now: datetime,
+) -> tuple[uuid.UUID, list[Row]]:  # fmt: skip
+    """Store the message of a `notify` action and queue a notification of it per channel, in
+    one transaction; the message's id and its notifications. Run again for the same firing and
+    action (after a crash, say), it adds nothing: the first message stands."""
+    mid = message_id(automation, key, action)
+    with conn.transaction():
+        conn.execute(
+            f"INSERT INTO automation_messages ({MESSAGE_COLUMNS}) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            (conn.uid(mid), automation, key, action, message, str(event["id"]), event["event"],
+             event["resource"]["id"], conn.time(now)),
+        )  # fmt: skip
+        queue_notifications(conn, "message_id", mid, channels, "notify", now, once=True)
+        rows = conn.query(
+            "SELECT id, channel, status FROM notifications WHERE message_id = ? "
+            "ORDER BY channel, id",
+            (conn.uid(mid),),
+        )
+    return mid, rows
+
+
+def read_automation_message(conn: Conn, message: uuid.UUID | str) -> Row:
+    """One message of a `notify` action; NotFound when there is none with that id."""
+    row = conn.one(
+        f"SELECT {MESSAGE_COLUMNS} FROM automation_messages WHERE id = ?", (conn.uid(message),)
+    )
+    if row is None:
+        raise NotFound(f"no automation message with id {message}")
+    return row

@@ -18,8 +18,8 @@ INCIDENT_COLUMNS = (
     "resolved, inhibited_by, evaluation_id"
 )
 NOTIFICATION_COLUMNS = (
-    "id, incident_id, warning_id, channel, action, created, due, claimed, sent, attempts, "
-    "status, last_error, response"
+    "id, incident_id, warning_id, message_id, channel, action, created, due, claimed, sent, "
+    "attempts, status, last_error, response"
 )
 IncidentState = Literal["open", "resolved"]
 
@@ -411,23 +411,34 @@ def _set_resolved(conn: Conn, incident_id: uuid.UUID | str, now: datetime) -> bo
 
 def queue_notifications(
     conn: Conn,
-    owner: Literal["incident_id", "warning_id"],
+    owner: Literal["incident_id", "warning_id", "message_id"],
     owner_id: uuid.UUID | str,
     channels: Sequence[str],
     action: str,
     now: datetime,
+    *,
+    once: bool = False,
 ) -> int:
-    """One pending notification per channel (named once) for an incident or an early warning,
-    `owner` naming which; the number queued."""
-    rows = [
-        (conn.uid(uuid.uuid4()), conn.uid(owner_id), channel, action, conn.time(now),
-         conn.time(now))
+    """One pending notification per channel (named once) for an incident, an early warning or
+    an automation's message, `owner` naming which; the number of channels queued for.
+
+    With `once`, each id is derived from the owner, channel and action, so queueing the same
+    again (an action run anew after a crash) adds nothing."""
+    ids = {
+        channel: uuid.uuid5(uuid.UUID(str(owner_id)), f"{channel}:{action}") if once
+        else uuid.uuid4()
         for channel in dict.fromkeys(channels)
+    }  # fmt: skip
+    rows = [
+        (conn.uid(ids[channel]), conn.uid(owner_id), channel, action, conn.time(now),
+         conn.time(now))
+        for channel in ids
     ]  # fmt: skip
     if rows:
+        again = " ON CONFLICT (id) DO NOTHING" if once else ""
         conn.executemany(
             f"INSERT INTO notifications (id, {owner}, channel, action, created, due, status) "
-            "VALUES (?, ?, ?, ?, ?, ?, 'pending')",
+            f"VALUES (?, ?, ?, ?, ?, ?, 'pending'){again}",
             rows,
         )
     return len(rows)

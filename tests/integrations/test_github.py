@@ -314,3 +314,27 @@ def test_producer_text_is_no_markdown_of_its_own(github: tuple[FakeGitHub, FakeS
 def test_an_early_warning_gets_no_issue(notifier: GitHubNotifier) -> None:
     assert not notifier.wants(make_alert("warn", warning=True))
     assert not notifier.wants(make_alert("resolve", warning=True, thread={"number": 3}))
+
+
+def test_an_automation_message_opens_an_issue_of_its_own(
+    github: tuple[FakeGitHub, FakeService], notifier: GitHubNotifier
+) -> None:
+    fake, _ = github
+    url = "https://coplane.example.com/automations/on-bad-data"
+    alert = make_alert(
+        "notify",
+        reason="wh.orders failed its checks\nsee the run",
+        kind="automation",
+        severity="info",
+        sla="",
+        url=url,
+        automation="on-bad-data",
+        event="check.failed",
+    )
+    assert notifier.wants(alert)
+    assert notifier.send(alert) == {"number": 1, "url": f"https://github.com/{REPOSITORY}/issues/1"}
+    issue = fake.issues[1]
+    assert issue["title"] == "wh.orders failed its checks"
+    assert "| **Automation** | on-bad-data |" in issue["body"]
+    assert "| **Event** | check.failed |" in issue["body"]
+    assert f"[Open the automation in coplane]({url})" in issue["body"]

@@ -337,3 +337,27 @@ def test_rate_limits_and_outages_are_transient(
 def test_an_early_warning_gets_no_ticket(notifier: JiraNotifier) -> None:
     assert not notifier.wants(make_alert("warn", kind="quality", severity="critical", warning=True))
     assert not notifier.wants(make_alert("resolve", warning=True, thread={"key": "DATA-1"}))
+
+
+def test_an_automation_message_opens_a_ticket_of_its_own(
+    jira: tuple[FakeJira, FakeService], notifier: JiraNotifier
+) -> None:
+    fake, _ = jira
+    url = "https://coplane.example.com/automations/on-bad-data"
+    alert = make_alert(
+        "notify",
+        reason="wh.orders failed its checks\nsee the run",
+        kind="automation",
+        severity="info",
+        sla="",
+        url=url,
+        automation="on-bad-data",
+        event="check.failed",
+    )
+    assert notifier.wants(alert)  # whatever its severity: the automation named this channel
+    assert notifier.send(alert) is not None
+    issue = fake.issues["DATA-1"]
+    assert issue.fields["summary"] == "wh.orders failed its checks"
+    words = " ".join(texts(issue.fields["description"]))
+    assert "Automation: " in words and "on-bad-data" in words and "check.failed" in words
+    assert links(issue.fields["description"]) == [url]

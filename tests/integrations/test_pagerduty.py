@@ -48,9 +48,29 @@ def make_alert(action: Action = "trigger", **changes: Any) -> Alert:
     return replace(alert, **changes)
 
 
+def change_events(request: Request) -> Reply:
+    """The change events endpoint as documented: a summary, a source, a timestamp, then 202.
+
+    https://developer.pagerduty.com/docs/events-api-v2/send-change-events/
+    """
+    event = request.json()
+    assert event["routing_key"] == ROUTING_KEY
+    assert "event_action" not in event and "dedup_key" not in event
+    payload = event["payload"]
+    assert isinstance(payload["summary"], str) and 0 < len(payload["summary"]) <= 1024
+    assert isinstance(payload.get("source", ""), str)
+    datetime.fromisoformat(payload["timestamp"])
+    for link in event.get("links", []):
+        assert set(link) <= {"href", "text"} and link["href"]
+    return Reply(202, {"status": "success", "message": "Change event processed"})
+
+
 def events_api(request: Request) -> Reply:
     """Events API v2 as documented: the shape it requires, then 202 with the dedup_key."""
-    assert request.method == "POST" and request.path == "/v2/enqueue"
+    assert request.method == "POST"
+    if request.path == "/v2/change/enqueue":
+        return change_events(request)
+    assert request.path == "/v2/enqueue"
     assert request.headers["content-type"].startswith("application/json")
     event = request.json()
     assert event["routing_key"] == ROUTING_KEY

@@ -1,6 +1,9 @@
 """GitHub channel: opens an issue for each incident, comments on it while the incident stays
 open, and comments and closes it when the incident resolves.
 
+An automation's `notify` action naming a GitHub channel opens an issue for its message (its
+first line the title): naming the channel there asks for an issue. Nothing follows it.
+
 GitHub REST API, issues: https://docs.github.com/en/rest/issues/issues
 """
 
@@ -62,7 +65,7 @@ def body(alert: Alert, *, mark: bool = False) -> str:
     """The alert in Markdown: headline, a table of fields, the link (and the incident marker)."""
     lines = [escape(text.headline(alert)), "", "| | |", "| --- | --- |"]
     lines += [f"| **{label}** | {_cell(value)} |" for label, value in text.fields(alert)]
-    lines += ["", f"[Open the incident in coplane]({alert.url})"]
+    lines += ["", f"[Open the {text.link_label(alert).lower()} in coplane]({alert.url})"]
     if mark:
         lines += ["", marker(alert.incident_id)]
     return "\n".join(lines)
@@ -97,7 +100,7 @@ class GitHubNotifier:
         none: an issue for a forecast is noise."""
         if alert.warning or alert.action == "warn":
             return False
-        if alert.action in ("test", "trigger"):
+        if alert.action in ("test", "trigger", "notify"):
             return True
         return _issue_number(alert) is not None
 
@@ -105,7 +108,7 @@ class GitHubNotifier:
         """Create, comment on or close the incident's issue; for a test, check access only."""
         if alert.action == "test":
             return self._check()
-        if alert.action == "trigger":
+        if alert.action == "trigger" or alert.action == "notify":  # narrows for assert_never
             return self._open(alert)
         number = _issue_number(alert)
         if number is None:

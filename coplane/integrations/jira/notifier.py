@@ -1,6 +1,9 @@
 """Jira Cloud channel: opens an issue for quality and critical incidents, comments on it while
 the incident stays open, and comments and moves it to done when the incident resolves.
 
+An automation's `notify` action naming a Jira channel opens an issue for its message (its
+first line the summary): naming the channel there asks for a ticket. Nothing follows it.
+
 Jira Cloud REST API v3: https://developer.atlassian.com/cloud/jira/platform/rest/v3/
 """
 
@@ -65,7 +68,7 @@ def document(alert: Alert) -> dict[str, Any]:
         "content": [
             _paragraph(_text(text.headline(alert))),
             {"type": "bulletList", "content": items},
-            _paragraph(_text("Incident: "), _text(alert.url, link)),
+            _paragraph(_text(f"{text.link_label(alert)}: "), _text(alert.url, link)),
         ],
     }
 
@@ -96,7 +99,7 @@ class JiraNotifier:
         Never one for an early warning: a ticket for a forecast is noise."""
         if alert.warning or alert.action == "warn":
             return False
-        if alert.action == "test":
+        if alert.action in ("test", "notify"):
             return True
         if alert.action == "trigger":
             return alert.kind == "quality" or alert.severity == "critical"
@@ -106,7 +109,7 @@ class JiraNotifier:
         """Create, comment on or close the incident's issue; for a test, check access only."""
         if alert.action == "test":
             return self._check()
-        if alert.action == "trigger":
+        if alert.action == "trigger" or alert.action == "notify":  # narrows for assert_never
             return self._open(alert)
         key = _issue_key(alert)
         if key is None:

@@ -5,8 +5,12 @@ Every event of one coplane incident carries the same dedup_key, "coplane-" + the
 so the resolve finds the trigger without any stored state and a retried trigger does not open
 a second incident. Repeats are not sent: PagerDuty re-notifies by its own escalation policy.
 
-Events API v2: https://developer.pagerduty.com/docs/events-api-v2/trigger-events/ and
-https://developer.pagerduty.com/docs/events-api-v2/resolve-events/
+An automation's `notify` message is sent as a change event, which shows on the service's
+timeline and pages nobody: a message is information, and paging belongs to incidents.
+
+Events API v2: https://developer.pagerduty.com/docs/events-api-v2/trigger-events/,
+https://developer.pagerduty.com/docs/events-api-v2/resolve-events/ and
+https://developer.pagerduty.com/docs/events-api-v2/send-change-events/
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from coplane.integrations.pagerduty.config import PagerDutyChannel
 SERVICE = "PagerDuty"
 BASE_URL = "https://events.pagerduty.com"
 ENQUEUE = "/v2/enqueue"
+CHANGE_ENQUEUE = "/v2/change/enqueue"
+AUTOMATION_LINK_TEXT = "coplane automation"
 DEDUP_PREFIX = "coplane-"
 TEST_DEDUP_PREFIX = "coplane-test-"  # + the channel's name
 MAX_SUMMARY = 1024  # payload.summary: "a maximum of 1024 characters"
@@ -79,6 +85,28 @@ def trigger_event(routing_key: str, alert: Alert) -> dict[str, Any]:
     }
 
 
+def change_event(routing_key: str, alert: Alert) -> dict[str, Any]:
+    """The change event for an automation's message: its summary, source and a link back."""
+    return {
+        "routing_key": routing_key,
+        "payload": {
+            "summary": _cut(alert.title),
+            "source": alert.resource or f"automation.{alert.automation}",
+            "timestamp": alert.opened.isoformat(),
+            "custom_details": {
+                "message": alert.reason,
+                "automation": alert.automation,
+                "event": alert.event,
+            },
+        },
+        "links": [{"href": alert.url, "text": AUTOMATION_LINK_TEXT}],
+    }
+
+
+def _cut(line: str) -> str:
+    return line if len(line) <= MAX_SUMMARY else line[: MAX_SUMMARY - 1] + "…"
+
+
 def resolve_event(routing_key: str, key: str) -> dict[str, Any]:
     """The resolve event: only the key of the alert to resolve (a payload would be ignored)."""
     return {"routing_key": routing_key, "event_action": "resolve", "dedup_key": key}
@@ -90,6 +118,7 @@ class PagerDutyNotifier:
     def __init__(self, config: PagerDutyChannel, client: httpx.Client | None = None) -> None:
         self.routing_key = config.routing_key
         self.url = (config.base_url or BASE_URL).rstrip("/") + ENQUEUE
+        self.change_url = (config.base_url or BASE_URL).rstrip("/") + CHANGE_ENQUEUE
         self.client = client or channel_client()
 
     def close(self) -> None:
@@ -102,7 +131,13 @@ class PagerDutyNotifier:
         return alert.action != "repeat" and not alert.warning
 
     def send(self, alert: Alert) -> dict[str, Any] | None:
-        """Trigger or resolve the incident's alert; a test triggers one and resolves it at once."""
+        """Trigger or resolve the incident's alert; a test triggers one and resolves it at once;
+        an automation's message is a change event."""
+        if alert.action == "notify":
+            # 202 as for alerts; the same answers are transient or permanent (request() maps them)
+            request(self.client, "POST", self.change_url, SERVICE,
+                    json=change_event(self.routing_key, alert))  # fmt: skip
+            return None
         key = dedup_key(alert)
         if alert.action == "trigger":
             self._enqueue(trigger_event(self.routing_key, alert))

@@ -25,6 +25,7 @@ ICONS = {"info": ":information_source:", "warning": ":warning:", "critical": ":r
 RESOLVED_ICON = ":white_check_mark:"
 TEST_ICON = ":bell:"
 WARN_ICON = ":hourglass_flowing_sand:"
+NOTIFY_ICON = ":robot_face:"  # an automation's message
 BREACHED_WARNING = "Turned into a breach"  # how an early warning's message is edited
 
 # Block Kit limits (https://api.slack.com/reference/block-kit/blocks#section): longer text is
@@ -82,6 +83,8 @@ def _mrkdwn(value: str, limit: int) -> str:
 
 
 def _icon(alert: Alert) -> str:
+    if alert.action == "notify":
+        return NOTIFY_ICON
     if alert.action == "warn":
         return WARN_ICON
     if alert.action == "resolve":
@@ -103,16 +106,18 @@ def _warning_breached_block(alert: Alert) -> dict[str, Any]:
 
 
 def _link_blocks(alert: Alert) -> Blocks:
-    """A button to the incident's page; a plain line when the URL is not one Slack takes."""
+    """A button to the incident's (or automation's) page; a plain line when the URL is not
+    one Slack takes."""
+    label = text.link_label(alert)
     if alert.url.startswith(("http://", "https://")) and len(alert.url) <= BUTTON_URL_MAX:
         button = {
             "type": "button",
-            "text": {"type": "plain_text", "text": "Open incident"},
+            "text": {"type": "plain_text", "text": f"Open {label.lower()}"},
             "url": alert.url,
-            "action_id": "open_incident",
+            "action_id": f"open_{label.lower()}",
         }
         return [{"type": "actions", "elements": [button]}]
-    line = f"Incident: {_mrkdwn(alert.url, SECTION_TEXT_MAX - 20)}"
+    line = f"{label}: {_mrkdwn(alert.url, SECTION_TEXT_MAX - 20)}"
     return [{"type": "context", "elements": [{"type": "mrkdwn", "text": line}]}]
 
 
@@ -193,7 +198,7 @@ class SlackNotifier:
         self._client.close()
 
     def wants(self, alert: Alert) -> bool:
-        """Slack takes every action: trigger, repeat, resolve, test and warn."""
+        """Slack takes every action: trigger, repeat, resolve, test, warn and notify."""
         return True
 
     def send(self, alert: Alert) -> dict[str, Any] | None:
@@ -210,7 +215,8 @@ class SlackNotifier:
             return None
         if alert.action == "trigger" and thread is not None:
             return self._breach_of_warning(alert, *thread)
-        # a trigger or test; or a repeat or resolve whose trigger never reached this channel
+        # a trigger, test or an automation's message (a new top-level message each); or a
+        # repeat or resolve whose trigger never reached this channel
         return self._post(self._channel, message_text(alert), message_blocks(alert))
 
     def _resolve(self, alert: Alert, channel: str, ts: str) -> None:

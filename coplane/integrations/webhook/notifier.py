@@ -7,6 +7,10 @@ The body is shaped like Alertmanager's webhook
 ("endsAt" is null while firing), and "labels"/"annotations" describe it; "incident", "sla"
 and "affected" carry coplane's own facts. A test alert is "firing" with "test": true.
 
+An automation's `notify` message has "action": "notify", "status": "firing", "groupKey"
+the message's id, "message" its rendered text, "automation" its name and page, and "event"
+the event that fired it, and neither "incident" nor "sla".
+
 Signature (only when `secret` is set), for receivers to check that coplane sent the body:
 
     X-Coplane-Timestamp: <unix time in seconds>
@@ -49,8 +53,31 @@ def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat()
 
 
+def notify_body(alert: Alert) -> dict[str, Any]:
+    """The JSON document of an automation's `notify` message."""
+    return {
+        "version": VERSION,
+        "status": "firing",
+        "action": alert.action,
+        "test": False,
+        "warning": False,
+        "receiver": alert.channel,
+        "groupKey": alert.incident_id,
+        "message": alert.reason,
+        "automation": {"name": alert.automation, "url": alert.url},
+        "event": {"event": alert.event, "resource": alert.resource},
+        "labels": {"automation": alert.automation or ""},
+        "annotations": {"summary": alert.title, "description": alert.reason},
+        "startsAt": _iso(alert.opened),
+        "endsAt": None,
+        "externalURL": alert.url,
+    }
+
+
 def body(alert: Alert) -> dict[str, Any]:
     """The JSON document describing the alert."""
+    if alert.action == "notify":
+        return notify_body(alert)
     resolved = alert.action == "resolve"
     ends = (alert.resolved or datetime.now(UTC)) if resolved else None
     return {
