@@ -44,7 +44,8 @@ ICONS = {
     "running": "▶",
     "scheduled": "…",
     "retrying": "↻",
-    "paused": "⏸",
+    # not ⏸ (U+23F8): only emoji fonts draw it, and without one it shows as an empty box
+    "paused": "‖",
     "cancelled": "⊘",
     "cached": "✓",
     "crashed": "✗",

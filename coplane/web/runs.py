@@ -105,11 +105,36 @@ async def resume_form(request: Request, run_id: str) -> Response:
     schema = None if row is None else row["schema"]
     fields = {k: v for k, v in form.items() if k != csrf.CSRF_FIELD}
     value, typing = input_from_form(schema, fields) if schema else (None, [])
+    page = f"/pipelines/{quote(run['pipeline'], safe=':@/')}?run={rid}"
     try:
         await resume_run(request, rid, value, typing)
     except ApiError as exc:
+        if exc.status == 422 and schema:
+            return _refused(request, rid, page, fields, exc)
         title = "Input not valid" if exc.status == 422 else "Run not resumed"
         message = f"{exc.detail}. The run is still paused." if exc.status == 422 else exc.detail
         return error_page(request, exc.status, title, message)
-    page = f"/pipelines/{quote(run['pipeline'], safe=':@/')}?run={rid}"
     return RedirectResponse(page, status_code=303)
+
+
+def _refused(
+    request: Request, run_id: uuid.UUID, run_page: str, values: dict[str, str], exc: ApiError
+) -> Response:
+    """The form again, as it was sent, with each wrong field's error beside it: a page that
+    only said what was wrong sent people back to retype everything."""
+    with store_of(request).connect() as conn:
+        pause = run_pause_context(conn, run_id, request)
+    message = f"{exc.detail}. The run is still paused."
+    if pause is None:  # timed out since: no form to show again
+        return error_page(request, 422, "Input not valid", message)
+    field_errors: dict[str, str] = {}
+    for error in exc.errors:
+        loc = error["loc"] or []
+        if len(loc) > 2 and loc[:2] == ["body", "input"]:
+            field_errors.setdefault(str(loc[2]), str(error["msg"]))
+    token = csrf.token_for(request)
+    context = {"pause": pause, "run_id": str(run_id), "run_page": run_page, "message": message,
+               "values": values, "field_errors": field_errors, "csrf_token": token}  # fmt: skip
+    response = render(request, "run_resume.html", context, 422)
+    csrf.set_token(request, response, token)
+    return response
