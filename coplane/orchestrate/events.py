@@ -8,8 +8,11 @@ Following the Airflow collector's conventions, so that SDK runs look like any ot
   task's calls within the flow run, so a retried task run shows each try as Airflow's do
   (a try that will be retried ends `run.retrying`);
 - a subflow is its own pipeline, whose runs are child runs of the calling flow's run;
-- every event names the source `sdk`, and its id is uuid5 of the run and event name, so an
-  event sent twice (a retry, a replayed spool) is stored once.
+- every event names the source `sdk`, and its id is derived from the run, the event name and
+  the time, so an event sent twice (a retry, a replayed spool) is stored once. The id is laid
+  out as a UUIDv7 (RFC 9562): the time's milliseconds first, then 74 bits of a SHA-1 of the
+  rest. Ids that grow with time land at the end of the events table's key index instead of
+  all over it: a burst of task runs costs the server fewer page writes.
 
 The functions here are pure: the engine calls them and hands the dicts to the reporter.
 """
@@ -85,8 +88,15 @@ def error_payload(exc: BaseException) -> dict[str, Any]:
             "traceback": text}  # fmt: skip
 
 
-def _event_id(resource: str, run_key: str, event: str) -> str:
-    return str(uuid.uuid5(EVENT_NAMESPACE, f"{resource}\n{run_key}\n{event}"))
+def _event_id(resource: str, run_key: str, event: str, occurred: str) -> str:
+    millis = int(datetime.fromisoformat(occurred).timestamp() * 1000) & _MILLIS
+    digest = uuid.uuid5(EVENT_NAMESPACE, f"{resource}\n{run_key}\n{event}\n{occurred}").int
+    return str(uuid.UUID(int=(millis << 80) | (digest & _HASH_BITS) | _VERSION_7))
+
+
+_MILLIS = (1 << 48) - 1
+_VERSION_7 = (0x7 << 76) | (0x2 << 62)  # version 7, RFC 9562 variant
+_HASH_BITS = ((1 << 80) - 1) & ~(0xF << 76) & ~(0x3 << 62)
 
 
 def flow_run_event(
@@ -104,6 +114,7 @@ def flow_run_event(
     """One `run.*` event of a flow run; a subflow's names its caller's run as parent, and a
     run a deployment started carries what caused it (`causes`, the worker's related)."""
     resource = flow_resource(flow_name)
+    at = occurred or now_iso()
     related: list[dict[str, Any]] = [{"role": n.ROLE_RUN, "id": run_key}]
     if parent_pipeline is not None and parent_run_key is not None:
         related.append({"role": n.ROLE_PARENT, "id": parent_pipeline, "kind": n.KIND_PIPELINE})
@@ -111,8 +122,8 @@ def flow_run_event(
     related.append({"role": n.ROLE_SOURCE, "id": SOURCE})
     related += [dict(c) for c in causes]
     return {
-        "id": _event_id(resource, run_key, event),
-        "occurred": occurred or now_iso(),
+        "id": _event_id(resource, run_key, event, at),
+        "occurred": at,
         "event": event,
         "resource": {
             "id": resource, "name": flow_name, "kind": n.KIND_PIPELINE, "labels": dict(labels)
@@ -137,6 +148,7 @@ def task_run_event(
     occurred: str | None = None,
 ) -> dict[str, Any]:
     """One `run.*` event of one try of a task run, a child run of its flow run."""
+    at = occurred or now_iso()
     related: list[dict[str, Any]] = [
         {"role": n.ROLE_RUN, "id": run_key},
         {"role": n.ROLE_PARENT, "id": flow_pipeline, "kind": n.KIND_PIPELINE},
@@ -146,8 +158,8 @@ def task_run_event(
     related += [{"role": n.ROLE_INPUT, "id": a, "kind": n.KIND_ASSET} for a in inputs]
     related += [{"role": n.ROLE_OUTPUT, "id": a, "kind": n.KIND_ASSET} for a in outputs]
     return {
-        "id": _event_id(resource, run_key, event),
-        "occurred": occurred or now_iso(),
+        "id": _event_id(resource, run_key, event, at),
+        "occurred": at,
         "event": event,
         "resource": {
             "id": resource, "name": task_name, "kind": n.KIND_TASK, "labels": dict(labels)
@@ -161,9 +173,10 @@ def asset_updated_event(
     asset: str, *, producer: str, run_key: str, occurred: str | None = None
 ) -> dict[str, Any]:
     """`asset.updated` of an output asset by the task run that wrote it."""
+    at = occurred or now_iso()
     return {
-        "id": _event_id(asset, run_key, n.ASSET_UPDATED),
-        "occurred": occurred or now_iso(),
+        "id": _event_id(asset, run_key, n.ASSET_UPDATED, at),
+        "occurred": at,
         "event": n.ASSET_UPDATED,
         "resource": {"id": asset, "kind": n.KIND_ASSET},
         "related": [

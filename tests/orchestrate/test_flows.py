@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import coplane
 from coplane import flow, get_run_logger, task
 from coplane.orchestrate import reporter as reporting
 from coplane.orchestrate.context import get_run_context
-from coplane.orchestrate.events import run_id
+from coplane.orchestrate.events import run_id, task_run_event
 from coplane.orchestrate.reporter import NullReporter
 from tests.orchestrate.sdk import collected, fold, names
 
@@ -63,6 +64,38 @@ def test_a_flow_run_reports_itself_and_each_task_run_as_a_child_run() -> None:
     assert derived.resources["sdk.pipeline.double"].kind == "task"
     first_task = next(e for e in events if e["resource"]["id"] == "sdk.pipeline.double")
     assert first_task["payload"]["parameters"] == {"x": "0"}
+
+
+def test_event_ids_grow_with_time_and_name_one_event_only() -> None:
+    """The server stores SDK events under ids that sort by time (fewer index pages touched
+    per batch) yet are the same for the same event, so a resend is stored once."""
+    with collected() as reported:
+        pipeline(50)
+    events = reported.events
+    ids = [uuid.UUID(e["id"]) for e in events]
+    assert {i.version for i in ids} == {7} and len(set(ids)) == len(ids)
+    millis = [uuid.UUID(e["id"]).int >> 80 for e in sorted(events, key=lambda e: e["occurred"])]
+    assert millis == sorted(millis)
+    again = task_run_event_of(events[1])
+    assert again["id"] == events[1]["id"]
+    later = task_run_event_of({**events[1], "occurred": "2030-01-01T00:00:00+00:00"})
+    assert later["id"] != events[1]["id"]
+
+
+def task_run_event_of(event: dict[str, Any]) -> dict[str, Any]:
+    """The same task event built again from what it says."""
+    related = {r["role"]: r["id"] for r in event["related"]}
+    return task_run_event(
+        event["event"],
+        flow_pipeline=related["parent"],
+        flow_run_key=related["parent_run"],
+        resource=event["resource"]["id"],
+        task_name=event["resource"]["name"],
+        run_key=related["run"],
+        payload=event["payload"],
+        labels={},
+        occurred=event["occurred"],
+    )
 
 
 def test_a_task_error_fails_both_runs_with_its_traceback_and_reaches_the_caller() -> None:
