@@ -37,6 +37,7 @@ from coplane.store.runs import list_child_runs, read_run, run_json
 from coplane.store.schedules import list_schedules, schedule_json
 from coplane.web import csrf
 from coplane.web.render import error_page, render
+from coplane.web.runs import resume_url, run_logs_context, run_pause_context
 
 router = APIRouter(include_in_schema=False)
 
@@ -210,33 +211,44 @@ def _gantt(children: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]
 
 def _flow_run_context(request: Request, run_id: str) -> dict[str, Any]:
     now = datetime.now(UTC)
+    rid = uuid.UUID(run_id)
     with store_of(request).connect() as conn:
         flow_run = flow_run_json(read_flow_run(conn, run_id))
         try:
             run = run_json(read_run(conn, run_id))
         except NotFound:
             run = None
-        events, _ = list_events(conn, EventFilter(run_id=uuid.UUID(run_id)), 200)
+        events, _ = list_events(conn, EventFilter(run_id=rid), 200)
         children = [run_json(c) for c in list_child_runs(conn, run_id)]
         remediation = read_remediation_of_run(conn, run_id)
+        pause = run_pause_context(conn, rid, request)
+        logs = run_logs_context(conn, rid, run["state"] if run else None)
     timeline = sorted((event_json(e) for e in events), key=lambda e: e["occurred"])
     causes = [r["id"] for r in flow_run["related"] if r.get("role") == "cause"]
     return {
         "fr": flow_run, "run": run, "timeline": timeline, "bars": _gantt(children, now),
         "causes": causes, "incident": None if remediation is None
         else str(remediation["incident_id"]),
-        "live": flow_run["state"] not in TERMINAL, "refresh": REFRESH,
+        "live": flow_run["state"] not in TERMINAL, "refresh": REFRESH, "pause": pause,
+        "resume_action": resume_url(rid, "flow-run"),
+        "run_logs": logs,
     }  # fmt: skip
 
 
 @router.get("/flow-runs/{run_id}")
 def flow_run_page(request: Request, run_id: str) -> HTMLResponse:
-    """One flow run: its state timeline, task runs as a Gantt chart, its causes, cancel."""
+    """One flow run: its state timeline, task runs as a Gantt chart, its causes, cancel; the
+    form that resumes it while it waits for input, and its logs."""
     try:
         uuid.UUID(run_id)
         context = _flow_run_context(request, run_id)
     except (ValueError, NotFound):
         return error_page(request, 404, "Run not found", f"There is no deployment run {run_id}.")
+    shown = request.query_params.get("paused") == "1"
+    if request.headers.get("hx-request") == "true" and shown != (context["pause"] is not None):
+        # The resume form sits outside the refreshed part so that a refresh never undoes what
+        # someone types; the page is reloaded whole only when the form is to appear or go.
+        return HTMLResponse("", headers={"HX-Refresh": "true"})
     return _csrf_page(request, "flow_run.html", context, blocks=("flow-run-live",))
 
 

@@ -52,7 +52,9 @@ def run_logs_partial(request: Request, run_id: str) -> HTMLResponse:
         except NotFound:  # lines can arrive before the run's first event
             state = None
         context = run_logs_context(conn, rid, state)
-    return render(request, "_run_logs.html", context)
+    # a page whose sections are h2s (a deployment's flow-run page) keeps its logs' h2
+    level = 2 if request.query_params.get("heading") == "2" else 3
+    return render(request, "_run_logs.html", {**context, "heading_level": level})
 
 
 def run_pause_context(
@@ -80,9 +82,23 @@ def run_pause_context(
     }
 
 
+def resume_url(run_id: uuid.UUID, back: str | None = None) -> str:
+    """Where a run's resume form posts to; `back` names the page to land on after (see
+    `_landing`): a name and not a URL, so that the form cannot send anyone elsewhere."""
+    return f"/runs/{run_id}/resume" + ("?back=flow-run" if back == "flow-run" else "")
+
+
+def _landing(run_id: uuid.UUID, pipeline: str, back: str | None) -> str:
+    """The page a resume form was on: a deployment's flow-run page, else the pipeline's."""
+    if back == "flow-run":
+        return f"/flow-runs/{run_id}"
+    return f"/pipelines/{quote(pipeline, safe=':@/')}?run={run_id}"
+
+
 @router.post("/runs/{run_id}/resume")
 async def resume_form(request: Request, run_id: str) -> Response:
-    """Resume a paused run from its page with the form's input (editors and admins)."""
+    """Resume a paused run from its page with the form's input (editors and admins); the form
+    of a deployment's flow-run page adds `?back=flow-run` to come back to that page."""
     form = await csrf.read_form(request)
     if not csrf.token_matches(request, form):
         return error_page(
@@ -105,12 +121,13 @@ async def resume_form(request: Request, run_id: str) -> Response:
     schema = None if row is None else row["schema"]
     fields = {k: v for k, v in form.items() if k != csrf.CSRF_FIELD}
     value, typing = input_from_form(schema, fields) if schema else (None, [])
-    page = f"/pipelines/{quote(run['pipeline'], safe=':@/')}?run={rid}"
+    back = request.query_params.get("back")
+    action, page = resume_url(rid, back), _landing(rid, run["pipeline"], back)
     try:
         await resume_run(request, rid, value, typing)
     except ApiError as exc:
         if exc.status == 422 and schema:
-            return _refused(request, rid, page, fields, exc)
+            return _refused(request, rid, action, page, fields, exc)
         title = "Input not valid" if exc.status == 422 else "Run not resumed"
         message = f"{exc.detail}. The run is still paused." if exc.status == 422 else exc.detail
         return error_page(request, exc.status, title, message)
@@ -118,7 +135,12 @@ async def resume_form(request: Request, run_id: str) -> Response:
 
 
 def _refused(
-    request: Request, run_id: uuid.UUID, run_page: str, values: dict[str, str], exc: ApiError
+    request: Request,
+    run_id: uuid.UUID,
+    action: str,
+    run_page: str,
+    values: dict[str, str],
+    exc: ApiError,
 ) -> Response:
     """The form again, as it was sent, with each wrong field's error beside it: a page that
     only said what was wrong sent people back to retype everything."""
@@ -133,8 +155,9 @@ def _refused(
         if len(loc) > 2 and loc[:2] == ["body", "input"]:
             field_errors.setdefault(str(loc[2]), str(error["msg"]))
     token = csrf.token_for(request)
-    context = {"pause": pause, "run_id": str(run_id), "run_page": run_page, "message": message,
-               "values": values, "field_errors": field_errors, "csrf_token": token}  # fmt: skip
+    context = {"pause": pause, "run_id": str(run_id), "resume_action": action,
+               "run_page": run_page, "message": message, "values": values,
+               "field_errors": field_errors, "csrf_token": token}  # fmt: skip
     response = render(request, "run_resume.html", context, 422)
     csrf.set_token(request, response, token)
     return response
