@@ -1,16 +1,21 @@
-"""`@task`: a function whose calls inside a flow are task runs, with retries, caching, assets."""
+"""`@task`: a function whose calls inside a flow are task runs, with retries, caching, assets.
+
+A task of an `async def` is an `AsyncTask`, chosen once when it is declared: its call is a
+coroutine to await, so the sync path checks nothing per call.
+"""
 
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable, Iterable, Sequence
 from datetime import timedelta
-from typing import Any, Generic, ParamSpec, TypeVar, overload
+from typing import Any, Generic, ParamSpec, TypeVar, cast, overload
 
 from coplane.orchestrate import events as ev
 from coplane.orchestrate.caching import CacheKeyFn
 from coplane.orchestrate.context import RunContext, get_run_context
-from coplane.orchestrate.engine import FlowRuntime, TaskSpec, call_task
+from coplane.orchestrate.engine import FlowRuntime, TaskSpec, acall_task, call_task
 from coplane.orchestrate.futures import TaskFuture
 from coplane.orchestrate.results import SERIALIZERS, Serializer
 from coplane.orchestrate.retries import RetryDelay, RetryPolicy
@@ -45,6 +50,15 @@ def _asset_ids(name: str, values: Iterable[str] | None) -> tuple[str, ...]:
 
 class Task(Generic[P, R]):
     """A task: call it inside a flow (a task run here), `submit` it, or `map` it."""
+
+    def __new__(cls, fn: Callable[P, R], **options: Any) -> Task[P, R]:
+        # decided here, once: every way of making a task (`@task`, `Task(fn)`,
+        # `with_options`) gives an `async def` the class whose call is awaitable
+        chosen: type[Task[Any, Any]] = cls
+        if cls is Task and inspect.iscoroutinefunction(fn):
+            chosen = AsyncTask
+        made: Task[P, R] = object.__new__(chosen)
+        return made
 
     def __init__(
         self,
@@ -100,6 +114,7 @@ class Task(Generic[P, R]):
             result_serializer=result_serializer,
             log_prints=log_prints,
             concurrency=concurrency,
+            is_async=isinstance(self, AsyncTask),
         )
         self._options = {
             "name": name, "tags": tags, "retries": retries, "retry_delay": retry_delay,
@@ -179,6 +194,24 @@ class Task(Generic[P, R]):
         for future in futures:
             runtime.track(future)
         return futures
+
+
+class AsyncTask(Task[P, R]):
+    """A task of an `async def`: `await task(...)` inside a flow is a task run on its loop."""
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        ctx = get_run_context()
+        if ctx is None or ctx.runtime is None:  # outside a flow: the function's own coroutine
+            return self.fn(*args, **kwargs)
+        # numbered at the call, not when awaited: runs gathered are numbered as written
+        call = ctx.runtime.next_call(self.spec.name)
+        return cast(R, _awaited_run(self.spec, ctx, call, args, kwargs))
+
+
+async def _awaited_run(
+    spec: TaskSpec, ctx: RunContext, call: int, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    return (await acall_task(spec, ctx, call, args, kwargs)).unwrap()
 
 
 def _is_mapped(value: Any) -> bool:
