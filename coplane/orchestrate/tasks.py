@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from datetime import timedelta
 from typing import Any, Generic, ParamSpec, TypeVar, cast, overload
 
@@ -22,6 +22,7 @@ from coplane.orchestrate.retries import RetryDelay, RetryPolicy
 
 P = ParamSpec("P")
 R = TypeVar("R")
+T = TypeVar("T")
 
 
 class unmapped:  # lower case: it reads as a marker in a call, task.map(xs, unmapped(cfg))
@@ -147,8 +148,18 @@ class Task(Generic[P, R]):
             raise RuntimeError(f"{self.name}.{what}() is called inside a flow")
         return ctx, ctx.runtime
 
-    # Any, not P: each argument may also be a future of one, resolved before the run starts
-    def submit(self, *args: Any, **kwargs: Any) -> TaskFuture[R]:
+    # The future of an async task's run holds what its coroutine returned: the overloads say
+    # so to type checkers. Any, not P: each argument may also be a future of one, resolved
+    # before the run starts.
+    @overload
+    def submit(
+        self: Task[..., Coroutine[Any, Any, T]], *args: Any, **kwargs: Any
+    ) -> TaskFuture[T]: ...
+
+    @overload
+    def submit(self: Task[..., T], *args: Any, **kwargs: Any) -> TaskFuture[T]: ...
+
+    def submit(self, *args: Any, **kwargs: Any) -> TaskFuture[Any]:
         """Run the task in the flow's task runner; returns its future at once.
 
         `wait_for=[futures]` (a keyword the task's own parameters cannot use) makes the run
@@ -156,11 +167,19 @@ class Task(Generic[P, R]):
         """
         wait_for = list(kwargs.pop("wait_for", None) or ())
         ctx, runtime = self._flow_context("submit")
-        future: TaskFuture[R] = runtime.runner().submit(self.spec, ctx, args, kwargs, wait_for)
+        future: TaskFuture[Any] = runtime.runner().submit(self.spec, ctx, args, kwargs, wait_for)
         runtime.track(future)
         return future
 
-    def map(self, *args: Any, **kwargs: Any) -> list[TaskFuture[R]]:
+    @overload
+    def map(
+        self: Task[..., Coroutine[Any, Any, T]], *args: Any, **kwargs: Any
+    ) -> list[TaskFuture[T]]: ...
+
+    @overload
+    def map(self: Task[..., T], *args: Any, **kwargs: Any) -> list[TaskFuture[T]]: ...
+
+    def map(self, *args: Any, **kwargs: Any) -> list[TaskFuture[Any]]:
         """One task run per element of the iterable arguments (zipped; `unmapped(x)` and
         non-iterables are passed whole to each); returns their futures in order."""
         wait_for = list(kwargs.pop("wait_for", None) or ())
@@ -188,7 +207,7 @@ class Task(Generic[P, R]):
             )
             for i in range(count)
         ]
-        futures: list[TaskFuture[R]] = runtime.runner().submit_many(
+        futures: list[TaskFuture[Any]] = runtime.runner().submit_many(
             self.spec, ctx, calls, wait_for
         )
         for future in futures:
