@@ -52,11 +52,12 @@ def _asset_ids(name: str, values: Iterable[str] | None) -> tuple[str, ...]:
 class Task(Generic[P, R]):
     """A task: call it inside a flow (a task run here), `submit` it, or `map` it."""
 
-    def __new__(cls, fn: Callable[P, R], **options: Any) -> Task[P, R]:
+    def __new__(cls, *args: Any, **options: Any) -> Task[P, R]:
         # decided here, once: every way of making a task (`@task`, `Task(fn)`,
-        # `with_options`) gives an `async def` the class whose call is awaitable
+        # `with_options`) gives an `async def` the class whose call is awaitable; unpickling
+        # calls this with no arguments, its class already chosen
         chosen: type[Task[Any, Any]] = cls
-        if cls is Task and inspect.iscoroutinefunction(fn):
+        if cls is Task and args and inspect.iscoroutinefunction(args[0]):
             chosen = AsyncTask
         made: Task[P, R] = object.__new__(chosen)
         return made

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import pickle
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import cloudpickle
 import httpx
 import pytest
 from pydantic import BaseModel
@@ -82,6 +84,13 @@ def test_the_decorators_decide_async_once_and_keep_it_through_with_options() -> 
     assert type(increment) is Task and not increment.spec.is_async
     renamed = double.with_options(name="twice")
     assert isinstance(renamed, AsyncTask) and renamed.spec.is_async
+
+    @task
+    async def local(x: int) -> int:  # pickled by value, as a closure shipping it would
+        return x
+
+    copied = pickle.loads(cloudpickle.dumps(local))
+    assert isinstance(copied, AsyncTask) and copied.spec.is_async
 
 
 def test_an_async_flow_reports_what_the_same_sync_flow_does() -> None:
