@@ -284,9 +284,14 @@ class _TaskRun:
     """
 
     __slots__ = (
-        "base", "call", "ctx", "emit", "key", "log_prints", "parameters", "reporting",
-        "resource", "run_key", "run_name", "spec", "started", "store", "summary", "task_run_id",
+        "base", "call", "ctx", "emit", "key", "log_prints", "reporting", "resource", "run_key",
+        "run_name", "spec", "started", "store", "summary", "task_run_id",
     )  # fmt: skip
+    # the current try's, set by start_try: left unset until then, as each set costs
+    run_key: str
+    task_run_id: str
+    base: dict[str, Any]
+    started: float
 
     def __init__(
         self, spec: TaskSpec, ctx: RunContext, call: int, parameters: dict[str, Any]
@@ -297,16 +302,11 @@ class _TaskRun:
         self.resource = ev.task_resource(ctx.flow_name, spec.name)
         self.emit = ctx.reporter.emit
         self.reporting = ctx.reporter.enabled
-        self.parameters = parameters
         self.run_name = _render_run_name(spec, parameters, call)
         self.summary = ev.parameters_summary(parameters) if self.reporting else {}
         self.key: str | None = None
         self.store: ResultStore | None = None
         self.log_prints = spec.log_prints if spec.log_prints is not None else ctx.log_prints
-        self.run_key = ""
-        self.task_run_id = ""
-        self.base: dict[str, Any] = {}
-        self.started = 0.0
 
     def event(self, name: str, run_key: str, payload: dict[str, Any]) -> dict[str, Any]:
         spec, ctx = self.spec, self.ctx
@@ -316,7 +316,7 @@ class _TaskRun:
             labels=spec.labels, inputs=spec.inputs, outputs=spec.outputs,
         )  # fmt: skip
 
-    def cached(self) -> TaskOutcome | None:
+    def cached(self, parameters: dict[str, Any]) -> TaskOutcome | None:
         """The stored result's outcome on a cache hit (reported), else None: run the task."""
         spec, ctx = self.spec, self.ctx
         # the key function sees the task run it decides for (its first try)
@@ -325,7 +325,7 @@ class _TaskRun:
             task_run_id=ev.run_id(self.resource, first_key), task_resource=self.resource,
             task_run_key=first_key, task_name=spec.name, task_run_name=self.run_name,
             try_number=1, log_prints=ctx.log_prints,
-        ), self.parameters)  # fmt: skip
+        ), parameters)  # fmt: skip
         if key is None:
             return None
         self.store = store = ResultStore(spec.result_storage)
@@ -421,7 +421,7 @@ def _begin_task(
         return TaskOutcome(error=exc, state="failed")
     run = _TaskRun(spec, ctx, call, parameters)
     if spec.cache:
-        hit = run.cached()
+        hit = run.cached(parameters)
         if hit is not None:
             return hit
     return run
