@@ -9,6 +9,11 @@ for the server, and a reporting problem never reaches user code.
 persistence, events) and never raises for the task's own failure: it returns a
 `TaskOutcome`, so the same function serves an inline call, a pool thread and a Dask worker,
 and the events are the same on each.
+
+`async def` flows and tasks run on the caller's event loop through `arun_flow` and
+`aexecute_task`. What a task run reports lives in `_TaskRun`, shared by both drivers, which
+differ only in how a try is called (a coroutine's timeout cancels it) and how a retry
+waits (`asyncio.sleep`): an async run's events are the sync run's.
 """
 
 from __future__ import annotations
