@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING, Any
 from coplane.version import __version__
 
 if TYPE_CHECKING:
-    from coplane.orchestrate.concurrency import concurrency
+    from coplane.orchestrate.concurrency import aconcurrency, concurrency
     from coplane.orchestrate.connections import Connection
     from coplane.orchestrate.flows import flow
     from coplane.orchestrate.futures import as_completed, wait
     from coplane.orchestrate.logging import get_run_logger
-    from coplane.orchestrate.pause import pause_flow_run
+    from coplane.orchestrate.pause import apause_flow_run, pause_flow_run
     from coplane.orchestrate.retries import exponential_backoff
     from coplane.orchestrate.runners import DaskTaskRunner, ThreadPoolTaskRunner
     from coplane.orchestrate.tasks import task, unmapped
@@ -21,8 +21,10 @@ if TYPE_CHECKING:
 # The flow SDK, imported on first use: the collectors import `coplane` and must stay cheap.
 _LAZY = {
     "concurrency": "coplane.orchestrate.concurrency",
+    "aconcurrency": "coplane.orchestrate.concurrency",
     "Connection": "coplane.orchestrate.connections",
     "pause_flow_run": "coplane.orchestrate.pause",
+    "apause_flow_run": "coplane.orchestrate.pause",
     "flow": "coplane.orchestrate.flows",
     "task": "coplane.orchestrate.tasks",
     "unmapped": "coplane.orchestrate.tasks",
@@ -39,6 +41,8 @@ __all__ = [
     "DaskTaskRunner",
     "ThreadPoolTaskRunner",
     "__version__",
+    "aconcurrency",
+    "apause_flow_run",
     "as_completed",
     "concurrency",
     "exponential_backoff",

@@ -5,17 +5,21 @@ until its turn comes (the server grants strictly in arrival order), then a backg
 renews the lease while the block runs and the lease is released at the end. A process that
 dies stops renewing: its lease expires after `lease_s` seconds and its slots go to the next
 waiter.
+
+`aconcurrency` is the same for async code: the waiting and the calls to the server run in a
+thread, so the event loop goes on running other coroutines while a slot is awaited.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import ExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -172,3 +176,34 @@ def concurrency(
     finally:
         if own:
             client.close()
+
+
+@asynccontextmanager
+async def aconcurrency(
+    name: str,
+    *,
+    occupy: int = 1,
+    timeout: float | None = None,
+    client: CoplaneClient | None = None,
+    lease_s: float = DEFAULT_LEASE_S,
+) -> AsyncIterator[Lease | None]:
+    """`async with aconcurrency(name):` — `concurrency` without blocking the event loop."""
+    held = ExitStack()
+    limit = concurrency(name, occupy=occupy, timeout=timeout, client=client, lease_s=lease_s)
+    entering = asyncio.ensure_future(asyncio.to_thread(held.enter_context, limit))
+    try:
+        # shielded: cancelling the wait must not lose track of a slot granted meanwhile
+        lease = await asyncio.shield(entering)
+    except asyncio.CancelledError:
+        entering.add_done_callback(lambda _: _give_back(held, entering))
+        raise
+    try:
+        yield lease
+    finally:
+        await asyncio.to_thread(held.close)
+
+
+def _give_back(held: ExitStack, entering: asyncio.Future[Lease | None]) -> None:
+    """Release slots granted to a waiter that was cancelled (in a thread: it calls the server)."""
+    if not entering.cancelled() and entering.exception() is None:
+        threading.Thread(target=held.close, name="coplane-lease-release", daemon=True).start()

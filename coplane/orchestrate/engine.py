@@ -9,10 +9,16 @@ for the server, and a reporting problem never reaches user code.
 persistence, events) and never raises for the task's own failure: it returns a
 `TaskOutcome`, so the same function serves an inline call, a pool thread and a Dask worker,
 and the events are the same on each.
+
+`async def` flows and tasks run on the caller's event loop through `arun_flow` and
+`aexecute_task`. What a task run reports lives in `_TaskRun`, shared by both drivers, which
+differ only in how a try is called (a coroutine's timeout cancels it) and how a retry
+waits (`asyncio.sleep`): an async run's events are the sync run's.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import importlib
 import inspect
@@ -25,6 +31,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from contextvars import Token
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -46,7 +53,8 @@ log = logging.getLogger(__name__)
 
 
 class TaskTimeoutError(TimeoutError):
-    """A task run took longer than its `timeout`; its thread is left to finish on its own."""
+    """A try took longer than its task's `timeout`: an async task's coroutine was cancelled, a
+    sync task's thread is left to finish on its own."""
 
 
 class UpstreamFailed(RuntimeError):
@@ -74,6 +82,7 @@ class TaskSpec:
     result_serializer: Serializer
     log_prints: bool | None
     concurrency: str | None = None  # a limit whose slot each try holds while it runs
+    is_async: bool = False  # `async def`: decided once, when the task is declared
     _signature: inspect.Signature | None = field(default=None, repr=False)
     _source: str | None = field(default=None, repr=False)
 
@@ -166,6 +175,11 @@ class FlowRuntime:
                 self._runner = runner
             return self._runner
 
+    @property
+    def started(self) -> bool:
+        """Whether the task runner was started (something was submitted to it)."""
+        return self._runner is not None
+
     def track(self, future: TaskFuture[Any]) -> None:
         self.futures.append(future)
 
@@ -229,6 +243,32 @@ def _call_bounded(spec: TaskSpec, args: Sequence[Any], kwargs: Mapping[str, Any]
     return box["value"]
 
 
+async def _acall_with_timeout(
+    spec: TaskSpec, args: Sequence[Any], kwargs: Mapping[str, Any]
+) -> Any:
+    if spec.concurrency is None:
+        return await _acall_bounded(spec, args, kwargs)
+    from coplane.orchestrate.concurrency import aconcurrency
+
+    async with aconcurrency(spec.concurrency):  # waits for the slot off the event loop
+        return await _acall_bounded(spec, args, kwargs)
+
+
+async def _acall_bounded(spec: TaskSpec, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
+    if spec.timeout is None:
+        return await spec.fn(*args, **kwargs)
+    # unlike a thread, a coroutine can be stopped: on timeout it is cancelled, so its
+    # `finally` blocks and context managers run before the try fails
+    scope = asyncio.timeout(spec.timeout)
+    try:
+        async with scope:
+            return await spec.fn(*args, **kwargs)
+    except TimeoutError:
+        if not scope.expired():  # the task's own TimeoutError, not ours
+            raise
+        raise TaskTimeoutError(f"task {spec.name} timed out after {spec.timeout:g} s") from None
+
+
 def _cache_key(spec: TaskSpec, ctx: RunContext, parameters: dict[str, Any]) -> str | None:
     if not spec.cache:
         return None
@@ -241,117 +281,219 @@ def _cache_key(spec: TaskSpec, ctx: RunContext, parameters: dict[str, Any]) -> s
         return None
 
 
-def execute_task(
-    spec: TaskSpec, ctx: RunContext, call: int, args: Sequence[Any], kwargs: Mapping[str, Any]
-) -> TaskOutcome:
-    """Run one task run to its end and report it; its failure is returned, not raised."""
-    resource = ev.task_resource(ctx.flow_name, spec.name)
-    emit = ctx.reporter.emit
-    reporting = ctx.reporter.enabled
-    try:
-        parameters = spec.bind(args, kwargs)
-    except TypeError as exc:  # called with arguments its function does not take
-        return TaskOutcome(error=exc, state="failed")
-    run_name = _render_run_name(spec, parameters, call)
-    summary = ev.parameters_summary(parameters) if reporting else {}
+class _TaskRun:
+    """One task run between its tries: the cache, the events and the outcome of each try.
 
-    def event(name: str, run_key: str, payload: dict[str, Any]) -> dict[str, Any]:
+    The sync and the async driver (`execute_task`, `aexecute_task`) differ only in how a try
+    is called and how a retry waits; everything reported is decided here, once for both.
+    """
+
+    __slots__ = (
+        "base", "call", "ctx", "emit", "key", "log_prints", "reporting", "resource", "run_key",
+        "run_name", "spec", "started", "store", "summary", "task_run_id",
+    )  # fmt: skip
+    # the current try's, set by start_try: left unset until then, as each set costs
+    run_key: str
+    task_run_id: str
+    base: dict[str, Any]
+    started: float
+
+    def __init__(
+        self, spec: TaskSpec, ctx: RunContext, call: int, parameters: dict[str, Any]
+    ) -> None:
+        self.spec = spec
+        self.ctx = ctx
+        self.call = call
+        self.resource = ev.task_resource(ctx.flow_name, spec.name)
+        self.emit = ctx.reporter.emit
+        self.reporting = ctx.reporter.enabled
+        self.run_name = _render_run_name(spec, parameters, call)
+        self.summary = ev.parameters_summary(parameters) if self.reporting else {}
+        self.key: str | None = None
+        self.store: ResultStore | None = None
+        self.log_prints = spec.log_prints if spec.log_prints is not None else ctx.log_prints
+
+    def event(self, name: str, run_key: str, payload: dict[str, Any]) -> dict[str, Any]:
+        spec, ctx = self.spec, self.ctx
         return ev.task_run_event(
-            name, flow_pipeline=ctx.pipeline_id, flow_run_key=ctx.run_key, resource=resource,
-            task_name=spec.name, run_key=run_key, payload=payload, labels=spec.labels,
-            inputs=spec.inputs, outputs=spec.outputs,
+            name, flow_pipeline=ctx.pipeline_id, flow_run_key=ctx.run_key,
+            resource=self.resource, task_name=spec.name, run_key=run_key, payload=payload,
+            labels=spec.labels, inputs=spec.inputs, outputs=spec.outputs,
         )  # fmt: skip
 
-    key = None
-    if spec.cache:  # the key function sees the task run it decides for (its first try)
-        first_key = ev.task_run_key(ctx.run_key, spec.name, call, 1)
-        key = _cache_key(spec, ctx.for_task(
-            task_run_id=ev.run_id(resource, first_key), task_resource=resource,
-            task_run_key=first_key, task_name=spec.name, task_run_name=run_name, try_number=1,
-            log_prints=ctx.log_prints,
+    def cached(self, parameters: dict[str, Any]) -> TaskOutcome | None:
+        """The stored result's outcome on a cache hit (reported), else None: run the task."""
+        spec, ctx = self.spec, self.ctx
+        # the key function sees the task run it decides for (its first try)
+        first_key = ev.task_run_key(ctx.run_key, spec.name, self.call, 1)
+        self.key = key = _cache_key(spec, ctx.for_task(
+            task_run_id=ev.run_id(self.resource, first_key), task_resource=self.resource,
+            task_run_key=first_key, task_name=spec.name, task_run_name=self.run_name,
+            try_number=1, log_prints=ctx.log_prints,
         ), parameters)  # fmt: skip
-    store = ResultStore(spec.result_storage) if key is not None else None
-    if store is not None and key is not None and not spec.refresh_cache:
+        if key is None:
+            return None
+        self.store = store = ResultStore(spec.result_storage)
+        if spec.refresh_cache:
+            return None
         try:
             stored = store.read(key, datetime.now(UTC))
         except ResultError as exc:
             log.warning("task %s: cached result unreadable, running it: %s", spec.name, exc)
-            stored = None
-        if stored is not None:
-            run_key = ev.task_run_key(ctx.run_key, spec.name, call, 1)
-            if reporting:
-                base = {"task_run_name": run_name, "try_number": 1, "parameters": summary}
-                emit(event(n.RUN_STARTED, run_key, base))
-                emit(event(n.RUN_CACHED, run_key, {
-                    **base, "cache_key": key, "cached_from": stored.run_id,
-                    "cached_at": stored.written.isoformat(), "result": ev.summary(stored.value),
-                }))  # fmt: skip
-            return TaskOutcome(value=stored.value, state="cached")
+            return None
+        if stored is None:
+            return None
+        if self.reporting:
+            base = {"task_run_name": self.run_name, "try_number": 1, "parameters": self.summary}
+            self.emit(self.event(n.RUN_STARTED, first_key, base))
+            self.emit(self.event(n.RUN_CACHED, first_key, {
+                **base, "cache_key": key, "cached_from": stored.run_id,
+                "cached_at": stored.written.isoformat(), "result": ev.summary(stored.value),
+            }))  # fmt: skip
+        return TaskOutcome(value=stored.value, state="cached")
 
-    log_prints = spec.log_prints if spec.log_prints is not None else ctx.log_prints
-    for try_number in itertools.count(1):
-        run_key = ev.task_run_key(ctx.run_key, spec.name, call, try_number)
-        task_run_id = ev.run_id(resource, run_key)
-        task_ctx = ctx.for_task(
-            task_run_id=task_run_id, task_resource=resource, task_run_key=run_key,
-            task_name=spec.name, task_run_name=run_name, try_number=try_number,
-            log_prints=log_prints,
+    def start_try(self, try_number: int) -> RunContext:
+        """Report the try started; the context the task's code runs in."""
+        spec = self.spec
+        self.run_key = run_key = ev.task_run_key(self.ctx.run_key, spec.name, self.call, try_number)
+        self.task_run_id = task_run_id = ev.run_id(self.resource, run_key)
+        self.base = {"task_run_name": self.run_name, "try_number": try_number}
+        if self.reporting:
+            self.emit(self.event(n.RUN_STARTED, run_key, {**self.base, "parameters": self.summary}))
+        self.started = time.perf_counter()
+        return self.ctx.for_task(
+            task_run_id=task_run_id, task_resource=self.resource, task_run_key=run_key,
+            task_name=spec.name, task_run_name=self.run_name, try_number=try_number,
+            log_prints=self.log_prints,
         )  # fmt: skip
-        base = {"task_run_name": run_name, "try_number": try_number}
-        if reporting:
-            emit(event(n.RUN_STARTED, run_key, {**base, "parameters": summary}))
-        started = time.perf_counter()
-        token = enter_context(task_ctx)
+
+    def try_failed(self, exc: Exception) -> float | None:
+        """Report the try failed: the seconds to wait before the next, or None for no next."""
+        duration = time.perf_counter() - self.started
+        try_number = self.base["try_number"]
+        if self.spec.retry.should_retry(exc, try_number):
+            delay = self.spec.retry.delay(try_number)
+            if self.reporting:
+                self.emit(self.event(n.RUN_RETRYING, self.run_key, {
+                    **self.base, "error": ev.error_payload(exc), "duration_s": duration,
+                    "will_retry": True, "retry_in_s": delay,
+                }))  # fmt: skip
+            return delay
+        if self.reporting:
+            self.emit(self.event(n.RUN_FAILED, self.run_key, {
+                **self.base, "error": ev.error_payload(exc), "duration_s": duration,
+            }))  # fmt: skip
+        return None
+
+    def interrupted(self, exc: BaseException) -> None:
+        """Report the try failed by KeyboardInterrupt, SystemExit or cancellation."""
+        if self.reporting:
+            self.emit(self.event(n.RUN_FAILED, self.run_key, {
+                **self.base, "error": ev.error_payload(exc),
+                "duration_s": time.perf_counter() - self.started,
+            }))  # fmt: skip
+
+    def completed(self, value: Any) -> TaskOutcome:
+        """Store the result when cached, report the run completed and its outputs updated."""
+        spec = self.spec
+        payload: dict[str, Any] = {**self.base, "duration_s": time.perf_counter() - self.started}
+        if self.store is not None and self.key is not None:
+            now = datetime.now(UTC)
+            expires = now + spec.cache_expiration if spec.cache_expiration else None
+            try:
+                self.store.write(self.key, value, spec.result_serializer, now=now,
+                                 expires=expires, run_id=self.task_run_id)  # fmt: skip
+                payload["cache_key"] = self.key
+            except ResultError as exc:  # the run succeeded; only its reuse is lost
+                log.warning("task %s: result not stored: %s", spec.name, exc)
+                payload["result_error"] = str(exc)
+        if self.reporting:
+            payload["result"] = ev.summary(value)
+            self.emit(self.event(n.RUN_COMPLETED, self.run_key, payload))
+            for asset in spec.outputs:
+                self.emit(ev.asset_updated_event(asset, producer=self.resource,
+                                                 run_key=self.run_key))  # fmt: skip
+        return TaskOutcome(value=value)
+
+
+def _begin_task(
+    spec: TaskSpec, ctx: RunContext, call: int, args: Sequence[Any], kwargs: Mapping[str, Any]
+) -> _TaskRun | TaskOutcome:
+    """The task run about to try, or its outcome already: a bad call, or a cache hit."""
+    try:
+        parameters = spec.bind(args, kwargs)
+    except TypeError as exc:  # called with arguments its function does not take
+        return TaskOutcome(error=exc, state="failed")
+    run = _TaskRun(spec, ctx, call, parameters)
+    if spec.cache:
+        hit = run.cached(parameters)
+        if hit is not None:
+            return hit
+    return run
+
+
+def execute_task(
+    spec: TaskSpec, ctx: RunContext, call: int, args: Sequence[Any], kwargs: Mapping[str, Any]
+) -> TaskOutcome:
+    """Run one task run to its end and report it; its failure is returned, not raised."""
+    run = _begin_task(spec, ctx, call, args, kwargs)
+    if isinstance(run, TaskOutcome):
+        return run
+    log_prints = run.log_prints
+    for try_number in itertools.count(1):
+        token = enter_context(run.start_try(try_number))
         if log_prints:
             runlog.capture_prints()
         try:
             value = _call_with_timeout(spec, args, kwargs)
         except Exception as exc:
-            duration = time.perf_counter() - started
-            if spec.retry.should_retry(exc, try_number):
-                delay = spec.retry.delay(try_number)
-                if reporting:
-                    emit(event(n.RUN_RETRYING, run_key, {
-                        **base, "error": ev.error_payload(exc), "duration_s": duration,
-                        "will_retry": True, "retry_in_s": delay,
-                    }))  # fmt: skip
-                if delay > 0:
-                    time.sleep(delay)
-                continue
-            if reporting:
-                emit(event(n.RUN_FAILED, run_key, {
-                    **base, "error": ev.error_payload(exc), "duration_s": duration,
-                }))  # fmt: skip
-            return TaskOutcome(error=exc, state="failed")
+            delay = run.try_failed(exc)
+            if delay is None:
+                return TaskOutcome(error=exc, state="failed")
+            if delay > 0:
+                time.sleep(delay)
+            continue
         except BaseException as exc:  # KeyboardInterrupt, SystemExit: report, then let it go
-            if reporting:
-                emit(event(n.RUN_FAILED, run_key, {
-                    **base, "error": ev.error_payload(exc),
-                    "duration_s": time.perf_counter() - started,
-                }))  # fmt: skip
+            run.interrupted(exc)
             raise
         finally:
             if log_prints:
                 runlog.release_prints()
             leave_context(token)
-        duration = time.perf_counter() - started
-        payload: dict[str, Any] = {**base, "duration_s": duration}
-        if store is not None and key is not None:
-            now = datetime.now(UTC)
-            expires = now + spec.cache_expiration if spec.cache_expiration else None
-            try:
-                store.write(key, value, spec.result_serializer, now=now, expires=expires,
-                            run_id=task_run_id)  # fmt: skip
-                payload["cache_key"] = key
-            except ResultError as exc:  # the run succeeded; only its reuse is lost
-                log.warning("task %s: result not stored: %s", spec.name, exc)
-                payload["result_error"] = str(exc)
-        if reporting:
-            payload["result"] = ev.summary(value)
-            emit(event(n.RUN_COMPLETED, run_key, payload))
-            for asset in spec.outputs:
-                emit(ev.asset_updated_event(asset, producer=resource, run_key=run_key))
-        return TaskOutcome(value=value)
+        return run.completed(value)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def aexecute_task(
+    spec: TaskSpec, ctx: RunContext, call: int, args: Sequence[Any], kwargs: Mapping[str, Any]
+) -> TaskOutcome:
+    """`execute_task` for an `async def` task, on the running event loop: the same events."""
+    run = _begin_task(spec, ctx, call, args, kwargs)
+    if isinstance(run, TaskOutcome):
+        return run
+    log_prints = run.log_prints
+    for try_number in itertools.count(1):
+        # set in this coroutine's own context: each of several runs gathered sees its own
+        token = enter_context(run.start_try(try_number))
+        if log_prints:
+            runlog.capture_prints()
+        try:
+            value = await _acall_with_timeout(spec, args, kwargs)
+        except Exception as exc:
+            delay = run.try_failed(exc)
+            if delay is None:
+                return TaskOutcome(error=exc, state="failed")
+            if delay > 0:
+                await asyncio.sleep(delay)  # the loop runs other coroutines meanwhile
+            continue
+        except BaseException as exc:  # cancelled (the flow's caller gave up), or interrupted
+            run.interrupted(exc)
+            raise
+        finally:
+            if log_prints:
+                runlog.release_prints()
+            leave_context(token)
+        return run.completed(value)
     raise AssertionError("unreachable")  # pragma: no cover
 
 
@@ -393,7 +535,23 @@ def call_task(
         kwargs = resolve(dict(kwargs))
     except UpstreamFailed as exc:
         return upstream_failed(spec, ctx, call, exc)
+    if spec.is_async:
+        # a runner's worker thread has no event loop: the async task run gets one of its own
+        return asyncio.run(aexecute_task(spec, ctx, call, args, kwargs))
     return execute_task(spec, ctx, call, args, kwargs)
+
+
+async def acall_task(
+    spec: TaskSpec, ctx: RunContext, call: int, args: Sequence[Any], kwargs: Mapping[str, Any]
+) -> TaskOutcome:
+    """An async task run awaited on the running loop: its futures resolved first, as
+    `call_task` does (waiting for a submitted one blocks the loop, as `result()` would)."""
+    try:
+        args = resolve(tuple(args))
+        kwargs = resolve(dict(kwargs))
+    except UpstreamFailed as exc:
+        return upstream_failed(spec, ctx, call, exc)
+    return await aexecute_task(spec, ctx, call, args, kwargs)
 
 
 def upstream_failed(spec: TaskSpec, ctx: RunContext, call: int, exc: UpstreamFailed) -> TaskOutcome:
@@ -461,57 +619,112 @@ def _deployment_run(pipeline: str) -> tuple[str, list[dict[str, Any]]] | None:
     return run_key, valid
 
 
-def run_flow(spec: FlowSpec, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
-    """Run a flow in this thread, as a subflow when called inside another flow run."""
-    parameters = spec.bind(args, kwargs)  # a TypeError here is the caller's, as for a function
-    parent = get_run_context()
-    reporter = parent.reporter if parent is not None else get_reporter()
-    pipeline = ev.flow_resource(spec.name)
-    given = _deployment_run(pipeline) if parent is None else None
-    run_key, causes = given if given is not None else (str(uuid.uuid4()), [])
-    runtime = FlowRuntime(spec.task_runner)
-    ctx = RunContext(
-        flow_run_id=ev.run_id(pipeline, run_key), pipeline_id=pipeline, run_key=run_key,
-        flow_name=spec.name, reporter=reporter, parameters=parameters,
-        log_prints=spec.log_prints, runtime=runtime,
-    )  # fmt: skip
-    # a subflow is a child run of its caller's flow run, also when a task calls it
-    parent_pipeline = parent.pipeline_id if parent is not None else None
-    parent_run_key = parent.run_key if parent is not None else None
+class _FlowRun:
+    """One flow run's context and events: shared by `run_flow` and `arun_flow`."""
 
-    def event(name: str, payload: dict[str, Any]) -> dict[str, Any]:
+    def __init__(self, spec: FlowSpec, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
+        self.spec = spec
+        # a TypeError here is the caller's, as for a function
+        parameters = spec.bind(args, kwargs)
+        parent = get_run_context()
+        self.reporter = reporter = parent.reporter if parent is not None else get_reporter()
+        pipeline = ev.flow_resource(spec.name)
+        given = _deployment_run(pipeline) if parent is None else None
+        self.run_key, self.causes = given if given is not None else (str(uuid.uuid4()), [])
+        self.runtime = FlowRuntime(spec.task_runner)
+        self.ctx = RunContext(
+            flow_run_id=ev.run_id(pipeline, self.run_key), pipeline_id=pipeline,
+            run_key=self.run_key, flow_name=spec.name, reporter=reporter,
+            parameters=parameters, log_prints=spec.log_prints, runtime=self.runtime,
+        )  # fmt: skip
+        # a subflow is a child run of its caller's flow run, also when a task calls it
+        self.parent_pipeline = parent.pipeline_id if parent is not None else None
+        self.parent_run_key = parent.run_key if parent is not None else None
+        self.base: dict[str, Any] = {}
+        run_name = _flow_run_name(spec, parameters)
+        if run_name:
+            self.base["flow_run_name"] = run_name
+        self.parameters = parameters
+        self.started = 0.0
+        self.token: Token[RunContext | None] | None = None
+
+    def event(self, name: str, payload: dict[str, Any]) -> dict[str, Any]:
         return ev.flow_run_event(
-            name, flow_name=spec.name, run_key=run_key, payload=payload, labels=spec.labels,
-            parent_pipeline=parent_pipeline, parent_run_key=parent_run_key, causes=causes,
+            name, flow_name=self.spec.name, run_key=self.run_key, payload=payload,
+            labels=self.spec.labels, parent_pipeline=self.parent_pipeline,
+            parent_run_key=self.parent_run_key, causes=self.causes,
         )  # fmt: skip
 
-    base: dict[str, Any] = {}
-    run_name = _flow_run_name(spec, parameters)
-    if run_name:
-        base["flow_run_name"] = run_name
-    if reporter.enabled:
-        reporter.emit(event(n.RUN_STARTED, {**base,
-                                            "parameters": ev.parameters_summary(parameters)}))
-    started = time.perf_counter()
-    token = enter_context(ctx)
-    if spec.log_prints:
-        runlog.capture_prints()
+    def enter(self) -> None:
+        """Report the run started and make it the current run."""
+        if self.reporter.enabled:
+            self.reporter.emit(self.event(n.RUN_STARTED, {
+                **self.base, "parameters": ev.parameters_summary(self.parameters),
+            }))  # fmt: skip
+        self.started = time.perf_counter()
+        self.token = enter_context(self.ctx)
+        if self.spec.log_prints:
+            runlog.capture_prints()
+
+    def leave(self) -> None:
+        """Restore the caller's context (the run's task runner is shut down apart)."""
+        if self.spec.log_prints:
+            runlog.release_prints()
+        if self.token is not None:
+            leave_context(self.token)
+
+    def failed(self, exc: BaseException) -> None:
+        if self.reporter.enabled:
+            self.reporter.emit(self.event(n.RUN_FAILED, {
+                **self.base, "error": ev.error_payload(exc),
+                "duration_s": time.perf_counter() - self.started,
+            }))  # fmt: skip
+
+    def completed(self, result: Any) -> None:
+        if self.reporter.enabled:
+            self.reporter.emit(self.event(n.RUN_COMPLETED, {
+                **self.base, "result": ev.summary(result),
+                "duration_s": time.perf_counter() - self.started,
+            }))  # fmt: skip
+
+
+def run_flow(spec: FlowSpec, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
+    """Run a flow in this thread, as a subflow when called inside another flow run."""
+    run = _FlowRun(spec, args, kwargs)
+    run.enter()
     try:
         try:
             result = spec.fn(*args, **kwargs)
         finally:
-            runtime.finish()
+            run.runtime.finish()
     except BaseException as exc:
-        if reporter.enabled:
-            reporter.emit(event(n.RUN_FAILED, {**base, "error": ev.error_payload(exc),
-                                               "duration_s": time.perf_counter() - started}))
+        run.failed(exc)
         raise
     finally:
-        if spec.log_prints:
-            runlog.release_prints()
-        leave_context(token)
-        runtime.shutdown()
-    if reporter.enabled:
-        reporter.emit(event(n.RUN_COMPLETED, {**base, "result": ev.summary(result),
-                                              "duration_s": time.perf_counter() - started}))
+        run.leave()
+        run.runtime.shutdown()
+    run.completed(result)
+    return result
+
+
+async def arun_flow(spec: FlowSpec, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
+    """Run an `async def` flow on the running event loop: the same events as `run_flow`."""
+    run = _FlowRun(spec, args, kwargs)
+    run.enter()
+    runtime = run.runtime
+    try:
+        try:
+            result = await spec.fn(*args, **kwargs)
+        finally:
+            # task runs submitted to the runner end in its threads: waited for off the loop
+            if runtime.started:
+                await asyncio.to_thread(runtime.finish)
+    except BaseException as exc:
+        run.failed(exc)
+        raise
+    finally:
+        run.leave()
+        if runtime.started:
+            await asyncio.to_thread(runtime.shutdown)
+    run.completed(result)
     return result

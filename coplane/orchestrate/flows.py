@@ -1,13 +1,18 @@
-"""`@flow`: a function whose call is a flow run, reported to coplane with its task runs."""
+"""`@flow`: a function whose call is a flow run, reported to coplane with its task runs.
+
+The call of a flow of an `async def` is a coroutine, run when awaited (`asyncio.run(f())`
+from sync code); which engine function runs a flow is decided once, when it is declared.
+"""
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+import inspect
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from coplane.orchestrate import events as ev
-from coplane.orchestrate.engine import FlowSpec, run_flow
+from coplane.orchestrate.engine import FlowSpec, arun_flow, run_flow
 from coplane.orchestrate.runners import TaskRunner, runner_or_default
 
 P = ParamSpec("P")
@@ -46,6 +51,9 @@ class Flow(Generic[P, R]):
             "name": name, "tags": tags, "task_runner": task_runner,
             "log_prints": log_prints, "flow_run_name": flow_run_name,
         }  # fmt: skip
+        self._run: Callable[[FlowSpec, Sequence[Any], Mapping[str, Any]], Any] = (
+            arun_flow if inspect.iscoroutinefunction(fn) else run_flow
+        )
         functools.update_wrapper(self, fn)
 
     def with_options(self, **options: Any) -> Flow[P, R]:
@@ -56,7 +64,7 @@ class Flow(Generic[P, R]):
         return Flow(self.fn, **{**self._options, **options})
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
-        result: R = run_flow(self.spec, args, kwargs)
+        result: R = self._run(self.spec, args, kwargs)  # a coroutine for an `async def`
         return result
 
 

@@ -1,6 +1,8 @@
 """Task runners: where `task.submit()` and `task.map()` run task runs — threads or Dask.
 
-Both run the same `execute_task`, so the events and results are the same on each.
+Both run the same `execute_task`, so the events and results are the same on each. A task
+of an `async def` submitted to either runs on an event loop of its own (`asyncio.run`) in
+the thread that runs it, through `aexecute_task`: the same events again.
 
 - `ThreadPoolTaskRunner` (the default): a thread pool in the flow's process; data passes
   in memory; a task run waits for the futures it was given inside its own thread.
@@ -13,6 +15,7 @@ Both run the same `execute_task`, so the events and results are the same on each
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import contextvars
 import uuid
@@ -27,6 +30,7 @@ from coplane.orchestrate.engine import (
     TaskOutcome,
     TaskSpec,
     UpstreamFailed,
+    aexecute_task,
     call_task,
     execute_task,
     upstream_failed,
@@ -146,7 +150,10 @@ def _run_on_worker(
     except UpstreamFailed as exc:
         outcome = upstream_failed(spec, ctx, call, exc)
     else:
-        outcome = execute_task(spec, ctx, call, args, kwargs)
+        if spec.is_async:  # a worker's task thread has no event loop: the run gets its own
+            outcome = asyncio.run(aexecute_task(spec, ctx, call, args, kwargs))
+        else:
+            outcome = execute_task(spec, ctx, call, args, kwargs)
     if collecting is not None:
         outcome.events, outcome.logs = collecting.events, collecting.logs
     return outcome

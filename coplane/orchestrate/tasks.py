@@ -1,22 +1,28 @@
-"""`@task`: a function whose calls inside a flow are task runs, with retries, caching, assets."""
+"""`@task`: a function whose calls inside a flow are task runs, with retries, caching, assets.
+
+A task of an `async def` is an `AsyncTask`, chosen once when it is declared: its call is a
+coroutine to await, so the sync path checks nothing per call.
+"""
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable, Sequence
+import inspect
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from datetime import timedelta
-from typing import Any, Generic, ParamSpec, TypeVar, overload
+from typing import Any, Generic, ParamSpec, TypeVar, cast, overload
 
 from coplane.orchestrate import events as ev
 from coplane.orchestrate.caching import CacheKeyFn
 from coplane.orchestrate.context import RunContext, get_run_context
-from coplane.orchestrate.engine import FlowRuntime, TaskSpec, call_task
+from coplane.orchestrate.engine import FlowRuntime, TaskSpec, acall_task, call_task
 from coplane.orchestrate.futures import TaskFuture
 from coplane.orchestrate.results import SERIALIZERS, Serializer
 from coplane.orchestrate.retries import RetryDelay, RetryPolicy
 
 P = ParamSpec("P")
 R = TypeVar("R")
+T = TypeVar("T")
 
 
 class unmapped:  # lower case: it reads as a marker in a call, task.map(xs, unmapped(cfg))
@@ -45,6 +51,16 @@ def _asset_ids(name: str, values: Iterable[str] | None) -> tuple[str, ...]:
 
 class Task(Generic[P, R]):
     """A task: call it inside a flow (a task run here), `submit` it, or `map` it."""
+
+    def __new__(cls, *args: Any, **options: Any) -> Task[P, R]:
+        # decided here, once: every way of making a task (`@task`, `Task(fn)`,
+        # `with_options`) gives an `async def` the class whose call is awaitable; unpickling
+        # calls this with no arguments, its class already chosen
+        chosen: type[Task[Any, Any]] = cls
+        if cls is Task and args and inspect.iscoroutinefunction(args[0]):
+            chosen = AsyncTask
+        made: Task[P, R] = object.__new__(chosen)
+        return made
 
     def __init__(
         self,
@@ -100,6 +116,7 @@ class Task(Generic[P, R]):
             result_serializer=result_serializer,
             log_prints=log_prints,
             concurrency=concurrency,
+            is_async=isinstance(self, AsyncTask),
         )
         self._options = {
             "name": name, "tags": tags, "retries": retries, "retry_delay": retry_delay,
@@ -132,8 +149,18 @@ class Task(Generic[P, R]):
             raise RuntimeError(f"{self.name}.{what}() is called inside a flow")
         return ctx, ctx.runtime
 
-    # Any, not P: each argument may also be a future of one, resolved before the run starts
-    def submit(self, *args: Any, **kwargs: Any) -> TaskFuture[R]:
+    # The future of an async task's run holds what its coroutine returned: the overloads say
+    # so to type checkers. Any, not P: each argument may also be a future of one, resolved
+    # before the run starts.
+    @overload
+    def submit(
+        self: Task[..., Coroutine[Any, Any, T]], *args: Any, **kwargs: Any
+    ) -> TaskFuture[T]: ...
+
+    @overload
+    def submit(self: Task[..., T], *args: Any, **kwargs: Any) -> TaskFuture[T]: ...
+
+    def submit(self, *args: Any, **kwargs: Any) -> TaskFuture[Any]:
         """Run the task in the flow's task runner; returns its future at once.
 
         `wait_for=[futures]` (a keyword the task's own parameters cannot use) makes the run
@@ -141,11 +168,19 @@ class Task(Generic[P, R]):
         """
         wait_for = list(kwargs.pop("wait_for", None) or ())
         ctx, runtime = self._flow_context("submit")
-        future: TaskFuture[R] = runtime.runner().submit(self.spec, ctx, args, kwargs, wait_for)
+        future: TaskFuture[Any] = runtime.runner().submit(self.spec, ctx, args, kwargs, wait_for)
         runtime.track(future)
         return future
 
-    def map(self, *args: Any, **kwargs: Any) -> list[TaskFuture[R]]:
+    @overload
+    def map(
+        self: Task[..., Coroutine[Any, Any, T]], *args: Any, **kwargs: Any
+    ) -> list[TaskFuture[T]]: ...
+
+    @overload
+    def map(self: Task[..., T], *args: Any, **kwargs: Any) -> list[TaskFuture[T]]: ...
+
+    def map(self, *args: Any, **kwargs: Any) -> list[TaskFuture[Any]]:
         """One task run per element of the iterable arguments (zipped; `unmapped(x)` and
         non-iterables are passed whole to each); returns their futures in order."""
         wait_for = list(kwargs.pop("wait_for", None) or ())
@@ -173,12 +208,30 @@ class Task(Generic[P, R]):
             )
             for i in range(count)
         ]
-        futures: list[TaskFuture[R]] = runtime.runner().submit_many(
+        futures: list[TaskFuture[Any]] = runtime.runner().submit_many(
             self.spec, ctx, calls, wait_for
         )
         for future in futures:
             runtime.track(future)
         return futures
+
+
+class AsyncTask(Task[P, R]):
+    """A task of an `async def`: `await task(...)` inside a flow is a task run on its loop."""
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        ctx = get_run_context()
+        if ctx is None or ctx.runtime is None:  # outside a flow: the function's own coroutine
+            return self.fn(*args, **kwargs)
+        # numbered at the call, not when awaited: runs gathered are numbered as written
+        call = ctx.runtime.next_call(self.spec.name)
+        return cast(R, _awaited_run(self.spec, ctx, call, args, kwargs))
+
+
+async def _awaited_run(
+    spec: TaskSpec, ctx: RunContext, call: int, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    return (await acall_task(spec, ctx, call, args, kwargs)).unwrap()
 
 
 def _is_mapped(value: Any) -> bool:
