@@ -51,7 +51,7 @@ from coplane.rules.automation import (
     group_of,
     matches,
     trigger_event,
-    trigger_names,
+    trigger_filters,
 )
 from coplane.settings import Settings
 from coplane.store import Store
@@ -144,8 +144,8 @@ def run_automations(store: Store, now: datetime | None = None) -> int:
         if not automations:  # nothing to decide: skip reading what arrived
             save_cursor(conn, CURSOR, now)
             return 0
-        names = [name for a in automations for name in trigger_names(a)]
-        rows = list_events_received(conn, since, now, BATCH, names)
+        filters = [f for a in automations for f in trigger_filters(a)]
+        rows = list_events_received(conn, since, now, BATCH, filters)
         incidents = _incident_events(list_incident_changes(conn, since, now), since)
     events = [_event_dict(r) for r in rows] + incidents
     fired = 0

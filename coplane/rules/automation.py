@@ -156,13 +156,15 @@ def trigger_event(trigger: EventTrigger | IncidentTrigger | RunStateTrigger) -> 
     return EventTrigger(event="run.*", resource=None)
 
 
-def trigger_names(automation: AutomationSpec) -> list[str]:
-    """The event names (exact, or with a trailing `*`) that can match the trigger: the pass
-    reads only those events."""
+def trigger_filters(automation: AutomationSpec) -> list[tuple[str, str | None]]:
+    """What an event must have for the trigger to match it: a name (exact, or with a
+    trailing `*`) and a related resource id (or None). The pass reads only such events."""
     trigger = automation.trigger
     if isinstance(trigger, RunStateTrigger):
-        return sorted({RUN_EVENT_STATES[s] for s in trigger.states})
-    return [trigger_event(trigger).event]
+        deployment = f"deployment.{trigger.deployment}"
+        names = sorted({RUN_EVENT_STATES[s] for s in trigger.states})
+        return [(name, deployment) for name in names]
+    return [(trigger_event(trigger).event, None)]
 
 
 def _related_ids(event: dict[str, Any], role: str) -> list[str]:

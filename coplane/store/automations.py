@@ -10,7 +10,7 @@ from typing import Any
 
 from coplane.store.dialects import Conn, Row
 from coplane.store.errors import Conflict, NotFound
-from coplane.store.events import like_pattern
+from coplane.store.events import like_pattern, related_contains
 from coplane.store.incidents import queue_notifications
 
 DECISIONS_KEPT = 200  # per automation: what its explain page can show
@@ -178,18 +178,23 @@ def save_cursor(conn: Conn, name: str, position: datetime) -> None:
 
 
 def list_events_received(
-    conn: Conn, after: datetime, until: datetime, limit: int, names: Sequence[str]
+    conn: Conn,
+    after: datetime,
+    until: datetime,
+    limit: int,
+    filters: Sequence[tuple[str, str | None]],
 ) -> list[Row]:
-    """Events received in (after, until] whose name matches one of `names` (each exact or
-    with a trailing `*`), oldest received first; `automation.*` events never."""
+    """Events received in (after, until] that some filter admits, oldest received first;
+    `automation.*` events never. A filter is a name (exact, or with a trailing `*`) and an
+    id the event's related resources must include (or None)."""
     clauses, values = [], []
-    for pattern in sorted(set(names)):
-        if pattern.endswith("*"):
-            clauses.append("event LIKE ? ESCAPE '\\'")
-            values.append(like_pattern(pattern))
-        else:
-            clauses.append("event = ?")
-            values.append(pattern)
+    for pattern, related in sorted(set(filters), key=str):
+        clause = "event LIKE ? ESCAPE '\\'" if pattern.endswith("*") else "event = ?"
+        values.append(like_pattern(pattern) if pattern.endswith("*") else pattern)
+        if related is not None:
+            clause = f"({clause} AND {related_contains(conn)})"
+            values.append(related)
+        clauses.append(clause)
     if not clauses:
         return []
     return conn.query(

@@ -262,6 +262,13 @@ class EventFilter:
     until: datetime | None = None
 
 
+def related_contains(conn: Conn) -> str:
+    """SQL that is true when an event's related resources include the id bound to its `?`."""
+    if conn.dialect == "postgresql":
+        return "related_ids @> ARRAY[?]::text[]"
+    return "EXISTS (SELECT 1 FROM json_each(related) WHERE json_extract(value, '$.id') = ?)"
+
+
 def like_pattern(pattern: str) -> str:
     """A LIKE pattern for an event-name filter with an optional trailing `*`."""
     escaped = pattern.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
@@ -285,12 +292,7 @@ def list_events(
         where.append("resource_id = ?")
         params.append(f.resource)
     if f.related is not None:
-        if conn.dialect == "postgresql":
-            where.append("related_ids @> ARRAY[?]::text[]")
-        else:
-            where.append(
-                "EXISTS (SELECT 1 FROM json_each(related) WHERE json_extract(value, '$.id') = ?)"
-            )
+        where.append(related_contains(conn))
         params.append(f.related)
     if f.run_id is not None:
         where.append("run_id = ?")

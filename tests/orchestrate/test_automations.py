@@ -274,3 +274,25 @@ def test_a_pass_reads_only_what_its_triggers_can_match(store: Store) -> None:
     with store.connect() as conn:
         firings = conn.query("SELECT event_id FROM automation_firings")
     assert [str(f["event_id"]) for f in firings] == [late["id"]]
+
+
+def test_a_run_state_trigger_reads_only_its_deployments_runs(store: Store) -> None:
+    """Thousands of task runs ending in the same second (an SDK flow's) do not hide the end of
+    the deployment's run from a run-state automation."""
+    assert run_automations(store, now=T0) == 0
+    with store.connect() as conn:
+        upsert_automation(conn, {
+            "name": "after-nightly", "trigger": {"deployment": "nightly", "states": ["completed"]},
+            "actions": [{"type": "pause_schedule", "deployment": "weekly"}],
+        }, "api", T0, replace=False)  # fmt: skip
+    tasks = [event_dict("run.completed", f"sdk.load.t{i}", minutes=1, run=f"r{i}")
+             for i in range(BATCH + 1)]  # fmt: skip
+    ours = event_dict("run.completed", "sdk.load", minutes=1, run="flow-run",
+                      related=[{"role": "deployment", "id": "deployment.nightly"}])  # fmt: skip
+    with store.connect() as conn:
+        insert_events(conn, events(*tasks), T0 + timedelta(seconds=1), store.partitions)
+        insert_events(conn, events(ours), T0 + timedelta(seconds=2), store.partitions)
+    assert run_automations(store, now=T0 + timedelta(seconds=3)) == 1
+    with store.connect() as conn:
+        firings = conn.query("SELECT event_id FROM automation_firings")
+    assert [str(f["event_id"]) for f in firings] == [ours["id"]]
