@@ -6,19 +6,17 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser
 
 from coplane.auth.users import create_user, start_session
 from coplane.store import open_store
 from tests.conftest import LiveServer, free_port
 from tests.factories import event_dict
-from tests.web.test_browser import CHROMIUM, FLAGS
 
 pytestmark = pytest.mark.slow
 
@@ -100,14 +98,6 @@ class Attacker:
         self.server.server_close()
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium)")
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
-        yield b
-        b.close()
 
 
 def visit_attacker(browser: Browser, server: LiveServer, session: str | None = None) -> None:

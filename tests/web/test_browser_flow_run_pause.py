@@ -15,13 +15,13 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from coplane.auth.keys import create_key
 from coplane.auth.users import create_user
 from coplane.store import open_store
 from tests.conftest import LiveServer
-from tests.web.test_browser import CHROMIUM, FLAGS, Watched, shoot
+from tests.web.test_browser import Watched, shoot
 
 pytestmark = pytest.mark.slow
 
@@ -77,14 +77,6 @@ def server(tmp_path: Path) -> Iterator[tuple[LiveServer, dict[str, str]]]:
         s.stop()
 
 
-@pytest.fixture
-def browser() -> Iterator[Browser]:
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium)")
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
-        yield b
-        b.close()
 
 
 def _api(server: LiveServer, key: str, method: str, path: str, body: Any = None) -> Any:

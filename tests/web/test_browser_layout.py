@@ -21,11 +21,10 @@ from playwright.sync_api import Browser, Page
 
 from tests.conftest import LiveServer, sqlite_server
 from tests.test_htmx_build import ROOT, load_setup
-from tests.web.test_browser import Watched, browser, post, seed, shoot
+from tests.web.test_browser import Watched, post, seed, shoot
 from tests.web.test_views import run_events
 
 pytestmark = pytest.mark.slow
-__all__ = ["browser"]  # the module-scoped fixture, shared
 
 SIZES = {"desktop": (1400, 900), "phone": (390, 844)}
 SERIOUS = ("serious", "critical")

@@ -11,9 +11,9 @@ import httpx
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
+from tests.chromium import CHROMIUM, FLAGS
 from tests.conftest import LiveServer
 from tests.orchestrate.support import deploy, start_run, wait_state, write_flows
-from tests.web.test_browser import CHROMIUM, FLAGS
 
 pytestmark = pytest.mark.slow
 
