@@ -332,17 +332,19 @@ WARNED = """
 
 
 def past_runs(server: LiveServer, minutes: int) -> None:
-    """Three completed runs of `minutes` each, over the last hours: what forecasts read."""
+    """Three completed runs of `minutes` each, over the last hours: what forecasts read. One
+    batch: a start stored without its end would be a run still running, past its deadline."""
     now = datetime.now(UTC)
+    events = []
     for n in range(3):
         started = now - timedelta(hours=n + 1)
         ended = started + timedelta(minutes=minutes)
         for name, at in (("run.started", started), ("run.completed", ended)):
-            event = {"id": str(uuid.uuid4()), "occurred": at.isoformat(), "event": name,
-                     "resource": {"id": PIPELINE},
-                     "related": [{"role": "run", "id": f"h{n}"}]}  # fmt: skip
-            resp = httpx.post(f"{server.url}/api/events", json=[event], timeout=10)
-            assert resp.status_code == 202, resp.text
+            events.append({"id": str(uuid.uuid4()), "occurred": at.isoformat(), "event": name,
+                           "resource": {"id": PIPELINE},
+                           "related": [{"role": "run", "id": f"h{n}"}]})  # fmt: skip
+    resp = httpx.post(f"{server.url}/api/events", json=events, timeout=10)
+    assert resp.status_code == 202, resp.text
 
 
 def test_an_early_warning_then_its_breach_in_the_same_slack_thread(
