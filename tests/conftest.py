@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import socket
 import ssl
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,10 +23,14 @@ from fastapi.testclient import TestClient
 from coplane.server import create_app
 from coplane.settings import Settings
 from coplane.store import Conn, Store, open_store
+from tests.chromium import browser  # noqa: F401  (the browser tests' fixture)
 
 # The fake services alerts go to listen on loopback, which the outgoing-URL policy refuses;
 # set at import, so servers started as subprocesses inherit it.
 os.environ.setdefault("COPLANE_OUTBOUND_ALLOW", "127.0.0.0/8,::1,localhost")
+# The CLI's consoles take their width when made: wide enough that tables are not cut, also in
+# test workers whose output is no terminal (rich's fallback is 80 columns).
+os.environ.setdefault("COLUMNS", "200")
 # FastAPI's test client asks for the host "testserver", which is no loopback name.
 os.environ.setdefault("COPLANE_ALLOWED_HOSTS", "testserver")
 
@@ -40,6 +46,15 @@ DERIVED_AND_EVENTS = (
 )
 
 
+@contextmanager
+def default_port() -> Iterator[None]:
+    """Hold coplane's default port (4200) for a while: tests that start a server there (as a
+    reader would) take turns across test workers."""
+    with (Path(tempfile.gettempdir()) / "coplane-tests-port-4200.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def _reachable(url: str) -> str | None:
     try:
         psycopg.connect(url, connect_timeout=5).close()
@@ -53,7 +68,8 @@ def pg_url() -> Iterator[str]:
     """A PostgreSQL database of our own for this test session.
 
     COPLANE_TEST_DATABASE_URL names a disposable database (CI creates a fresh one per run);
-    without it, a fresh database is created on the local server and dropped afterwards.
+    run by several workers, each makes a database of its own on that server. Without it, a
+    fresh database is created on the local server and dropped afterwards.
     Unreachable PostgreSQL fails the tests that need it: it is never skipped.
     """
     given = os.environ.get("COPLANE_TEST_DATABASE_URL")
@@ -61,6 +77,11 @@ def pg_url() -> Iterator[str]:
         problem = _reachable(given)
         if problem:
             pytest.fail(f"COPLANE_TEST_DATABASE_URL is set but unreachable: {problem}")
+        if os.environ.get("PYTEST_XDIST_WORKER"):
+            # each of several workers empties its database between tests: one each, beside it
+            with throwaway_database(given) as url:
+                yield url
+            return
         yield given
         return
     problem = _reachable(DEFAULT_PG_SERVER)

@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from coplane.cli import app
-from tests.conftest import LiveServer, free_port
+from tests.conftest import LiveServer, default_port, free_port
 
 runner = CliRunner()
 
@@ -21,7 +21,7 @@ runner = CliRunner()
 def test_server_with_no_settings_uses_sqlite_in_the_data_dir(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("COPLANE_")}
     env["XDG_DATA_HOME"] = str(tmp_path / "data")
-    with socket_free(4200):
+    with default_port(), socket_free(4200):
         proc = subprocess.Popen(
             [sys.executable, "-m", "coplane", "server"],
             env=env,

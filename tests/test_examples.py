@@ -30,6 +30,7 @@ import httpx
 import pytest
 import yaml
 
+from tests.conftest import default_port
 from tests.fake_http import FakeService, Reply, Request, fake_service
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -220,6 +221,13 @@ def slack_answer(request: Request) -> Reply:
     if not isinstance(body, dict) or not (body.get("text") or body.get("blocks")):
         return Reply(400, b"invalid_payload")
     return Reply(200, b"ok")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def port_4200() -> Iterator[None]:
+    """The examples' server address, held for the whole module."""
+    with default_port():
+        yield
 
 
 @pytest.fixture(scope="module")

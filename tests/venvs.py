@@ -8,6 +8,7 @@ every CI run on a machine reuses them; one is remade when its requirements chang
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
 import sys
@@ -30,11 +31,15 @@ def program_venv(name: str, requirements: Sequence[str], timeout: float = 1800) 
     venv = venvs_root() / name
     marker = venv / "requirements.txt"
     wanted = "\n".join(requirements) + "\n"
-    if (venv / "bin" / "python").is_file() and marker.is_file() and marker.read_text() == wanted:
-        return venv
     venv.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
-    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet"]
-    subprocess.run([*pip, *requirements], check=True, timeout=timeout)
-    marker.write_text(wanted)  # written last: an interrupted install is redone
+    # test workers in parallel may want the same one: one makes it while the others wait
+    with (venv.parent / f"{name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        ready = (venv / "bin" / "python").is_file() and marker.is_file()
+        if ready and marker.read_text() == wanted:
+            return venv
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+        pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet"]
+        subprocess.run([*pip, *requirements], check=True, timeout=timeout)
+        marker.write_text(wanted)  # written last: an interrupted install is redone
     return venv
