@@ -28,9 +28,6 @@ from tests.chromium import browser  # noqa: F401  (the browser tests' fixture)
 # The fake services alerts go to listen on loopback, which the outgoing-URL policy refuses;
 # set at import, so servers started as subprocesses inherit it.
 os.environ.setdefault("COPLANE_OUTBOUND_ALLOW", "127.0.0.0/8,::1,localhost")
-# The CLI's consoles take their width when made: wide enough that tables are not cut, also in
-# test workers whose output is no terminal (rich's fallback is 80 columns).
-os.environ.setdefault("COLUMNS", "200")
 # FastAPI's test client asks for the host "testserver", which is no loopback name.
 os.environ.setdefault("COPLANE_ALLOWED_HOSTS", "testserver")
 

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from coplane.cli.common import DEFAULT_SERVER, ServerOption, get_json, out, when
+from coplane.cli.common import DEFAULT_SERVER, ServerOption, get_json, out, print_table, when
 
 app = typer.Typer(help="Automations: triggers and actions.", no_args_is_help=True)
 
@@ -29,7 +29,7 @@ def automations_list(
         last = a["decisions"][0] if a["decisions"] else None
         text = f"{when(last['at'])} {last['reason']}" if last else "-"
         table.add_row(escape(a["name"]), a["origin"], str(a["enabled"]), escape(text))
-    out.print(table)
+    print_table(table)
 
 
 @app.command("explain")

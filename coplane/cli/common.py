@@ -13,6 +13,7 @@ import httpx
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.table import Table
 
 from coplane.settings import Settings
 
@@ -29,6 +30,16 @@ DEFAULT_SERVER = "http://127.0.0.1:4200"
 # soft_wrap: an error naming a file or URL must stay on one line, whatever the terminal
 err = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
+PIPED_WIDTH = 10_000  # a table's natural width is narrower: it is printed whole
+
+
+def print_table(table: Table) -> None:
+    """A table on standard output: fitted to a terminal, and whole when piped or redirected
+    (rich's fallback of 80 columns cut cells to '…', lost to grep and files)."""
+    if out.is_terminal:
+        out.print(table)
+    else:  # print(width=) is capped at the console's own width: a console as wide as needed
+        Console(file=out.file, width=PIPED_WIDTH, soft_wrap=True).print(table)
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -9,7 +9,7 @@ import typer
 if TYPE_CHECKING:
     pass
 
-from coplane.cli.common import DEFAULT_SERVER, ServerOption, get_json, out, send_json
+from coplane.cli.common import DEFAULT_SERVER, ServerOption, get_json, out, print_table, send_json
 
 app = typer.Typer(
     help="Concurrency limits flows share across processes and machines.", no_args_is_help=True
@@ -53,7 +53,7 @@ def concurrency_list(
             escape("\n".join(holders)) or "-",
             escape("\n".join(waiters)) or "-",
         )
-    out.print(table)
+    print_table(table)
     out.print(f"{len(limits)} limits")
 
 

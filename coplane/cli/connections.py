@@ -17,6 +17,7 @@ from coplane.cli.common import (
     get_json,
     out,
     pairs,
+    print_table,
     secret_file_or_exit,
     send_json,
     when,
@@ -91,7 +92,7 @@ def connections_list(
             escape(", ".join(c["secret_fields"])) or "-",
             when(c["updated"]),
         )
-    out.print(table)
+    print_table(table)
     out.print(f"{len(found)} connections")
 
 

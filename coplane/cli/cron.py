@@ -17,6 +17,7 @@ from coplane.cli.common import (
     exit_on,
     load_settings,
     out,
+    print_table,
     when,
 )
 
@@ -148,7 +149,7 @@ def cron_keys_list() -> None:
     table = Table("slug", "prefix", "created")
     for k in keys:
         table.add_row(k.slug, k.prefix, when(k.created.isoformat()))
-    out.print(table)
+    print_table(table)
     out.print(f"{len(keys)} ping keys")
 
 

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from coplane.cli.common import DEFAULT_SERVER, ServerOption, err, get_json, out, when
+from coplane.cli.common import DEFAULT_SERVER, ServerOption, err, get_json, out, print_table, when
 
 app = typer.Typer(help="Incidents opened by SLA breaches.", no_args_is_help=True)
 
@@ -42,5 +42,5 @@ def incidents_list(
             escape(i["reason"]),
             escape(alerts) or "-",
         )
-    out.print(table)
+    print_table(table)
     out.print(f"{len(incidents)} incidents")

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from coplane.cli.common import database, err, exit_on, out, when
+from coplane.cli.common import database, err, exit_on, out, print_table, when
 
 app = typer.Typer(help="API keys (used when COPLANE_AUTH=keys).", no_args_is_help=True)
 
@@ -80,7 +80,7 @@ def keys_list() -> None:
             used,
             state,
         )
-    out.print(table)
+    print_table(table)
     out.print(f"{len(keys)} keys")
 
 

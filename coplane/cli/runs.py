@@ -7,7 +7,16 @@ from typing import Annotated, Any
 
 import typer
 
-from coplane.cli.common import DEFAULT_SERVER, ServerOption, err, get_json, out, send_json, when
+from coplane.cli.common import (
+    DEFAULT_SERVER,
+    ServerOption,
+    err,
+    get_json,
+    out,
+    print_table,
+    send_json,
+    when,
+)
 
 # one Typer app, so that other commands about runs join it as `coplane runs ...`
 app = typer.Typer(help="Runs of flows and deployments.", no_args_is_help=True)
@@ -39,7 +48,7 @@ def runs_list(
     for r in runs:
         table.add_row(r["id"], escape(r["deployment"]), r["state"], when(r["due"]),
                       str(r["attempt"]), escape(r["worker"] or "-"))  # fmt: skip
-    out.print(table)
+    print_table(table)
 
 
 @app.command("cancel")

@@ -16,6 +16,7 @@ from coplane.cli.common import (
     get_json,
     load_config_or_exit,
     out,
+    print_table,
     status_text,
     when,
 )
@@ -76,7 +77,7 @@ def slas_backtest(
         for b in result["breaches"]:
             table.add_row(when(b["due"]), when(b["breached_at"]), when(b["resolved_at"]),
                           escape(b["reason"]))  # fmt: skip
-        out.print(table)
+        print_table(table)
         n = len(result["breaches"])
         out.print(f"{sla_name}: {n} breach{'' if n == 1 else 'es'} in {since}, "
                   f"{result['evaluations']} evaluations", highlight=False)  # fmt: skip
@@ -106,5 +107,5 @@ def slas_list(
             when(s.get("last_met")),
             ", ".join(s.get("notify", [])),
         )
-    out.print(table)
+    print_table(table)
     out.print(f"{len(slas)} SLAs")

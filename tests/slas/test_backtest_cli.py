@@ -33,7 +33,6 @@ slas:
 def config(tmp_path: Path, store: Store, db_url: str, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A config file, and a database where wh.orders was updated 10 h and 5 h ago."""
     monkeypatch.setenv("COPLANE_DATABASE_URL", db_url)
-    monkeypatch.setenv("COLUMNS", "200")
     now = datetime.now(UTC).replace(microsecond=0)
     with store.connect() as conn:
         for hours in (10, 5):
