@@ -162,6 +162,23 @@ def test_a_refused_batch_raises_naming_the_field_and_is_not_spooled(
     assert len(stored(server, resource)) == 1000  # the batch before it was stored
 
 
+def test_times_and_ids_in_events_are_sent_as_text_and_other_objects_refused(
+    server: LiveServer, tmp_path: Path
+) -> None:
+    resource = resource_id()
+    at = datetime(2026, 11, 24, 2, 0, tzinfo=UTC)
+    run = uuid.uuid4()
+    event = {"occurred": at, "event": "test.tick", "resource": {"id": resource},
+             "payload": {"run": run, "at": at, "day": at.date()}}  # fmt: skip
+    with CoplaneClient(server.url, spool_dir=tmp_path / "spool") as client:
+        client.send_events([event])
+        with pytest.raises(TypeError, match="an event cannot be sent as JSON"):
+            client.send_events([{**event, "payload": {"lock": threading.Lock()}}])
+    [got] = stored(server, resource)
+    assert got["payload"] == {"run": str(run), "at": "2026-11-24T02:00:00Z", "day": "2026-11-24"}
+    assert datetime.fromisoformat(got["occurred"]) == at
+
+
 def test_a_spooled_batch_the_server_refuses_is_set_aside(
     server: LiveServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
