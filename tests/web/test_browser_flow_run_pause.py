@@ -15,11 +15,12 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, expect
 
 from coplane.auth.keys import create_key
 from coplane.auth.users import create_user
 from coplane.store import open_store
+from tests.chromium import log_in
 from tests.conftest import LiveServer
 from tests.web.test_browser import Watched, shoot
 
@@ -86,14 +87,6 @@ def _api(server: LiveServer, key: str, method: str, path: str, body: Any = None)
     return resp.json()
 
 
-def _log_in(page: Page, server: LiveServer, name: str, then: str) -> None:
-    page.goto(f"{server.url}/login")
-    page.get_by_role("textbox", name="User name").fill(name)
-    page.get_by_role("textbox", name="Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in", exact=True).click()
-    expect(page).not_to_have_url(re.compile("/login"))
-    page.goto(server.url + then)
-
 
 def test_an_editor_resumes_a_deployment_run_from_its_flow_run_page(
     server: tuple[LiveServer, dict[str, str]], browser: Browser, tmp_path: Path
@@ -109,7 +102,7 @@ def test_an_editor_resumes_a_deployment_run_from_its_flow_run_page(
     editor = browser.new_context(viewport={"width": 1280, "height": 900})
     w = Watched(editor.new_page())
     page = w.page
-    _log_in(page, live, "ed", "/deployments/approve")
+    log_in(page, live.url, "ed", PASSWORD, "/deployments/approve")
     page.get_by_role("button", name="Run", exact=True).click()
     expect(page).to_have_url(re.compile(r"/flow-runs/[0-9a-f-]{36}$"))
     run_id = page.url.rsplit("/", 1)[1]
@@ -122,7 +115,7 @@ def test_an_editor_resumes_a_deployment_run_from_its_flow_run_page(
 
     viewer = browser.new_context()
     v = Watched(viewer.new_page())
-    _log_in(v.page, live, "vera", f"/flow-runs/{run_id}")
+    log_in(v.page, live.url, "vera", PASSWORD, f"/flow-runs/{run_id}")
     expect(v.page.locator("#run-pause")).to_contain_text(
         "Only editors and admins can resume this run"
     )

@@ -16,11 +16,12 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, expect
 
 from coplane.auth.keys import create_key
 from coplane.auth.users import create_user
 from coplane.store import open_store
+from tests.chromium import log_in
 from tests.conftest import LiveServer
 from tests.orchestrate.support import wait_for
 from tests.web.test_browser import Watched, shoot
@@ -86,14 +87,6 @@ def _api(server: LiveServer, key: str, path: str) -> Any:
     return resp.json()
 
 
-def _log_in(page: Page, server: LiveServer, name: str, then: str) -> None:
-    page.goto(f"{server.url}/login")
-    page.get_by_role("textbox", name="User name").fill(name)
-    page.get_by_role("textbox", name="Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in", exact=True).click()
-    expect(page).not_to_have_url(re.compile("/login"))
-    page.goto(server.url + then)
-
 
 def test_an_editor_approves_a_paused_run_from_its_page(
     server: tuple[LiveServer, str], browser: Browser, tmp_path: Path
@@ -117,7 +110,7 @@ def test_an_editor_approves_a_paused_run_from_its_page(
 
         viewer = browser.new_context()
         v = Watched(viewer.new_page())
-        _log_in(v.page, live, "vera", page_path)
+        log_in(v.page, live.url, "vera", PASSWORD, page_path)
         section = v.page.locator("#run-pause")
         expect(section).to_contain_text("Only editors and admins can resume this run")
         expect(section.locator("form")).to_have_count(0)
@@ -127,7 +120,7 @@ def test_an_editor_approves_a_paused_run_from_its_page(
         editor = browser.new_context(viewport={"width": 1280, "height": 900})
         w = Watched(editor.new_page())
         page = w.page
-        _log_in(page, live, "ed", page_path)
+        log_in(page, live.url, "ed", PASSWORD, page_path)
         form = page.locator("#run-pause form")
         expect(page.locator("#run-pause")).to_contain_text("Waiting for input: Approval")
         page.get_by_label("approver (required)").fill("ed")
