@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import os
 import signal
@@ -24,6 +25,7 @@ from coplane.client import CoplaneClient
 from coplane.orchestrate.concurrency import (
     ConcurrencyTimeout,
     UnknownConcurrencyLimit,
+    aconcurrency,
     concurrency,
 )
 from tests.conftest import LiveServer
@@ -164,6 +166,37 @@ def test_a_timeout_gives_up_and_leaves_the_queue(live_server: LiveServer) -> Non
             concurrency("warehouse", client=client, occupy=2),
         ):
             pytest.fail("never grantable")
+
+
+def test_a_cancelled_async_waiter_gives_back_a_slot_granted_after(
+    live_server: LiveServer,
+) -> None:
+    """`aconcurrency` waits in a thread: cancelled while it waits, the slot the server grants
+    it later is released at once, not held (and renewed) by nobody."""
+    httpx.put(f"{live_server.url}/api/concurrency/warehouse", json={"limit": 1})
+
+    async def cancelled_while_waiting(waiter_client: CoplaneClient) -> None:
+        async def wait() -> None:
+            async with aconcurrency("warehouse", client=waiter_client, timeout=60):
+                pytest.fail("entered after it was cancelled")
+
+        with CoplaneClient(live_server.url) as client, concurrency("warehouse", client=client):
+            waiter = asyncio.create_task(wait())
+            while not await asyncio.to_thread(lambda: _limit(live_server)["waiters"]):
+                await asyncio.sleep(0.05)
+            waiter.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await waiter
+        # the holder is gone: the waiting thread is granted the slot and must give it back
+
+    with CoplaneClient(live_server.url) as waiter_client:
+        asyncio.run(cancelled_while_waiting(waiter_client))
+        _wait_for(lambda: _queued_is(live_server, 0), "the granted slot given back", 20)
+        with (
+            CoplaneClient(live_server.url) as client,
+            concurrency("warehouse", client=client, timeout=5),
+        ):
+            assert len(_limit(live_server)["holders"]) == 1  # the slot is free to take again
 
 
 def test_without_a_server_the_block_runs_unlimited(monkeypatch: pytest.MonkeyPatch) -> None:
